@@ -1,0 +1,824 @@
+//! The transaction table: matches messages to transactions, drives their
+//! state machines and timers, and queues what the I/O layer must send.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::client::{CancelRequest, ClientTx, Delivery};
+use crate::config::TableConfig;
+use crate::event::{
+    Absorbed, CancelOutcome, ClientState, ClientTxId, Incoming, ServerState, ServerTxId,
+    TransactionError, Transmit, TxEvent, TxId, TxRef,
+};
+use crate::key::{self, KeyRule};
+use crate::message::{MessageError, Peer, SipMessage, StartLine};
+use crate::output::Output;
+use crate::server::{AckDelivery, ServerTx};
+use crate::shard::ShardRouter;
+use crate::timer::{DeadlineQueue, Timer, TimerSet};
+
+/// Counters for metrics. All are totals since the table was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Server transactions created.
+    pub server_created: u64,
+    /// Client transactions created.
+    pub client_created: u64,
+    /// Messages absorbed inside the layer (retransmissions, hop-by-hop ACKs).
+    pub absorbed: u64,
+    /// Responses that matched no client transaction.
+    pub stray_responses: u64,
+    /// Requests refused because the table was full.
+    pub refused: u64,
+    /// Messages without the fields transactions are matched on.
+    pub malformed: u64,
+    /// Transactions that timed out ([`TxEvent::Timeout`]).
+    pub timeouts: u64,
+    /// Transport errors reported by the I/O layer.
+    pub transport_errors: u64,
+}
+
+#[derive(Debug)]
+enum Tx<M> {
+    Client(ClientTx<M>),
+    Server(ServerTx<M>),
+}
+
+impl<M> Tx<M> {
+    fn id(&self, r: TxRef) -> TxId {
+        match self {
+            Tx::Client(_) => TxId::Client(ClientTxId(r)),
+            Tx::Server(_) => TxId::Server(ServerTxId(r)),
+        }
+    }
+
+    fn timers(&self) -> &TimerSet {
+        match self {
+            Tx::Client(c) => &c.timers,
+            Tx::Server(s) => &s.timers,
+        }
+    }
+
+    fn timers_mut(&mut self) -> &mut TimerSet {
+        match self {
+            Tx::Client(c) => &mut c.timers,
+            Tx::Server(s) => &mut s.timers,
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Tx::Client(c) => c.state == ClientState::Terminated,
+            Tx::Server(s) => s.state == ServerState::Terminated,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot<M> {
+    generation: u32,
+    tx: Option<Tx<M>>,
+}
+
+/// A transaction table: one shard of the transaction layer.
+///
+/// Sans-IO and single-threaded: the I/O layer feeds it received messages
+/// ([`handle_incoming`](Self::handle_incoming)), the transaction user's
+/// requests and responses ([`send_request`](Self::send_request),
+/// [`send_response`](Self::send_response)) and the time
+/// ([`handle_timeout`](Self::handle_timeout) at
+/// [`poll_timeout`](Self::poll_timeout)), and drains
+/// [`poll_transmit`](Self::poll_transmit) and [`poll_event`](Self::poll_event)
+/// after each call. The table never reads a clock: every `now` comes from
+/// the caller and must not go backwards.
+///
+/// For several shards, give each its index and a clone of one
+/// [`ShardRouter`] ([`TransactionTable::with_shard`]) and route each received
+/// message to `router.shard_of(&msg.info()?)`; or use
+/// [`ShardedTable`](crate::ShardedTable), which does that for one owner.
+#[derive(Debug)]
+pub struct TransactionTable<M> {
+    config: TableConfig,
+    shard: u32,
+    router: ShardRouter,
+    slots: Vec<Slot<M>>,
+    free: Vec<u32>,
+    server_index: HashMap<Arc<[u8]>, u32, RandomState>,
+    client_index: HashMap<Arc<[u8]>, u32, RandomState>,
+    deadlines: DeadlineQueue,
+    transmits: VecDeque<Transmit<M>>,
+    events: VecDeque<TxEvent>,
+    scratch: Vec<u8>,
+    stats: TableStats,
+    server_count: usize,
+    client_count: usize,
+}
+
+/// What a received request is, for the transaction layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Invite,
+    Ack,
+    Cancel,
+    Other,
+}
+
+impl RequestKind {
+    fn of(method: &str) -> Self {
+        match method {
+            "INVITE" => Self::Invite,
+            "ACK" => Self::Ack,
+            "CANCEL" => Self::Cancel,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl<M: SipMessage> TransactionTable<M> {
+    /// A table that is the only shard.
+    #[must_use]
+    pub fn new(config: TableConfig) -> Self {
+        Self::with_shard(config, ShardRouter::new(1), 0)
+    }
+
+    /// Shard `index` of the shards `router` routes over.
+    #[must_use]
+    pub fn with_shard(config: TableConfig, router: ShardRouter, index: usize) -> Self {
+        Self {
+            config,
+            shard: u32::try_from(index).unwrap_or(u32::MAX),
+            router,
+            slots: Vec::new(),
+            free: Vec::new(),
+            server_index: HashMap::with_hasher(RandomState::new()),
+            client_index: HashMap::with_hasher(RandomState::new()),
+            deadlines: DeadlineQueue::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::with_capacity(256),
+            stats: TableStats::default(),
+            server_count: 0,
+            client_count: 0,
+        }
+    }
+
+    /// Handles a message received from `from`.
+    ///
+    /// Requests are matched to server transactions (RFC 3261 §17.2.3),
+    /// responses to client transactions (§17.1.3). See [`Incoming`] for the
+    /// outcomes; retransmissions the layer answers are queued for
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_incoming(&mut self, now: Instant, msg: M, from: Peer) -> Incoming<M> {
+        let info = match msg.info() {
+            Ok(info) => info,
+            Err(error) => return self.malformed(msg, error),
+        };
+        match info.start {
+            StartLine::Response { status } => {
+                if !(100..=699).contains(&status) {
+                    return self.malformed(msg, MessageError::MalformedStartLine);
+                }
+                let Some(branch) = info.via.branch else {
+                    self.stats.stray_responses += 1;
+                    return Incoming::Stray(msg);
+                };
+                key::client_key(&mut self.scratch, branch, info.cseq.method);
+                self.incoming_response(now, status, msg)
+            }
+            StartLine::Request { method, .. } => {
+                if info.cseq.method != method {
+                    return self.malformed(msg, MessageError::CSeqMethodMismatch);
+                }
+                let kind = RequestKind::of(method);
+                match kind {
+                    RequestKind::Ack => {
+                        let rule =
+                            key::server_key(&mut self.scratch, &info, key::server_method(method));
+                        let to_tag_ok = |tx: &ServerTx<M>| {
+                            rule != Some(KeyRule::Rfc2543)
+                                || tx.final_to_tag.as_deref() == info.to_tag
+                        };
+                        let found = self
+                            .lookup_server()
+                            .filter(|r| self.server(*r).is_some_and(to_tag_ok));
+                        self.incoming_ack(now, found, msg)
+                    }
+                    _ => {
+                        let rule = key::server_key(&mut self.scratch, &info, method);
+                        if let Some(r) = self.lookup_server() {
+                            return self.incoming_retransmission(now, r);
+                        }
+                        let cancels = if kind == RequestKind::Cancel {
+                            // §9.2: match as if the CANCEL were the INVITE.
+                            let key: Arc<[u8]> = Arc::from(self.scratch.as_slice());
+                            key::server_key(&mut self.scratch, &info, "INVITE");
+                            let invite = self.lookup_server().map(ServerTxId);
+                            self.scratch.clear();
+                            self.scratch.extend_from_slice(&key);
+                            Some(invite)
+                        } else {
+                            None
+                        };
+                        let rule = rule.unwrap_or(KeyRule::Rfc3261);
+                        self.incoming_new_request(now, msg, from, kind, rule, cancels)
+                    }
+                }
+            }
+        }
+    }
+
+    fn malformed(&mut self, message: M, error: MessageError) -> Incoming<M> {
+        self.stats.malformed += 1;
+        Incoming::Malformed { message, error }
+    }
+
+    /// Looks up the server transaction keyed by the scratch buffer.
+    fn lookup_server(&self) -> Option<TxRef> {
+        let slot = *self.server_index.get(self.scratch.as_slice())?;
+        Some(self.tx_ref(slot))
+    }
+
+    fn tx_ref(&self, slot: u32) -> TxRef {
+        let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
+        TxRef {
+            shard: self.shard,
+            slot,
+            generation,
+        }
+    }
+
+    fn server(&self, r: TxRef) -> Option<&ServerTx<M>> {
+        match self.live(r)? {
+            Tx::Server(s) => Some(s),
+            Tx::Client(_) => None,
+        }
+    }
+
+    fn client(&self, r: TxRef) -> Option<&ClientTx<M>> {
+        match self.live(r)? {
+            Tx::Client(c) => Some(c),
+            Tx::Server(_) => None,
+        }
+    }
+
+    fn live(&self, r: TxRef) -> Option<&Tx<M>> {
+        if r.shard != self.shard {
+            return None;
+        }
+        let slot = self.slots.get(r.slot as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.tx.as_ref()
+    }
+
+    fn incoming_response(&mut self, now: Instant, status: u16, msg: M) -> Incoming<M> {
+        let Some(&slot) = self.client_index.get(self.scratch.as_slice()) else {
+            self.stats.stray_responses += 1;
+            return Incoming::Stray(msg);
+        };
+        let r = self.tx_ref(slot);
+        let result = self.drive(now, r, |tx, out| {
+            let Tx::Client(c) = tx else {
+                return (Delivery::Absorbed(Absorbed::LateResponse), None);
+            };
+            let delivery = c.on_response(status, &msg, out);
+            let cancel = match c.cancel {
+                CancelRequest::Pending if c.cancellable_now() => {
+                    c.cancel = CancelRequest::Sent;
+                    Some((c.request.build_cancel(), c.dest))
+                }
+                CancelRequest::Pending if c.state != ClientState::Calling => {
+                    c.cancel = CancelRequest::None;
+                    None
+                }
+                _ => None,
+            };
+            (delivery, cancel)
+        });
+        let Some((delivery, cancel)) = result else {
+            self.stats.stray_responses += 1;
+            return Incoming::Stray(msg);
+        };
+        if let Some((cancel, dest)) = cancel
+            && let Ok(id) = self.start_client(now, cancel, dest, true)
+        {
+            self.events.push_back(TxEvent::CancelSent {
+                invite: ClientTxId(r),
+                cancel: id,
+            });
+        }
+        match delivery {
+            Delivery::ToTu => Incoming::Response {
+                id: ClientTxId(r),
+                response: msg,
+            },
+            Delivery::Absorbed(reason) => self.absorbed(reason),
+        }
+    }
+
+    fn absorbed(&mut self, reason: Absorbed) -> Incoming<M> {
+        self.stats.absorbed += 1;
+        Incoming::Absorbed(reason)
+    }
+
+    fn incoming_ack(&mut self, now: Instant, found: Option<TxRef>, msg: M) -> Incoming<M> {
+        let delivery = found.and_then(|r| {
+            self.drive(now, r, |tx, out| match tx {
+                Tx::Server(s) if s.invite => s.on_ack(out),
+                _ => AckDelivery::Absorbed(Absorbed::EarlyAck),
+            })
+        });
+        match (delivery, found) {
+            (Some(AckDelivery::ToTu), Some(r)) => Incoming::Ack {
+                request: msg,
+                invite: Some(ServerTxId(r)),
+            },
+            (Some(AckDelivery::Absorbed(reason)), _) => self.absorbed(reason),
+            _ => Incoming::Ack {
+                request: msg,
+                invite: None,
+            },
+        }
+    }
+
+    fn incoming_retransmission(&mut self, now: Instant, r: TxRef) -> Incoming<M> {
+        let reason = self
+            .drive(now, r, |tx, out| match tx {
+                Tx::Server(s) => s.on_retransmission(out),
+                Tx::Client(_) => Absorbed::RequestRetransmission,
+            })
+            .unwrap_or(Absorbed::RequestRetransmission);
+        self.absorbed(reason)
+    }
+
+    fn incoming_new_request(
+        &mut self,
+        now: Instant,
+        msg: M,
+        from: Peer,
+        kind: RequestKind,
+        rule: KeyRule,
+        cancels: Option<Option<ServerTxId>>,
+    ) -> Incoming<M> {
+        if self.is_full() {
+            self.stats.refused += 1;
+            return Incoming::Refused { request: msg };
+        }
+        let key: Arc<[u8]> = Arc::from(self.scratch.as_slice());
+        let invite = kind == RequestKind::Invite;
+        let request = msg.clone();
+        let r = self.insert(now, true, |out| {
+            Tx::Server(ServerTx::start(
+                request,
+                invite,
+                from,
+                Arc::clone(&key),
+                rule,
+                out,
+            ))
+        });
+        self.server_index.insert(key, r.slot);
+        self.server_count += 1;
+        self.stats.server_created += 1;
+        self.settle(r);
+        let id = ServerTxId(r);
+        match cancels {
+            Some(invite) => Incoming::Cancel {
+                id,
+                invite,
+                request: msg,
+            },
+            None => Incoming::Request { id, request: msg },
+        }
+    }
+
+    /// Starts a client transaction for `request` (any method but ACK) and
+    /// sends it to `dest`; responses arrive as [`Incoming::Response`].
+    ///
+    /// The request's top Via must carry the branch to match responses by,
+    /// and with several shards that branch must route to this shard (make
+    /// it with [`ShardRouter::branch`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError`] if the message is not a request with a branch,
+    /// is an ACK, belongs to another shard, duplicates a live client
+    /// transaction, or the table is full.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: M,
+        dest: Peer,
+    ) -> Result<ClientTxId, TransactionError> {
+        self.start_client(now, request, dest, false)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        msg: M,
+        dest: Peer,
+        bypass_limit: bool,
+    ) -> Result<ClientTxId, TransactionError> {
+        let info = msg.info()?;
+        let StartLine::Request { method, .. } = info.start else {
+            return Err(TransactionError::NotARequest);
+        };
+        if method == "ACK" {
+            return Err(TransactionError::AckNotATransaction);
+        }
+        let branch = info.via.branch.ok_or(TransactionError::MissingBranch)?;
+        let expected = self.router.client_shard(branch);
+        if u32::try_from(expected).ok() != Some(self.shard) {
+            return Err(TransactionError::WrongShard { expected });
+        }
+        if !bypass_limit && self.is_full() {
+            return Err(TransactionError::TableFull);
+        }
+        key::client_key(&mut self.scratch, branch, info.cseq.method);
+        if self.client_index.contains_key(self.scratch.as_slice()) {
+            return Err(TransactionError::DuplicateTransaction);
+        }
+        let invite = method == "INVITE";
+        let key: Arc<[u8]> = Arc::from(self.scratch.as_slice());
+        let r = self.insert(now, false, |out| {
+            Tx::Client(ClientTx::start(msg, invite, dest, Arc::clone(&key), out))
+        });
+        self.client_index.insert(key, r.slot);
+        self.client_count += 1;
+        self.stats.client_created += 1;
+        self.settle(r);
+        Ok(ClientTxId(r))
+    }
+
+    /// Sends `response` on server transaction `id`: provisional responses
+    /// any number of times before the final one, one final response, and
+    /// (RFC 6026) 2xx retransmissions while the INVITE transaction is
+    /// Accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError::UnknownTransaction`] for a terminated
+    /// transaction, [`TransactionError::InvalidState`] for a response the
+    /// state does not allow, and errors for a message that is not a valid
+    /// response.
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        id: ServerTxId,
+        response: M,
+    ) -> Result<(), TransactionError> {
+        let info = response.info()?;
+        let status = info.status().ok_or(TransactionError::NotAResponse)?;
+        if !(100..=699).contains(&status) {
+            return Err(TransactionError::InvalidStatus(status));
+        }
+        let tx = self
+            .server(id.0)
+            .ok_or(TransactionError::UnknownTransaction)?;
+        let to_tag = if tx.rule == KeyRule::Rfc2543 && status >= 200 {
+            info.to_tag.map(Box::<str>::from)
+        } else {
+            None
+        };
+        self.drive(now, id.0, |tx, out| match tx {
+            Tx::Server(s) => {
+                s.send_response(status, response, out)?;
+                if status >= 200 && s.rule == KeyRule::Rfc2543 {
+                    s.final_to_tag = to_tag;
+                }
+                Ok(())
+            }
+            Tx::Client(_) => Err(TransactionError::UnknownTransaction),
+        })
+        .unwrap_or(Err(TransactionError::UnknownTransaction))
+    }
+
+    /// Asks for a CANCEL of INVITE client transaction `id` (RFC 3261 §9.1),
+    /// e.g. when a proxy's Timer C fires after a provisional response or
+    /// another branch answered. The CANCEL is its own client transaction to
+    /// the INVITE's destination; it is not counted against the table limit.
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError::NotCancellable`] if `id` is not an INVITE client
+    /// transaction still waiting for a final response, or was already
+    /// cancelled; [`TransactionError::UnknownTransaction`] if it terminated.
+    pub fn cancel_client(
+        &mut self,
+        now: Instant,
+        id: ClientTxId,
+    ) -> Result<CancelOutcome, TransactionError> {
+        let step = self
+            .drive(now, id.0, |tx, _| match tx {
+                Tx::Client(c) if c.invite && c.cancel == CancelRequest::None => match c.state {
+                    ClientState::Calling => {
+                        c.cancel = CancelRequest::Pending;
+                        Ok(None)
+                    }
+                    ClientState::Proceeding => {
+                        c.cancel = CancelRequest::Sent;
+                        Ok(Some((c.request.build_cancel(), c.dest)))
+                    }
+                    _ => Err(TransactionError::NotCancellable),
+                },
+                Tx::Client(c) if c.invite && c.cancel == CancelRequest::Pending => Ok(None),
+                _ => Err(TransactionError::NotCancellable),
+            })
+            .ok_or(TransactionError::UnknownTransaction)??;
+        match step {
+            None => Ok(CancelOutcome::Pending),
+            Some((cancel, dest)) => self
+                .start_client(now, cancel, dest, true)
+                .map(CancelOutcome::Sent),
+        }
+    }
+
+    /// The I/O layer could not send a message of transaction `id`
+    /// (RFC 3261 §17.1.4, §17.2.4): reports [`TxEvent::TransportError`] and
+    /// terminates the transaction (except an INVITE server transaction in
+    /// the Accepted state, whose 2xx reliability is the TU's).
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError::UnknownTransaction`] if `id` is not live.
+    pub fn transport_error(&mut self, now: Instant, id: TxId) -> Result<(), TransactionError> {
+        self.stats.transport_errors += 1;
+        self.drive(now, id.tx_ref(), |tx, out| match tx {
+            Tx::Client(c) => c.on_transport_error(out),
+            Tx::Server(s) => s.on_transport_error(out),
+        })
+        .ok_or(TransactionError::UnknownTransaction)
+    }
+
+    /// Destroys transaction `id` at once, without sending anything (e.g. a
+    /// proxy abandoning an INVITE client transaction without a provisional
+    /// response when its Timer C fires, RFC 3261 §16.8). Reports
+    /// [`TxEvent::Terminated`].
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError::UnknownTransaction`] if `id` is not live.
+    pub fn terminate(&mut self, now: Instant, id: TxId) -> Result<(), TransactionError> {
+        self.drive(now, id.tx_ref(), |tx, _| match tx {
+            Tx::Client(c) => c.terminate(),
+            Tx::Server(s) => s.terminate(),
+        })
+        .ok_or(TransactionError::UnknownTransaction)
+    }
+
+    /// Fires every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&due) = self.deadlines.peek() {
+            if due.at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let r = TxRef {
+                shard: self.shard,
+                slot: due.slot,
+                generation: due.generation,
+            };
+            self.drive(now, r, |tx, out| {
+                if tx.timers_mut().take(due.timer, due.at) {
+                    match tx {
+                        Tx::Client(c) => c.on_timer(due.timer, out),
+                        Tx::Server(s) => s.on_timer(due.timer, out),
+                    }
+                }
+            });
+        }
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) must be
+    /// called, or `None` when no timer runs. Amortised O(1): cancelled
+    /// timers are skipped lazily.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&due) = self.deadlines.peek() {
+            if self.is_armed(due.slot, due.generation, due.timer, due.at) {
+                return Some(due.at);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<M>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    /// Number of live transactions (a metric).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.server_count + self.client_count
+    }
+
+    /// Whether the table holds no transaction.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of live server transactions.
+    #[must_use]
+    pub fn server_len(&self) -> usize {
+        self.server_count
+    }
+
+    /// Number of live client transactions.
+    #[must_use]
+    pub fn client_len(&self) -> usize {
+        self.client_count
+    }
+
+    /// The most transactions the table holds.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.config.max_transactions
+    }
+
+    /// This table's shard index.
+    #[must_use]
+    pub fn shard_index(&self) -> usize {
+        self.shard as usize
+    }
+
+    /// The router this shard belongs to.
+    #[must_use]
+    pub fn router(&self) -> &ShardRouter {
+        &self.router
+    }
+
+    /// Counters since creation.
+    #[must_use]
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// The state of server transaction `id`, or `None` once terminated.
+    #[must_use]
+    pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
+        self.server(id.0).map(|s| s.state)
+    }
+
+    /// The state of client transaction `id`, or `None` once terminated.
+    #[must_use]
+    pub fn client_state(&self, id: ClientTxId) -> Option<ClientState> {
+        self.client(id.0).map(|c| c.state)
+    }
+
+    /// The request that created transaction `id`.
+    #[must_use]
+    pub fn request(&self, id: TxId) -> Option<&M> {
+        match self.live(id.tx_ref())? {
+            Tx::Client(c) => Some(&c.request),
+            Tx::Server(s) => Some(&s.request),
+        }
+    }
+
+    /// When `timer` of transaction `id` fires, if it is running.
+    #[must_use]
+    pub fn deadline(&self, id: TxId, timer: Timer) -> Option<Instant> {
+        self.live(id.tx_ref())?.timers().deadline(timer)
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() >= self.config.max_transactions
+    }
+
+    fn is_armed(&self, slot: u32, generation: u32, timer: Timer, at: Instant) -> bool {
+        self.slots
+            .get(slot as usize)
+            .filter(|s| s.generation == generation)
+            .and_then(|s| s.tx.as_ref())
+            .is_some_and(|tx| tx.timers().is_armed(timer, at))
+    }
+
+    /// Allocates a slot and builds the transaction in it. The caller
+    /// indexes the key and calls [`settle`](Self::settle).
+    fn insert(
+        &mut self,
+        now: Instant,
+        server: bool,
+        make: impl FnOnce(&mut Output<'_, M>) -> Tx<M>,
+    ) -> TxRef {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    tx: None,
+                });
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let r = self.tx_ref(slot);
+        let id = if server {
+            TxId::Server(ServerTxId(r))
+        } else {
+            TxId::Client(ClientTxId(r))
+        };
+        let mut out = Output {
+            now,
+            config: &self.config.timers,
+            id,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+            timeouts: &mut self.stats.timeouts,
+        };
+        let tx = make(&mut out);
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.tx = Some(tx);
+        }
+        r
+    }
+
+    /// Runs `f` on live transaction `r`, then queues its new timers and
+    /// destroys it if it terminated. `None` if `r` is not live.
+    fn drive<R>(
+        &mut self,
+        now: Instant,
+        r: TxRef,
+        f: impl FnOnce(&mut Tx<M>, &mut Output<'_, M>) -> R,
+    ) -> Option<R> {
+        if r.shard != self.shard {
+            return None;
+        }
+        let slot = self.slots.get_mut(r.slot as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        let tx = slot.tx.as_mut()?;
+        let mut out = Output {
+            now,
+            config: &self.config.timers,
+            id: tx.id(r),
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+            timeouts: &mut self.stats.timeouts,
+        };
+        let result = f(tx, &mut out);
+        self.settle(r);
+        Some(result)
+    }
+
+    /// Queues transaction `r`'s newly started timers, or destroys it if it
+    /// terminated.
+    fn settle(&mut self, r: TxRef) {
+        let Some(slot) = self.slots.get_mut(r.slot as usize) else {
+            return;
+        };
+        let Some(tx) = slot.tx.as_mut() else {
+            return;
+        };
+        if !tx.is_terminated() {
+            for (timer, at) in tx.timers_mut().drain_started() {
+                self.deadlines.push(at, r.slot, r.generation, timer);
+            }
+            return;
+        }
+        let id = tx.id(r);
+        if let Some(tx) = slot.tx.take() {
+            match tx {
+                Tx::Client(c) => {
+                    self.client_index.remove(&c.key);
+                    self.client_count -= 1;
+                }
+                Tx::Server(s) => {
+                    self.server_index.remove(&s.key);
+                    self.server_count -= 1;
+                }
+            }
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(r.slot);
+        self.events.push_back(TxEvent::Terminated { id });
+        self.compact_deadlines();
+    }
+
+    /// Drops cancelled deadlines once they outnumber live transactions'
+    /// timers by far, so lazy deletion cannot grow the queue without bound.
+    fn compact_deadlines(&mut self) {
+        let live = self.len();
+        if self.deadlines.len() <= 1024 + 8 * live {
+            return;
+        }
+        let slots = &self.slots;
+        self.deadlines.retain(|d| {
+            slots
+                .get(d.slot as usize)
+                .filter(|s| s.generation == d.generation)
+                .and_then(|s| s.tx.as_ref())
+                .is_some_and(|tx| tx.timers().is_armed(d.timer, d.at))
+        });
+    }
+}

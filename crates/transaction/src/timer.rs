@@ -1,0 +1,258 @@
+//! Transaction timers: the per-transaction timer set and the table's
+//! deadline queue (a binary heap with lazy deletion).
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// A transaction timer (RFC 3261 §17 Table 4, RFC 6026), plus the two the
+/// layer adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// INVITE request retransmit (client, unreliable transports).
+    A,
+    /// INVITE client transaction timeout.
+    B,
+    /// Wait time for response retransmits (INVITE client, Completed).
+    D,
+    /// Non-INVITE request retransmit (client, unreliable transports).
+    E,
+    /// Non-INVITE client transaction timeout.
+    F,
+    /// INVITE final response retransmit (server, unreliable transports).
+    G,
+    /// Wait time for the ACK (INVITE server, Completed).
+    H,
+    /// Wait time for ACK retransmits (INVITE server, Confirmed).
+    I,
+    /// Wait time for request retransmits (non-INVITE server, Completed).
+    J,
+    /// Wait time for response retransmits (non-INVITE client, Completed).
+    K,
+    /// RFC 6026: wait time for INVITE retransmits (server, Accepted).
+    L,
+    /// RFC 6026: wait time for 2xx retransmits (client, Accepted).
+    M,
+    /// Send 100 (Trying) if the transaction user has not responded
+    /// (RFC 3261 §17.2.1).
+    Trying,
+    /// The layer's safety net: the longest a transaction waits for a final
+    /// response (see [`TimerConfig`](crate::TimerConfig)).
+    Lifetime,
+}
+
+/// How many timers a transaction can have running at once.
+pub(crate) const SLOTS: usize = 5;
+
+impl Timer {
+    /// Timers that can never run at the same time share a slot.
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Timer::A | Timer::E | Timer::G => 0,
+            Timer::B | Timer::F | Timer::H => 1,
+            Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M => 2,
+            Timer::Trying => 3,
+            Timer::Lifetime => 4,
+        }
+    }
+}
+
+/// The timers one transaction has running. Changes are marked dirty so the
+/// table pushes only new deadlines onto its queue.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimerSet {
+    slots: [Option<(Timer, Instant)>; SLOTS],
+    dirty: u8,
+}
+
+impl TimerSet {
+    /// Starts (or restarts) `timer` to fire at `at`.
+    pub(crate) fn start(&mut self, timer: Timer, at: Instant) {
+        let slot = timer.slot();
+        if let Some(entry) = self.slots.get_mut(slot) {
+            *entry = Some((timer, at));
+            self.dirty |= 1 << slot;
+        }
+    }
+
+    /// Stops `timer` if it is running.
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        if let Some(entry) = self.slots.get_mut(timer.slot())
+            && matches!(entry, Some((t, _)) if *t == timer)
+        {
+            *entry = None;
+        }
+    }
+
+    /// Stops every timer.
+    pub(crate) fn stop_all(&mut self) {
+        self.slots = [None; SLOTS];
+        self.dirty = 0;
+    }
+
+    /// Whether `timer` is running with deadline `at` (a queue entry for it
+    /// is still valid).
+    pub(crate) fn is_armed(&self, timer: Timer, at: Instant) -> bool {
+        self.slots.get(timer.slot()).copied().flatten() == Some((timer, at))
+    }
+
+    /// Disarms `timer` if it is armed at `at`; returns whether it was.
+    pub(crate) fn take(&mut self, timer: Timer, at: Instant) -> bool {
+        if self.is_armed(timer, at) {
+            if let Some(entry) = self.slots.get_mut(timer.slot()) {
+                *entry = None;
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The deadline of `timer`, if it is running.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match self.slots.get(timer.slot()).copied().flatten() {
+            Some((t, at)) if t == timer => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Returns the newly started timers since the last call and clears the
+    /// dirty marks.
+    pub(crate) fn drain_started(&mut self) -> impl Iterator<Item = (Timer, Instant)> + use<> {
+        let dirty = self.dirty;
+        self.dirty = 0;
+        let slots = self.slots;
+        (0..SLOTS).filter_map(move |i| {
+            if dirty & (1 << i) != 0 {
+                slots.get(i).copied().flatten()
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// One pending deadline in the table's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    seq: u64,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) timer: Timer,
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A min-heap of deadlines with lazy deletion: stopping a timer leaves its
+/// entry in the heap, and the owner checks validity when the entry surfaces
+/// (see [`TimerSet::is_armed`]). Equal deadlines pop in insertion order.
+#[derive(Debug, Default)]
+pub(crate) struct DeadlineQueue {
+    heap: BinaryHeap<Reverse<Deadline>>,
+    seq: u64,
+}
+
+impl DeadlineQueue {
+    pub(crate) fn push(&mut self, at: Instant, slot: u32, generation: u32, timer: Timer) {
+        self.seq = self.seq.wrapping_add(1);
+        self.heap.push(Reverse(Deadline {
+            at,
+            seq: self.seq,
+            slot,
+            generation,
+            timer,
+        }));
+    }
+
+    /// The earliest entry, valid or not.
+    pub(crate) fn peek(&self) -> Option<&Deadline> {
+        self.heap.peek().map(|Reverse(d)| d)
+    }
+
+    /// Removes the earliest entry.
+    pub(crate) fn pop(&mut self) -> Option<Deadline> {
+        self.heap.pop().map(|Reverse(d)| d)
+    }
+
+    /// Number of entries, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drops every entry for which `keep` is false.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Deadline) -> bool) {
+        self.heap.retain(|Reverse(d)| keep(d));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timers_that_coexist_use_distinct_slots() {
+        // Every pair that RFC 3261 runs at the same time must not share a slot.
+        let together = [
+            (Timer::A, Timer::B),
+            (Timer::E, Timer::F),
+            (Timer::G, Timer::H),
+            (Timer::Trying, Timer::Lifetime),
+            (Timer::A, Timer::Lifetime),
+            (Timer::D, Timer::Lifetime),
+        ];
+        for (a, b) in together {
+            assert_ne!(a.slot(), b.slot(), "{a:?} and {b:?}");
+        }
+    }
+
+    #[test]
+    fn restarting_a_timer_invalidates_the_old_deadline() {
+        let t0 = Instant::now();
+        let mut set = TimerSet::default();
+        set.start(Timer::A, t0);
+        assert!(set.is_armed(Timer::A, t0));
+        set.start(Timer::A, t0 + Duration::from_secs(1));
+        assert!(!set.is_armed(Timer::A, t0));
+        assert_eq!(set.deadline(Timer::A), Some(t0 + Duration::from_secs(1)));
+        set.stop(Timer::E); // another timer of the slot: no effect
+        assert!(set.deadline(Timer::A).is_some());
+        set.stop(Timer::A);
+        assert_eq!(set.deadline(Timer::A), None);
+    }
+
+    #[test]
+    fn drain_started_reports_each_change_once() {
+        let t0 = Instant::now();
+        let mut set = TimerSet::default();
+        set.start(Timer::A, t0);
+        set.start(Timer::B, t0);
+        assert_eq!(set.drain_started().count(), 2);
+        assert_eq!(set.drain_started().count(), 0);
+        assert!(set.take(Timer::A, t0));
+        assert!(!set.take(Timer::A, t0));
+    }
+
+    #[test]
+    fn queue_pops_in_deadline_then_insertion_order() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::default();
+        q.push(t0 + Duration::from_secs(2), 0, 0, Timer::B);
+        q.push(t0, 1, 0, Timer::A);
+        q.push(t0, 2, 0, Timer::E);
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop()).map(|d| d.slot).collect();
+        assert_eq!(order, [1, 2, 0]);
+    }
+}
