@@ -1,0 +1,221 @@
+//! The called side of the `call` scenario: answers INVITE with 100/180/200, retransmits the
+//! 200 until the ACK arrives (RFC 3261 §13.3.1.4: T1 doubling up to T2, give up after
+//! 64·T1), and answers BYE with 200. Dialog state is indexed by the caller's slot number,
+//! which the generator writes into the Call-ID, so no lookup table is needed. No I/O.
+
+use crate::message::{Message, StartLine};
+use crate::outbox::{Leg, Outbox};
+use crate::response::{ResponseSpec, write_response};
+use crate::stats::Counters;
+use crate::timers::Timers;
+use crate::uac::{REQUEST_MAX, Timing, parse_call_id};
+use crate::writer::{Writer, WriterFull};
+
+/// Configuration of the called side.
+#[derive(Debug, Clone, Copy)]
+pub struct UasConfig {
+    /// Number of dialogs that can be tracked (the caller's slot count).
+    pub slots: u32,
+    /// Timer values.
+    pub timing: Timing,
+    /// Send 100 Trying before 180 and 200.
+    pub send_trying: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Idle,
+    Answered,
+    Confirmed,
+}
+
+#[derive(Debug, Default)]
+struct Dialog {
+    flow: u32,
+    state: State,
+    retrans_us: u64,
+    response: Vec<u8>,
+    response_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    Retransmit,
+    AckTimeout,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TimerRef {
+    slot: u32,
+    flow: u32,
+    kind: TimerKind,
+}
+
+/// The called side.
+#[derive(Debug)]
+pub struct Uas {
+    cfg: UasConfig,
+    dialogs: Vec<Dialog>,
+    timers: Timers<TimerRef>,
+    /// Called-side counters (the `uas_*` fields).
+    pub counters: Counters,
+}
+
+impl Uas {
+    /// A called side with room for `cfg.slots` dialogs.
+    pub fn new(cfg: UasConfig) -> Uas {
+        let dialogs = (0..cfg.slots.max(1)).map(|_| Dialog::default()).collect();
+        Uas {
+            cfg,
+            dialogs,
+            timers: Timers::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Earliest timer deadline (µs).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.next_deadline()
+    }
+
+    /// Handles one request received on the called side's socket.
+    pub fn on_request(&mut self, now_us: u64, m: &Message<'_>, out: &mut Outbox) {
+        let StartLine::Request { method, uri } = m.start else {
+            return;
+        };
+        let dialog = parse_call_id(m.call_id);
+        // The tag is derived from the Call-ID, so 180, 200 and retransmissions agree.
+        let tag = m.call_id.get(..19).unwrap_or(b"uas");
+        match method {
+            b"INVITE" => {
+                self.counters.uas_requests[0] += 1;
+                if let Some((slot, flow)) = dialog
+                    && let Some(d) = self.dialogs.get(slot as usize)
+                    && d.flow == flow
+                    && d.state != State::Idle
+                {
+                    self.counters.uas_duplicate_invites += 1;
+                    if d.state == State::Answered {
+                        out.push_bytes(Leg::Uas, &d.response[..d.response_len]);
+                    }
+                    return;
+                }
+                if self.cfg.send_trying {
+                    let spec = spec(100, b"Trying", b"", false, None);
+                    let _ = out.push(Leg::Uas, |b| respond(b, m, &spec));
+                }
+                let ringing = spec(180, b"Ringing", tag, true, Some(uri));
+                let _ = out.push(Leg::Uas, |b| respond(b, m, &ringing));
+                let ok = spec(200, b"OK", tag, true, Some(uri));
+                let Some((slot, flow)) = dialog else {
+                    let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
+                    return;
+                };
+                let Some(d) = self.dialogs.get_mut(slot as usize) else {
+                    let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
+                    return;
+                };
+                if d.response.len() < REQUEST_MAX {
+                    d.response.resize(REQUEST_MAX, 0);
+                }
+                let Ok(n) = respond(&mut d.response, m, &ok) else {
+                    return;
+                };
+                d.response_len = n;
+                d.flow = flow;
+                d.state = State::Answered;
+                d.retrans_us = self.cfg.timing.t1_us;
+                out.push_bytes(Leg::Uas, &d.response[..n]);
+                let r = TimerRef {
+                    slot,
+                    flow,
+                    kind: TimerKind::Retransmit,
+                };
+                self.timers.arm(now_us, self.cfg.timing.t1_us, r);
+                self.timers.arm(
+                    now_us,
+                    self.cfg.timing.timeout_us,
+                    TimerRef {
+                        kind: TimerKind::AckTimeout,
+                        ..r
+                    },
+                );
+            }
+            b"ACK" => {
+                self.counters.uas_requests[1] += 1;
+                if let Some((slot, flow)) = dialog
+                    && let Some(d) = self.dialogs.get_mut(slot as usize)
+                    && d.flow == flow
+                    && d.state == State::Answered
+                {
+                    d.state = State::Confirmed;
+                }
+            }
+            b"BYE" => {
+                self.counters.uas_requests[2] += 1;
+                if let Some((slot, flow)) = dialog
+                    && let Some(d) = self.dialogs.get_mut(slot as usize)
+                    && d.flow == flow
+                {
+                    d.state = State::Idle;
+                }
+                let ok = spec(200, b"OK", tag, false, None);
+                let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
+            }
+            _ => {
+                self.counters.uas_requests[3] += 1;
+                let ok = spec(200, b"OK", tag, false, None);
+                let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
+            }
+        }
+    }
+
+    /// Fires due timers: 2xx retransmissions and ACK timeouts.
+    pub fn on_timers(&mut self, now_us: u64, out: &mut Outbox) {
+        let t2 = self.cfg.timing.t2_us;
+        while let Some(a) = self.timers.pop_due(now_us) {
+            let r = a.payload;
+            let Some(d) = self.dialogs.get_mut(r.slot as usize) else {
+                continue;
+            };
+            if d.flow != r.flow || d.state != State::Answered {
+                continue;
+            }
+            match r.kind {
+                TimerKind::Retransmit => {
+                    out.push_bytes(Leg::Uas, &d.response[..d.response_len]);
+                    self.counters.uas_retransmissions += 1;
+                    d.retrans_us = d.retrans_us.saturating_mul(2).min(t2);
+                    self.timers.arm(now_us, d.retrans_us, r);
+                }
+                TimerKind::AckTimeout => {
+                    self.counters.uas_ack_timeouts += 1;
+                    d.state = State::Idle;
+                }
+            }
+        }
+    }
+}
+
+fn spec<'a>(
+    code: u16,
+    reason: &'a [u8],
+    to_tag: &'a [u8],
+    copy_record_route: bool,
+    contact: Option<&'a [u8]>,
+) -> ResponseSpec<'a> {
+    ResponseSpec {
+        code,
+        reason,
+        to_tag,
+        copy_record_route,
+        contact,
+    }
+}
+
+fn respond(buf: &mut [u8], m: &Message<'_>, spec: &ResponseSpec<'_>) -> Result<usize, WriterFull> {
+    let mut w = Writer::new(buf);
+    write_response(&mut w, m, spec)?;
+    Ok(w.len())
+}
