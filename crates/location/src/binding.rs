@@ -1,0 +1,202 @@
+//! The values a registrar hands to the store (already parsed) and the
+//! bindings the store hands back.
+
+use std::net::SocketAddr;
+
+use crate::time::Timestamp;
+use crate::uri::ContactKey;
+
+/// Longest User-Agent kept with a binding; longer values are truncated.
+pub const USER_AGENT_MAX: usize = 128;
+/// Longest string field accepted (contact, Call-ID, path element, params).
+pub const FIELD_MAX: usize = 4096;
+
+/// The transport a REGISTER arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+    /// SIP over TLS.
+    Tls,
+    /// SIP over WebSocket (RFC 7118).
+    Ws,
+    /// SIP over secure WebSocket.
+    Wss,
+}
+
+impl Transport {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Tls => 2,
+            Transport::Ws => 3,
+            Transport::Wss => 4,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Transport::Udp,
+            1 => Transport::Tcp,
+            2 => Transport::Tls,
+            3 => Transport::Ws,
+            4 => Transport::Wss,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name as used in a Via header / `transport=` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+}
+
+/// Where a REGISTER came from: needed to reach a client behind NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source {
+    /// Transport of the received request.
+    pub transport: Transport,
+    /// Remote (client or edge) address and port the request came from.
+    pub remote: SocketAddr,
+    /// Local listener address that received it.
+    pub local: SocketAddr,
+}
+
+/// One registered contact of an address-of-record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Contact URI exactly as sent (byte-exact, without angle brackets).
+    pub contact: String,
+    /// Absolute expiry time.
+    pub expires: Timestamp,
+    /// Preference, 0..=1000 (per-mille of the Contact `q` parameter).
+    pub q: u16,
+    /// Call-ID of the REGISTER that last wrote this binding.
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    /// Transport and addresses the REGISTER came from.
+    pub source: Source,
+    /// Path header URIs (RFC 3327), raw, in order.
+    pub path: Vec<String>,
+    /// `+sip.instance` value (RFC 5626), raw, e.g. `"<urn:uuid:...>"`.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626).
+    pub reg_id: Option<u32>,
+    /// Other Contact header parameters, raw (e.g. `;expires=60;foo=bar`).
+    pub params: String,
+    /// User-Agent header, truncated to [`USER_AGENT_MAX`] bytes.
+    pub user_agent: Option<String>,
+    /// When this binding was last written (registration time).
+    pub registered_at: Timestamp,
+    /// The registrar judged the client to be behind NAT.
+    pub nat: bool,
+}
+
+impl Binding {
+    /// Stable identity of the binding inside its AOR (used for matching and
+    /// replication): instance + reg-id for RFC 5626 clients, otherwise the
+    /// RFC 3261 §19.1.4 canonical form of the contact URI.
+    pub fn key(&self) -> String {
+        binding_key(&self.contact, self.instance.as_deref(), self.reg_id)
+    }
+
+    /// Seconds left until expiry at `now` (for the 200 OK `expires` param).
+    pub fn expires_in(&self, now: Timestamp) -> u64 {
+        self.expires.secs_after(now)
+    }
+
+    /// `true` while `now` is before the expiry.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires > now
+    }
+
+    /// Does this binding match a contact of a new REGISTER (§10.3 step 7,
+    /// RFC 5626 §6)?
+    pub(crate) fn matches(&self, contact: &ContactKey, instance: Option<&str>, reg_id: Option<u32>) -> bool {
+        match (self.instance.as_deref(), instance) {
+            (Some(mine), Some(theirs)) => mine == theirs && self.reg_id == reg_id,
+            _ => ContactKey::parse(&self.contact) == *contact,
+        }
+    }
+}
+
+pub(crate) fn binding_key(contact: &str, instance: Option<&str>, reg_id: Option<u32>) -> String {
+    match instance {
+        Some(inst) => match reg_id {
+            Some(id) => format!("i:{inst};{id}"),
+            None => format!("i:{inst}"),
+        },
+        None => format!("u:{}", ContactKey::parse(contact).canonical()),
+    }
+}
+
+/// One Contact of a REGISTER, as the registrar parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    /// Contact URI exactly as sent (without angle brackets).
+    pub uri: String,
+    /// Effective expires in seconds, already clamped by the registrar;
+    /// 0 removes the binding.
+    pub expires: u32,
+    /// Preference 0..=1000 (per-mille); values above 1000 are refused.
+    pub q: u16,
+    /// `+sip.instance` parameter value, raw.
+    pub instance: Option<String>,
+    /// `reg-id` parameter.
+    pub reg_id: Option<u32>,
+    /// Other Contact parameters, raw.
+    pub params: String,
+}
+
+impl ContactUpdate {
+    /// A contact with default q (1000 would be `q=1.0`; the registrar picks
+    /// the default, this uses 1000) and no extra parameters.
+    pub fn new(uri: impl Into<String>, expires: u32) -> Self {
+        Self {
+            uri: uri.into(),
+            expires,
+            q: 1000,
+            instance: None,
+            reg_id: None,
+            params: String::new(),
+        }
+    }
+}
+
+/// What a REGISTER asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contacts {
+    /// Add, refresh or (expires 0) remove these contacts.
+    List(Vec<ContactUpdate>),
+    /// `Contact: *` with `Expires: 0`: remove every binding.
+    RemoveAll,
+}
+
+/// One REGISTER, reduced to what the location store needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// Call-ID of the REGISTER.
+    pub call_id: String,
+    /// CSeq number of the REGISTER.
+    pub cseq: u32,
+    /// Where it came from.
+    pub source: Source,
+    /// Path header URIs (RFC 3327), raw, in order.
+    pub path: Vec<String>,
+    /// User-Agent header (truncated by the store).
+    pub user_agent: Option<String>,
+    /// The registrar judged the client to be behind NAT.
+    pub nat: bool,
+    /// The contacts, or `*`.
+    pub contacts: Contacts,
+}
