@@ -1,1 +1,305 @@
-//! Placeholder: filled in by its issue.
+//! The media relay's forwarding plane.
+//!
+//! Streams (one bound UDP socket each: an RTP or an RTCP port) are handed to
+//! worker threads; all streams of one session go to the same worker, so a
+//! packet is received and re-sent by one thread without locks. Each worker
+//! runs an epoll loop; a readable socket is drained with one `recvmmsg` of up
+//! to [`BATCH`] datagrams and the batch leaves through its sink socket with
+//! one `sendmmsg`, straight from the receive buffers (no allocation, no copy).
+//!
+//! Per packet a worker: classifies RTP/RTCP (short or non-RTP datagrams are
+//! dropped and counted as errors), applies the source policy (latching,
+//! strict source), counts packets/bytes/last-packet time, parses RTCP SR/RR
+//! report blocks for loss and jitter, and forwards. The IP TOS/DSCP byte is a
+//! socket option set when a stream is configured, so every packet sent
+//! carries it.
+//!
+//! The control plane drives workers through [`Dataplane::send`] with
+//! [`StreamCommand`]s (a channel per worker plus an eventfd wake-up) and
+//! reads [`StreamCounters`] (atomics written only by the owning worker).
+
+mod rtp;
+mod worker;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+pub use rtp::{PacketClass, ReportBlock, classify, first_report_block};
+
+/// Datagrams per `recvmmsg`/`sendmmsg`.
+pub const BATCH: usize = 32;
+
+/// Identifies a stream; chosen by the control plane, unique per relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey(pub u64);
+
+/// Whether the port carries RTP or RTCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// RTP port (also accepts RTCP multiplexed on it).
+    Rtp,
+    /// RTCP port.
+    Rtcp,
+}
+
+/// How the destination follows the source of received packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latching {
+    /// Never: always send to the configured endpoint.
+    Off,
+    /// The first packet's source becomes the endpoint (symmetric RTP).
+    Once,
+    /// Every change of source moves the endpoint (`media handover`).
+    Always,
+}
+
+/// Forwarding configuration of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Where packets sent out of this stream's socket go (from the SDP).
+    pub endpoint: Option<SocketAddr>,
+    /// Source policy.
+    pub latching: Latching,
+    /// Drop packets not coming from the (latched or configured) endpoint.
+    pub strict_source: bool,
+    /// Stream whose socket forwards RTP received here.
+    pub sink_rtp: Option<StreamKey>,
+    /// Stream whose socket forwards RTCP received here.
+    pub sink_rtcp: Option<StreamKey>,
+    /// IP TOS byte for packets sent from this socket.
+    pub tos: u8,
+}
+
+/// Counters of one stream, written by its worker, read by anyone.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Packets received and accepted.
+    pub packets: AtomicU64,
+    /// Bytes received and accepted.
+    pub bytes: AtomicU64,
+    /// Packets dropped: invalid, wrong source, send failure.
+    pub errors: AtomicU64,
+    /// Wall-clock time of the last accepted packet, ms since the epoch (0 = never).
+    pub last_packet_ms: AtomicU64,
+    /// Packets forwarded out of this stream's socket.
+    pub sent: AtomicU64,
+    /// Last RTCP report block seen here: fraction lost.
+    pub rtcp_fraction_lost: AtomicU32,
+    /// Last RTCP report block seen here: cumulative lost.
+    pub rtcp_packets_lost: AtomicI64,
+    /// Last RTCP report block seen here: jitter.
+    pub rtcp_jitter: AtomicU32,
+    /// An RTCP report block has been seen.
+    pub rtcp_seen: AtomicBool,
+    /// The endpoint learnt by latching (set rarely, on a latch event).
+    pub latched: Mutex<Option<SocketAddr>>,
+}
+
+impl StreamCounters {
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_packet_ms: self.last_packet_ms.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            rtcp: self.rtcp_seen.load(Ordering::Relaxed).then(|| ReportBlock {
+                ssrc: 0,
+                fraction_lost: self.rtcp_fraction_lost.load(Ordering::Relaxed) as u8,
+                packets_lost: self.rtcp_packets_lost.load(Ordering::Relaxed) as i32,
+                jitter: self.rtcp_jitter.load(Ordering::Relaxed),
+            }),
+            latched: self.latched.lock().ok().and_then(|g| *g),
+        }
+    }
+}
+
+/// Plain copy of [`StreamCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Packets received and accepted.
+    pub packets: u64,
+    /// Bytes received and accepted.
+    pub bytes: u64,
+    /// Packets dropped.
+    pub errors: u64,
+    /// Last accepted packet, ms since the epoch (0 = never).
+    pub last_packet_ms: u64,
+    /// Packets forwarded out of this socket.
+    pub sent: u64,
+    /// Last RTCP report block (SSRC not kept).
+    pub rtcp: Option<ReportBlock>,
+    /// Latched endpoint.
+    pub latched: Option<SocketAddr>,
+}
+
+/// Commands from the control plane to a worker.
+#[derive(Debug)]
+pub enum StreamCommand {
+    /// Start serving a bound socket.
+    Add {
+        /// The stream's key.
+        key: StreamKey,
+        /// Bound socket (made non-blocking by the worker).
+        socket: UdpSocket,
+        /// RTP or RTCP port.
+        kind: StreamKind,
+        /// Shared counters.
+        counters: Arc<StreamCounters>,
+        /// Initial configuration.
+        config: StreamConfig,
+    },
+    /// Change a stream's configuration; a changed endpoint resets latching.
+    Configure {
+        /// The stream's key.
+        key: StreamKey,
+        /// New configuration.
+        config: StreamConfig,
+    },
+    /// Stop serving and close the socket.
+    Remove {
+        /// The stream's key.
+        key: StreamKey,
+    },
+}
+
+/// Failures of the forwarding plane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// Creating epoll/eventfd or spawning a thread failed.
+    #[error("starting relay worker: {0}")]
+    Start(#[source] std::io::Error),
+    /// The worker index is out of range.
+    #[error("no relay worker {0}")]
+    NoWorker(usize),
+    /// The worker has stopped.
+    #[error("relay worker {0} has stopped")]
+    WorkerGone(usize),
+}
+
+/// Data-plane settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Worker threads (at least 1). Pin the process with `taskset` to
+    /// choose cores.
+    pub workers: usize,
+}
+
+struct WorkerHandle {
+    tx: mpsc::Sender<StreamCommand>,
+    wake: Arc<nix::sys::eventfd::EventFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Running forwarding workers.
+pub struct Dataplane {
+    workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl Dataplane {
+    /// Starts `config.workers` worker threads.
+    pub fn start(config: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let wake = Arc::new(
+                nix::sys::eventfd::EventFd::from_flags(
+                    nix::sys::eventfd::EfdFlags::EFD_NONBLOCK
+                        | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+                )
+                .map_err(|e| DataplaneError::Start(e.into()))?,
+            );
+            // The batch headers hold raw pointers (not Send): build the
+            // worker on its own thread and report how that went.
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let (wake2, stop2) = (wake.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("relay-worker-{i}"))
+                .spawn(move || match worker::Worker::new(i, rx, wake2, stop2) {
+                    Ok(mut w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w.run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })
+                .map_err(DataplaneError::Start)?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(DataplaneError::Start(e)),
+                Err(_) => {
+                    return Err(DataplaneError::Start(std::io::Error::other(
+                        "worker thread exited during start",
+                    )));
+                }
+            }
+            workers.push(WorkerHandle {
+                tx,
+                wake,
+                thread: Some(thread),
+            });
+        }
+        Ok(Dataplane { workers, stop })
+    }
+
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Queues a command for worker `worker` and wakes it.
+    pub fn send(&self, worker: usize, cmd: StreamCommand) -> Result<(), DataplaneError> {
+        let w = self
+            .workers
+            .get(worker)
+            .ok_or(DataplaneError::NoWorker(worker))?;
+        w.tx.send(cmd)
+            .map_err(|_| DataplaneError::WorkerGone(worker))?;
+        let _ = w.wake.write(1);
+        Ok(())
+    }
+
+    /// Stops all workers and waits for them (sockets are closed).
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for w in &self.workers {
+            let _ = w.wake.write(1);
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,218 @@
+//! Forwarding over real loopback sockets: latching, strict source, invalid
+//! packets, RTCP report parsing and the TOS byte on sent packets.
+
+use std::io::IoSliceMut;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use voxline_relay_dataplane::*;
+
+fn bind() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p.resize(172, 0xd5);
+    p
+}
+
+fn recv_with_tos(sock: &UdpSocket) -> (Vec<u8>, SocketAddr, Option<u8>) {
+    let mut buf = [0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(u8);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut tos = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::Ipv4Tos(t) = c {
+            tos = Some(t);
+        }
+    }
+    let addr = msg.address.unwrap();
+    let sa = SocketAddr::from(std::net::SocketAddrV4::from(
+        *addr.as_sockaddr_in().unwrap(),
+    ));
+    let n = msg.bytes;
+    (buf[..n].to_vec(), sa, tos)
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < end, "condition not reached in 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn forwards_both_ways_with_latching_tos_and_counters() {
+    let dp = Dataplane::start(DataplaneConfig { workers: 2 }).unwrap();
+    let (port_a, port_b) = (bind(), bind());
+    let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
+    let (client_a, client_b) = (bind(), bind());
+    for c in [&client_a, &client_b] {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        setsockopt(c, sockopt::IpRecvTos, &true).unwrap();
+    }
+    let (ca, cb) = (
+        Arc::new(StreamCounters::default()),
+        Arc::new(StreamCounters::default()),
+    );
+    let (ka, kb) = (StreamKey(1), StreamKey(2));
+    // A's advertised endpoint is wrong (as behind NAT); latching fixes it.
+    let cfg_a = StreamConfig {
+        endpoint: Some("127.0.0.1:9".parse().unwrap()),
+        latching: Latching::Once,
+        strict_source: false,
+        sink_rtp: Some(kb),
+        sink_rtcp: Some(kb),
+        tos: 184,
+    };
+    let cfg_b = StreamConfig {
+        endpoint: Some(client_b.local_addr().unwrap()),
+        latching: Latching::Off,
+        strict_source: true,
+        sink_rtp: Some(ka),
+        sink_rtcp: Some(ka),
+        tos: 184,
+    };
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: ka,
+            socket: port_a,
+            kind: StreamKind::Rtp,
+            counters: ca.clone(),
+            config: cfg_a,
+        },
+    )
+    .unwrap();
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: kb,
+            socket: port_b,
+            kind: StreamKind::Rtp,
+            counters: cb.clone(),
+            config: cfg_b,
+        },
+    )
+    .unwrap();
+
+    // A → relay → B, sent from B's port with TOS 184.
+    client_a.send_to(&rtp(1), addr_a).unwrap();
+    let (data, from, tos) = recv_with_tos(&client_b);
+    assert_eq!(data, rtp(1));
+    assert_eq!(from, addr_b);
+    assert_eq!(tos, Some(184));
+    // B → relay → A at its latched address (not the advertised :9).
+    client_b.send_to(&rtp(2), addr_b).unwrap();
+    let (data, from, tos) = recv_with_tos(&client_a);
+    assert_eq!(data, rtp(2));
+    assert_eq!(from, addr_a);
+    assert_eq!(tos, Some(184));
+    assert_eq!(ca.snapshot().latched, Some(client_a.local_addr().unwrap()));
+
+    // Strict source on B: a stranger is dropped and counted.
+    let stranger = bind();
+    stranger.send_to(&rtp(3), addr_b).unwrap();
+    // Invalid packets on A are dropped and counted.
+    client_a.send_to(b"short", addr_a).unwrap();
+    client_a.send_to(&[0u8; 40], addr_a).unwrap();
+    wait_for(|| cb.snapshot().errors == 1 && ca.snapshot().errors == 2);
+
+    // RTCP multiplexed on the RTP port: parsed and forwarded.
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 7];
+    rr.extend_from_slice(&((10u32 << 24) | 42).to_be_bytes());
+    rr.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0]);
+    client_b.send_to(&rr, addr_b).unwrap();
+    let (data, _, _) = recv_with_tos(&client_a);
+    assert_eq!(data, rr);
+    let snap = cb.snapshot();
+    let report = snap.rtcp.unwrap();
+    assert_eq!(
+        (report.fraction_lost, report.packets_lost, report.jitter),
+        (10, 42, 99)
+    );
+    assert_eq!(ca.snapshot().packets, 1);
+    assert_eq!(snap.packets, 2);
+    assert_eq!(snap.bytes, 172 + 32);
+    assert!(snap.last_packet_ms > 0);
+
+    // Removing a stream stops forwarding into it.
+    dp.send(0, StreamCommand::Remove { key: ka }).unwrap();
+    client_b.send_to(&rtp(4), addr_b).unwrap();
+    wait_for(|| cb.snapshot().packets == 3);
+    client_a
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        client_a.recv_from(&mut buf).is_err(),
+        "nothing may arrive after removal"
+    );
+    dp.shutdown();
+}
+
+#[test]
+fn media_handover_follows_new_source() {
+    let dp = Dataplane::start(DataplaneConfig { workers: 1 }).unwrap();
+    let (port_a, port_b) = (bind(), bind());
+    let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
+    let (a1, a2, b) = (bind(), bind(), bind());
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    a2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (ka, kb) = (StreamKey(10), StreamKey(11));
+    let ca = Arc::new(StreamCounters::default());
+    let mk = |endpoint, latching, sink| StreamConfig {
+        endpoint,
+        latching,
+        strict_source: false,
+        sink_rtp: Some(sink),
+        sink_rtcp: Some(sink),
+        tos: 0,
+    };
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: ka,
+            socket: port_a,
+            kind: StreamKind::Rtp,
+            counters: ca.clone(),
+            config: mk(None, Latching::Always, kb),
+        },
+    )
+    .unwrap();
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: kb,
+            socket: port_b,
+            kind: StreamKind::Rtp,
+            counters: Arc::default(),
+            config: mk(Some(b.local_addr().unwrap()), Latching::Off, ka),
+        },
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    a1.send_to(&rtp(1), addr_a).unwrap();
+    b.recv_from(&mut buf).unwrap();
+    a2.send_to(&rtp(2), addr_a).unwrap();
+    b.recv_from(&mut buf).unwrap();
+    b.send_to(&rtp(3), addr_b).unwrap();
+    let (n, from) = a2.recv_from(&mut buf).unwrap();
+    assert_eq!((n, from), (172, addr_a));
+    assert_eq!(ca.snapshot().latched, Some(a2.local_addr().unwrap()));
+}
