@@ -219,3 +219,104 @@ fn respond(buf: &mut [u8], m: &Message<'_>, spec: &ResponseSpec<'_>) -> Result<u
     write_response(&mut w, m, spec)?;
     Ok(w.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::parse;
+
+    const INVITE: &[u8] = b"INVITE sip:c00000001@127.0.0.1:40001 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK00000002.0000000005.0001;rport=40000\r\n\
+Record-Route: <sip:127.0.0.1:5060;lr>\r\n\
+From: <sip:u00000001@localhost>;tag=00000002.0000000005\r\n\
+To: <sip:c00000001@localhost>\r\n\
+Call-ID: 00000002.0000000005.00abcdef@loadgen\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+
+    fn uas() -> Uas {
+        Uas::new(UasConfig {
+            slots: 8,
+            timing: Timing::default(),
+            send_trying: true,
+        })
+    }
+
+    fn take(out: &mut Outbox) -> Vec<Vec<u8>> {
+        let v = out.iter().map(|(_, b)| b.to_vec()).collect();
+        out.clear();
+        v
+    }
+
+    fn request(method: &str) -> Vec<u8> {
+        let s = std::str::from_utf8(INVITE).unwrap();
+        s.replace("INVITE sip", &format!("{method} sip"))
+            .replace("CSeq: 1 INVITE", &format!("CSeq: 1 {method}"))
+            .replace(
+                "To: <sip:c00000001@localhost>",
+                "To: <sip:c00000001@localhost>;tag=00000002.0000000005",
+            )
+            .into_bytes()
+    }
+
+    #[test]
+    fn answers_invite_and_retransmits_200_until_ack() {
+        let mut u = uas();
+        let mut out = Outbox::new();
+        u.on_request(0, &parse(INVITE).unwrap(), &mut out);
+        let r = take(&mut out);
+        let codes: Vec<u16> = r
+            .iter()
+            .map(|b| parse(b).unwrap().status().unwrap())
+            .collect();
+        assert_eq!(codes, vec![100, 180, 200]);
+        let ok = parse(&r[2]).unwrap();
+        assert_eq!(ok.via_lines.len(), 2);
+        assert_eq!(ok.record_routes.len(), 1);
+        assert_eq!(ok.contact_uri, b"sip:c00000001@127.0.0.1:40001");
+        assert_eq!(ok.to_tag, b"00000002.0000000005");
+        assert_eq!(parse(&r[1]).unwrap().to_tag, ok.to_tag);
+        // INVITE retransmission: the 200 again, no new processing.
+        u.on_request(10, &parse(INVITE).unwrap(), &mut out);
+        assert_eq!(take(&mut out), vec![r[2].clone()]);
+        assert_eq!(u.counters.uas_duplicate_invites, 1);
+        // No ACK: 200 retransmitted at T1.
+        u.on_timers(500_000, &mut out);
+        assert_eq!(take(&mut out), vec![r[2].clone()]);
+        assert_eq!(u.counters.uas_retransmissions, 1);
+        // ACK stops it.
+        u.on_request(600_000, &parse(&request("ACK")).unwrap(), &mut out);
+        u.on_timers(2_000_000, &mut out);
+        assert!(out.is_empty());
+        // BYE gets 200 with the dialog's tag kept.
+        u.on_request(2_000_001, &parse(&request("BYE")).unwrap(), &mut out);
+        let bye_ok = take(&mut out);
+        let m = parse(&bye_ok[0]).unwrap();
+        assert_eq!(m.status(), Some(200));
+        assert_eq!(m.cseq_method, b"BYE");
+        assert_eq!(u.counters.uas_requests, [2, 1, 1, 0]);
+    }
+
+    #[test]
+    fn gives_up_without_ack() {
+        let mut u = uas();
+        let mut out = Outbox::new();
+        u.on_request(0, &parse(INVITE).unwrap(), &mut out);
+        out.clear();
+        u.on_timers(40_000_000, &mut out);
+        u.on_timers(40_000_001, &mut out);
+        assert_eq!(u.counters.uas_ack_timeouts, 1);
+    }
+
+    #[test]
+    fn unknown_call_id_is_answered_statelessly() {
+        let mut u = uas();
+        let mut out = Outbox::new();
+        let s = std::str::from_utf8(INVITE)
+            .unwrap()
+            .replace("00000002.0000000005.00abcdef@loadgen", "foreign");
+        u.on_request(0, &parse(s.as_bytes()).unwrap(), &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(u.next_deadline().is_none());
+    }
+}
