@@ -1,0 +1,539 @@
+//! The subscriber store: one code path over SQLite, PostgreSQL and MySQL
+//! (a small enum over the three sqlx pools), with a short-TTL read cache in
+//! front of lookups.
+
+mod cache;
+mod sql;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use sql::Dialect;
+
+use crate::config::{AuthConfig, redact_url};
+use crate::digest::{Algorithm, Ha1, StoredCredentials};
+use crate::error::{AuthError, StoreFailure};
+use cache::{Cached, CredentialCache};
+use sql::{Statements, migrator, statements};
+
+/// How a store behaves; [`StoreOptions::from`] an [`AuthConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Time one operation may take (connection included) before it fails
+    /// with [`AuthError::StoreUnavailable`].
+    pub timeout: Duration,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long lookups are cached (zero: no cache).
+    pub cache_ttl: Duration,
+    /// How many lookups are cached.
+    pub cache_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions::from(&AuthConfig::default())
+    }
+}
+
+impl From<&AuthConfig> for StoreOptions {
+    fn from(config: &AuthConfig) -> StoreOptions {
+        StoreOptions {
+            timeout: config.db_timeout(),
+            max_connections: config.db_max_connections.max(1),
+            cache_ttl: config.cache_ttl(),
+            cache_size: config.cache_size,
+        }
+    }
+}
+
+/// A provisioned subscriber as listed (no credentials).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscriber {
+    /// The user part (case-sensitive).
+    pub username: String,
+    /// The domain, lowercase.
+    pub domain: String,
+    /// When it was added.
+    pub created_at: SystemTime,
+    /// When its password was last set.
+    pub updated_at: SystemTime,
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has.
+macro_rules! with_pool {
+    ($pool_enum:expr, |$pool:ident| $body:expr) => {
+        match $pool_enum {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+            Pool::MySql($pool) => $body,
+        }
+    };
+}
+
+/// Splits `user@domain` (an optional `sip:` prefix is ignored) for the CLI.
+pub fn parse_address(address: &str) -> Result<(&str, &str), AuthError> {
+    let bare = address.strip_prefix("sip:").unwrap_or(address);
+    match bare.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && !domain.is_empty() => Ok((user, domain)),
+        _ => Err(AuthError::InvalidAddress(address.to_string())),
+    }
+}
+
+fn validate_username(username: &str) -> Result<(), AuthError> {
+    let ok = !username.is_empty()
+        && username.chars().count() <= 64
+        && !username
+            .chars()
+            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidUsername(username.to_string()))
+    }
+}
+
+fn normalize_domain(domain: &str) -> Result<String, AuthError> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && !domain
+            .chars()
+            .any(|c| matches!(c, '@' | '/' | '"' | '\\') || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(domain.to_ascii_lowercase())
+    } else {
+        Err(AuthError::InvalidDomain(domain.to_string()))
+    }
+}
+
+fn lower(domain: &str) -> Cow<'_, str> {
+    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(domain.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(domain)
+    }
+}
+
+fn unix_secs(now: SystemTime) -> i64 {
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_unix_secs(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// Subscribers and their HA1 values in SQL.
+pub struct SubscriberStore {
+    pool: Pool,
+    dialect: Dialect,
+    sql: &'static Statements,
+    cache: Option<CredentialCache>,
+    timeout: Duration,
+    started: Instant,
+    /// Seconds since `started` of the last outage warning (rate limit).
+    last_warning: AtomicU64,
+}
+
+impl std::fmt::Debug for SubscriberStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberStore")
+            .field("dialect", &self.dialect)
+            .field("timeout", &self.timeout)
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubscriberStore {
+    /// Opens (and migrates) the database at `url` with default options:
+    /// `sqlite://path/voxline.db` (file and directory created if missing,
+    /// WAL mode), `postgres://user:pass@host/db` or `mysql://user:pass@host/db`.
+    pub async fn open(url: &str) -> Result<SubscriberStore, AuthError> {
+        SubscriberStore::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// Opens the database the config names (or `<data_dir>/voxline.db`).
+    pub async fn from_config(
+        config: &AuthConfig,
+        data_dir: &Path,
+    ) -> Result<SubscriberStore, AuthError> {
+        SubscriberStore::open_with(&config.database_url(data_dir), &StoreOptions::from(config))
+            .await
+    }
+
+    /// Opens (and migrates) the database at `url`.
+    pub async fn open_with(
+        url: &str,
+        options: &StoreOptions,
+    ) -> Result<SubscriberStore, AuthError> {
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| AuthError::UnsupportedDatabaseUrl(redact_url(url)))?;
+        let timeout = options.timeout;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(AuthError::Open)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(timeout.max(Duration::from_secs(5)));
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                if !in_memory
+                    && let Some(parent) = connect.get_filename().parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| AuthError::Open(sqlx::Error::Io(e)))?;
+                }
+                let mut pool = SqlitePoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(timeout);
+                if in_memory {
+                    // The database lives only as long as a connection does.
+                    pool = pool
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                Pool::Sqlite(pool.connect_with(connect).await.map_err(AuthError::Open)?)
+            }
+            Dialect::Postgres => {
+                let connect = PgConnectOptions::from_str(url).map_err(AuthError::Open)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(AuthError::Open)?;
+                Pool::Postgres(pool)
+            }
+            Dialect::MySql => {
+                let connect = MySqlConnectOptions::from_str(url).map_err(AuthError::Open)?;
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(AuthError::Open)?;
+                Pool::MySql(pool)
+            }
+        };
+        let migrator = migrator(dialect);
+        with_pool!(&pool, |p| migrator.run(p).await).map_err(AuthError::Migration)?;
+        let cache = (!options.cache_ttl.is_zero() && options.cache_size > 0)
+            .then(|| CredentialCache::new(options.cache_ttl, options.cache_size));
+        tracing::debug!(dialect = dialect.name(), url = %redact_url(url), "subscriber store open");
+        Ok(SubscriberStore {
+            pool,
+            dialect,
+            sql: statements(dialect),
+            cache,
+            timeout,
+            started: Instant::now(),
+            last_warning: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        with_pool!(&self.pool, |p| p.close().await);
+    }
+
+    async fn run<T>(
+        &self,
+        operation: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreFailure> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreFailure::Database(e)),
+            Err(_) => Err(StoreFailure::Timeout(self.timeout)),
+        }
+    }
+
+    /// Counts the outage and logs it (at most once a second).
+    fn unavailable(&self, operation: &'static str, failure: StoreFailure) -> AuthError {
+        metrics::counter!("voxline_auth_store_unavailable_total", "operation" => operation)
+            .increment(1);
+        let second = self.started.elapsed().as_secs();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if last != second
+            && self
+                .last_warning
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dialect = self.dialect.name(),
+                operation,
+                error = %failure,
+                "subscriber store unavailable"
+            );
+        }
+        AuthError::StoreUnavailable(failure)
+    }
+
+    /// The stored credentials of `username@domain` (username
+    /// case-sensitive, domain not), `None` if there is no such subscriber.
+    /// Served from the cache when fresh; misses are cached too.
+    pub async fn lookup(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> Result<Option<StoredCredentials>, AuthError> {
+        let domain = lower(domain);
+        if let Some(cache) = &self.cache {
+            if let Cached::Hit(value) = cache.get(username, &domain, Instant::now()) {
+                metrics::counter!("voxline_auth_cache_hits_total").increment(1);
+                return Ok(value);
+            }
+            metrics::counter!("voxline_auth_cache_misses_total").increment(1);
+        }
+        let query = self.sql.lookup;
+        let row: Option<(String, String)> = self
+            .run(async {
+                with_pool!(&self.pool, |p| {
+                    sqlx::query_as(query)
+                        .bind(username)
+                        .bind(domain.as_ref())
+                        .fetch_optional(p)
+                        .await
+                })
+            })
+            .await
+            .map_err(|f| self.unavailable("lookup", f))?;
+        let value = match row {
+            None => None,
+            Some((md5, sha256)) => {
+                let corrupt = || AuthError::CorruptCredentials {
+                    username: username.to_string(),
+                    domain: domain.to_string(),
+                };
+                Some(StoredCredentials {
+                    md5: Ha1::from_hex(Algorithm::Md5, &md5).ok_or_else(corrupt)?,
+                    sha256: Ha1::from_hex(Algorithm::Sha256, &sha256).ok_or_else(corrupt)?,
+                })
+            }
+        };
+        if let Some(cache) = &self.cache {
+            cache.insert(username, &domain, value, Instant::now());
+        }
+        Ok(value)
+    }
+
+    /// Adds a subscriber; fails with [`AuthError::SubscriberExists`] if
+    /// `username@domain` is already provisioned. Only HA1 values are stored.
+    pub async fn add(&self, username: &str, domain: &str, password: &str) -> Result<(), AuthError> {
+        validate_username(username)?;
+        let domain = normalize_domain(domain)?;
+        if password.is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
+        let credentials = StoredCredentials::from_password(username, &domain, password);
+        let now = unix_secs(SystemTime::now());
+        let query = self.sql.insert;
+        let result = self
+            .run(async {
+                with_pool!(&self.pool, |p| {
+                    sqlx::query(query)
+                        .bind(username)
+                        .bind(domain.as_str())
+                        .bind(credentials.md5.as_hex())
+                        .bind(credentials.sha256.as_hex())
+                        .bind(now)
+                        .bind(now)
+                        .execute(p)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .await;
+        self.invalidate(username, &domain);
+        match result {
+            Ok(()) => Ok(()),
+            Err(StoreFailure::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                Err(AuthError::SubscriberExists {
+                    username: username.to_string(),
+                    domain,
+                })
+            }
+            Err(failure) => Err(self.unavailable("add", failure)),
+        }
+    }
+
+    /// Removes a subscriber; [`AuthError::SubscriberNotFound`] if absent.
+    pub async fn remove(&self, username: &str, domain: &str) -> Result<(), AuthError> {
+        let domain = lower(domain);
+        let query = self.sql.delete;
+        let affected = self
+            .run(async {
+                with_pool!(&self.pool, |p| {
+                    sqlx::query(query)
+                        .bind(username)
+                        .bind(domain.as_ref())
+                        .execute(p)
+                        .await
+                        .map(|r| r.rows_affected())
+                })
+            })
+            .await
+            .map_err(|f| self.unavailable("remove", f))?;
+        self.invalidate(username, &domain);
+        if affected == 0 {
+            return Err(AuthError::SubscriberNotFound {
+                username: username.to_string(),
+                domain: domain.into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets a new password; [`AuthError::SubscriberNotFound`] if absent.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        domain: &str,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        if password.is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
+        let domain = lower(domain);
+        let credentials = StoredCredentials::from_password(username, &domain, password);
+        let now = unix_secs(SystemTime::now());
+        let query = self.sql.update_ha1;
+        let affected = self
+            .run(async {
+                with_pool!(&self.pool, |p| {
+                    sqlx::query(query)
+                        .bind(credentials.md5.as_hex())
+                        .bind(credentials.sha256.as_hex())
+                        .bind(now)
+                        .bind(username)
+                        .bind(domain.as_ref())
+                        .execute(p)
+                        .await
+                        .map(|r| r.rows_affected())
+                })
+            })
+            .await
+            .map_err(|f| self.unavailable("set_password", f))?;
+        self.invalidate(username, &domain);
+        if affected == 0 {
+            return Err(AuthError::SubscriberNotFound {
+                username: username.to_string(),
+                domain: domain.into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Subscribers of one domain, or of all domains, sorted by domain and
+    /// username.
+    pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Subscriber>, AuthError> {
+        type Row = (String, String, i64, i64);
+        let rows: Vec<Row> = match domain {
+            None => {
+                let query = self.sql.list_all;
+                self.run(async {
+                    with_pool!(&self.pool, |p| sqlx::query_as(query).fetch_all(p).await)
+                })
+                .await
+            }
+            Some(domain) => {
+                let domain = lower(domain);
+                let query = self.sql.list_domain;
+                self.run(async {
+                    with_pool!(&self.pool, |p| {
+                        sqlx::query_as(query)
+                            .bind(domain.as_ref())
+                            .fetch_all(p)
+                            .await
+                    })
+                })
+                .await
+            }
+        }
+        .map_err(|f| self.unavailable("list", f))?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, domain, created, updated)| Subscriber {
+                username,
+                domain,
+                created_at: from_unix_secs(created),
+                updated_at: from_unix_secs(updated),
+            })
+            .collect())
+    }
+
+    fn invalidate(&self, username: &str, domain: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(username, domain);
+        }
+    }
+
+    /// Empties the lookup cache (so the next lookups see the database).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("alice@localhost").unwrap(),
+            ("alice", "localhost")
+        );
+        assert_eq!(
+            parse_address("sip:bob@Example.COM").unwrap(),
+            ("bob", "Example.COM")
+        );
+        assert!(parse_address("alice").is_err());
+        assert!(parse_address("@localhost").is_err());
+        assert!(parse_address("alice@").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("+4930123456").is_ok());
+        for bad in ["", "a:b", "a@b", "a b", "a\u{0}b", &"x".repeat(65)] {
+            assert!(
+                matches!(validate_username(bad), Err(AuthError::InvalidUsername(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(normalize_domain("LocalHost").unwrap(), "localhost");
+        assert_eq!(normalize_domain("[::1]").unwrap(), "[::1]");
+        for bad in ["", "a@b", "a/b", "a b", "a\"b", &"x".repeat(254)] {
+            assert!(
+                matches!(normalize_domain(bad), Err(AuthError::InvalidDomain(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
