@@ -59,21 +59,17 @@ impl RedisServer {
     }
 
     fn start_with(cluster: bool) -> io::Result<Self> {
-        let dir = tempfile::tempdir()?;
         let mut last = None;
+        // Another process may grab the chosen port first: retry a few times.
         for _ in 0..5 {
-            let port = free_port()?;
             let mut server = RedisServer {
-                port,
-                dir: tempfile::tempdir_in(dir.path())?,
+                port: free_port()?,
+                dir: tempfile::tempdir()?,
                 cluster,
                 child: None,
             };
             match server.spawn() {
-                Ok(()) => {
-                    server.dir = dir;
-                    return Ok(server);
-                }
+                Ok(()) => return Ok(server),
                 Err(e) => last = Some(e),
             }
         }
@@ -165,8 +161,9 @@ impl RedisCluster {
             .output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
-                "redis-cli --cluster create failed: {}",
-                String::from_utf8_lossy(&out.stdout)
+                "redis-cli --cluster create failed: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             )));
         }
         let cluster = RedisCluster { nodes };
