@@ -822,3 +822,34 @@ impl<M: SipMessage> TransactionTable<M> {
         });
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::TestMessage;
+
+    #[test]
+    fn cancelled_deadlines_are_compacted() {
+        let mut table = TransactionTable::new(TableConfig::default());
+        let t0 = Instant::now();
+        let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
+        let ids: Vec<_> = (0..5000)
+            .map(|i| {
+                let request = TestMessage::request("INVITE", &format!("z9hG4bK{i}"));
+                let id = table.send_request(t0, request.clone(), peer).unwrap();
+                table.handle_incoming(t0, request.build_response(200), peer);
+                id
+            })
+            .collect();
+        // A, B and Lifetime cancelled, M running: stale entries stay for now.
+        assert!(table.deadlines.len() >= 10_000);
+        for id in ids {
+            table.terminate(t0, id.into()).unwrap();
+        }
+        assert!(table.is_empty());
+        assert!(table.deadlines.len() <= 1024, "{}", table.deadlines.len());
+        assert_eq!(table.poll_timeout(), None);
+        assert_eq!(table.deadlines.len(), 0);
+    }
+}

@@ -35,6 +35,9 @@ pub fn describe(msg: &TestMessage) -> Sent {
     }
 }
 
+/// What happened while the clock ran: (ms since start, what) pairs.
+pub type Timeline = (Vec<(u64, Sent)>, Vec<(u64, TxEvent)>);
+
 pub struct Harness {
     pub table: TransactionTable<TestMessage>,
     pub t0: Instant,
@@ -115,7 +118,7 @@ impl Harness {
     /// Runs the clock to `until_ms`, firing each deadline at its exact time,
     /// and returns (time in ms, what was sent) for every transmit, plus the
     /// events with the time they happened.
-    pub fn run_until(&mut self, until_ms: u64) -> (Vec<(u64, Sent)>, Vec<(u64, TxEvent)>) {
+    pub fn run_until(&mut self, until_ms: u64) -> Timeline {
         let until = self.t0 + ms(until_ms);
         let mut sent = Vec::new();
         let mut events = Vec::new();
