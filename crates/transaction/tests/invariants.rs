@@ -135,7 +135,6 @@ impl Checker {
                 self.created(id.into());
                 self.servers.push((id, request));
             }
-            Incoming::Cancel { .. } => unreachable!(),
             Incoming::Ack {
                 invite: Some(id), ..
             } => {
