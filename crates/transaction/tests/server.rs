@@ -28,19 +28,25 @@ fn resp(status: u16) -> Sent {
     Sent::Response(status)
 }
 
+/// (policy, when the TU responds, expected transmissions with their times)
+type TryingCase = (TryingPolicy, Option<u64>, Vec<(u64, Sent)>);
+
 #[test]
 fn trying_is_sent_after_200ms_unless_the_tu_responds() {
-    // (policy, TU responds at, expected transmissions with their times)
-    let table: [(TryingPolicy, Option<u64>, &[(u64, Sent)]); 5] = [
-        (TryingPolicy::After(ms(200)), None, &[(200, resp(100))]),
-        (TryingPolicy::After(ms(200)), Some(150), &[(150, resp(180))]),
+    let table: [TryingCase; 5] = [
+        (TryingPolicy::After(ms(200)), None, vec![(200, resp(100))]),
+        (
+            TryingPolicy::After(ms(200)),
+            Some(150),
+            vec![(150, resp(180))],
+        ),
         (
             TryingPolicy::After(ms(200)),
             Some(250),
-            &[(200, resp(100)), (250, resp(180))],
+            vec![(200, resp(100)), (250, resp(180))],
         ),
-        (TryingPolicy::Immediate, None, &[(0, resp(100))]),
-        (TryingPolicy::Never, None, &[]),
+        (TryingPolicy::Immediate, None, vec![(0, resp(100))]),
+        (TryingPolicy::Never, None, vec![]),
     ];
     for (policy, respond_at, expected) in table {
         let mut h = Harness::with_timers(TimerConfig::default().trying(policy));
