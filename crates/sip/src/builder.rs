@@ -1,0 +1,321 @@
+//! Builders for locally generated messages: responses to a received
+//! request (RFC 3261 §8.2.6) and new requests (OPTIONS probes, BYE, CANCEL
+//! §9.1, ACK for non-2xx §17.1.1.3, load generators). Header values are
+//! given as text and written as is.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::error::ValueError;
+use crate::header_name::HeaderName;
+use crate::lex::{next_top_comma, trim_lws};
+use crate::message::Message;
+use crate::method::Method;
+
+fn put_header(out: &mut BytesMut, name: &str, value: &str) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn put_u64(out: &mut BytesMut, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.put_slice(buf.get(i..).unwrap_or_default());
+}
+
+fn put_body(out: &mut BytesMut, body: Option<(&str, &[u8])>) {
+    match body {
+        Some((ct, b)) => {
+            put_header(out, "Content-Type", ct);
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, b.len() as u64);
+            out.put_slice(b"\r\n\r\n");
+            out.put_slice(b);
+        }
+        None => out.put_slice(b"Content-Length: 0\r\n\r\n"),
+    }
+}
+
+/// Builds a response to a received request per RFC 3261 §8.2.6: copies
+/// every Via (in order), From, To, Call-ID and CSeq (and Timestamp for 100),
+/// adds the To tag when asked and none is present.
+#[derive(Clone, Debug)]
+pub struct ResponseBuilder<'a> {
+    req: &'a Message,
+    status: u16,
+    reason: &'a str,
+    to_tag: Option<&'a str>,
+    headers: SmallVec<[(&'a str, &'a str); 4]>,
+    body: Option<(&'a str, &'a [u8])>,
+}
+
+impl<'a> ResponseBuilder<'a> {
+    /// A response with `status` and `reason` to `req`.
+    pub fn new(req: &'a Message, status: u16, reason: &'a str) -> Self {
+        ResponseBuilder {
+            req,
+            status,
+            reason,
+            to_tag: None,
+            headers: SmallVec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds `;tag=tag` to To unless the request's To already has a tag.
+    pub fn to_tag(mut self, tag: &'a str) -> Self {
+        self.to_tag = Some(tag);
+        self
+    }
+
+    /// Adds a header field.
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &'a str, body: &'a [u8]) -> Self {
+        self.body = Some((content_type, body));
+        self
+    }
+
+    /// Appends the response to `out`.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        let req = self.req;
+        out.reserve(256 + req.as_bytes().len() / 2 + self.body.map_or(0, |(_, b)| b.len()));
+        out.put_slice(b"SIP/2.0 ");
+        put_u64(out, u64::from(self.status));
+        out.put_slice(b" ");
+        out.put_slice(self.reason.as_bytes());
+        out.put_slice(b"\r\n");
+        let tag_needed = self.to_tag.is_some() && req.to_tag().is_none();
+        for (name, raw_name, value) in req.headers() {
+            let _ = raw_name;
+            match name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    put_header(out, name.as_str(), value)
+                }
+                HeaderName::Timestamp if self.status == 100 => {
+                    put_header(out, name.as_str(), value)
+                }
+                HeaderName::To => {
+                    out.put_slice(b"To: ");
+                    out.put_slice(value.as_bytes());
+                    if let (true, Some(tag)) = (tag_needed, self.to_tag) {
+                        out.put_slice(b";tag=");
+                        out.put_slice(tag.as_bytes());
+                    }
+                    out.put_slice(b"\r\n");
+                }
+                _ => {}
+            }
+        }
+        for (n, v) in &self.headers {
+            put_header(out, n, v);
+        }
+        put_body(out, self.body);
+    }
+
+    /// The response as new `Bytes`.
+    pub fn build(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.write_to(&mut out);
+        out.freeze()
+    }
+}
+
+/// Builds a new request. Required: Via, From, To, Call-ID and CSeq number;
+/// Max-Forwards defaults to 70; CSeq's method is the request's.
+#[derive(Clone, Debug)]
+pub struct RequestBuilder<'a> {
+    method: Method,
+    uri: &'a str,
+    vias: SmallVec<[&'a str; 2]>,
+    max_forwards: u8,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    call_id: Option<&'a str>,
+    cseq: u32,
+    routes: SmallVec<[&'a str; 2]>,
+    contact: Option<&'a str>,
+    headers: SmallVec<[(&'a str, &'a str); 4]>,
+    body: Option<(&'a str, &'a [u8])>,
+}
+
+impl<'a> RequestBuilder<'a> {
+    /// A request for `method` to `uri`.
+    pub fn new(method: Method, uri: &'a str) -> Self {
+        RequestBuilder {
+            method,
+            uri,
+            vias: SmallVec::new(),
+            max_forwards: 70,
+            from: None,
+            to: None,
+            call_id: None,
+            cseq: 1,
+            routes: SmallVec::new(),
+            contact: None,
+            headers: SmallVec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a Via value (the first added is the top one).
+    pub fn via(mut self, value: &'a str) -> Self {
+        self.vias.push(value);
+        self
+    }
+    /// Sets Max-Forwards (default 70).
+    pub fn max_forwards(mut self, n: u8) -> Self {
+        self.max_forwards = n;
+        self
+    }
+    /// Sets From (e.g. `<sip:alice@example.com>;tag=1234`).
+    pub fn from(mut self, value: &'a str) -> Self {
+        self.from = Some(value);
+        self
+    }
+    /// Sets To.
+    pub fn to(mut self, value: &'a str) -> Self {
+        self.to = Some(value);
+        self
+    }
+    /// Sets Call-ID.
+    pub fn call_id(mut self, value: &'a str) -> Self {
+        self.call_id = Some(value);
+        self
+    }
+    /// Sets the CSeq number (default 1).
+    pub fn cseq(mut self, seq: u32) -> Self {
+        self.cseq = seq;
+        self
+    }
+    /// Adds a Route value.
+    pub fn route(mut self, value: &'a str) -> Self {
+        self.routes.push(value);
+        self
+    }
+    /// Sets Contact.
+    pub fn contact(mut self, value: &'a str) -> Self {
+        self.contact = Some(value);
+        self
+    }
+    /// Adds any header field.
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &'a str, body: &'a [u8]) -> Self {
+        self.body = Some((content_type, body));
+        self
+    }
+
+    /// A CANCEL for `invite` (RFC 3261 §9.1): same Request-URI, Call-ID,
+    /// To, From, CSeq number and top Via; Route copied.
+    pub fn cancel(invite: &'a Message) -> Result<Self, ValueError> {
+        Self::same_transaction(Method::Cancel, invite, invite.header(HeaderName::To))
+    }
+
+    /// The ACK for a non-2xx final `response` to `invite` (RFC 3261
+    /// §17.1.1.3): To from the response (with its tag), the rest from the
+    /// INVITE, CSeq method ACK.
+    pub fn ack_for_non_2xx(invite: &'a Message, response: &'a Message) -> Result<Self, ValueError> {
+        Self::same_transaction(Method::Ack, invite, response.header(HeaderName::To))
+    }
+
+    fn same_transaction(
+        method: Method,
+        invite: &'a Message,
+        to: Option<&'a str>,
+    ) -> Result<Self, ValueError> {
+        let uri = invite.request_uri_str().ok_or(ValueError::WrongKind)?;
+        let via_line = invite
+            .header(HeaderName::Via)
+            .ok_or(ValueError::Missing(HeaderName::Via))?;
+        let top_via = trim_lws(
+            via_line
+                .get(..next_top_comma(via_line.as_bytes(), 0))
+                .unwrap_or_default(),
+        );
+        let cseq = invite.cseq()?;
+        let mut b = RequestBuilder::new(method, uri)
+            .via(top_via)
+            .from(
+                invite
+                    .header(HeaderName::From)
+                    .ok_or(ValueError::Missing(HeaderName::From))?,
+            )
+            .to(to.ok_or(ValueError::Missing(HeaderName::To))?)
+            .call_id(invite.call_id()?)
+            .cseq(cseq.seq);
+        if let Ok(mf) = invite.max_forwards() {
+            b = b.max_forwards(mf.max(70));
+        }
+        for r in invite.header_lines(HeaderName::Route) {
+            b = b.route(r);
+        }
+        Ok(b)
+    }
+
+    /// Appends the request to `out`.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        out.reserve(320 + self.body.map_or(0, |(_, b)| b.len()));
+        out.put_slice(self.method.as_str().as_bytes());
+        out.put_slice(b" ");
+        out.put_slice(self.uri.as_bytes());
+        out.put_slice(b" SIP/2.0\r\n");
+        for v in &self.vias {
+            put_header(out, "Via", v);
+        }
+        out.put_slice(b"Max-Forwards: ");
+        put_u64(out, u64::from(self.max_forwards));
+        out.put_slice(b"\r\n");
+        for r in &self.routes {
+            put_header(out, "Route", r);
+        }
+        if let Some(f) = self.from {
+            put_header(out, "From", f);
+        }
+        if let Some(t) = self.to {
+            put_header(out, "To", t);
+        }
+        if let Some(c) = self.call_id {
+            put_header(out, "Call-ID", c);
+        }
+        out.put_slice(b"CSeq: ");
+        put_u64(out, u64::from(self.cseq));
+        out.put_slice(b" ");
+        out.put_slice(self.method.as_str().as_bytes());
+        out.put_slice(b"\r\n");
+        if let Some(c) = self.contact {
+            put_header(out, "Contact", c);
+        }
+        for (n, v) in &self.headers {
+            put_header(out, n, v);
+        }
+        put_body(out, self.body);
+    }
+
+    /// The request as new `Bytes`.
+    pub fn build(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.write_to(&mut out);
+        out.freeze()
+    }
+}

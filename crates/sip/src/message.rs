@@ -1,0 +1,566 @@
+//! [`Message`]: one framed SIP message owning its buffer, with raw header
+//! access through the index and typed values parsed on demand.
+
+use bytes::Bytes;
+
+use crate::auth::AuthValue;
+use crate::edit::Editor;
+use crate::error::{ParseError, ValueError};
+use crate::frame::{Frame, HeaderEntry, StartLine, Transport, frame};
+use crate::header_name::HeaderName;
+use crate::lex::{CommaSplit, next_top_comma, sub, trim_lws};
+use crate::limits::Limits;
+use crate::method::Method;
+use crate::name_addr::{Contact, NameAddr};
+use crate::uri::Uri;
+use crate::values::{CSeq, MediaType, RetryAfter, parse_u32};
+use crate::via::Via;
+
+/// A framed SIP request or response. Cloning is cheap (the buffer is shared;
+/// the index is small and inline).
+#[derive(Clone, Debug)]
+pub struct Message {
+    buf: Bytes,
+    frame: Frame,
+}
+
+impl PartialEq for Message {
+    /// Two messages are equal when their framed bytes are equal.
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Message {}
+
+impl Message {
+    /// Frames a message received in one datagram, with default [`Limits`].
+    /// Bytes beyond Content-Length are ignored (RFC 3261 §18.3); without
+    /// Content-Length the body runs to the end of the datagram.
+    pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
+        Self::parse_with(buf, &Limits::DEFAULT)
+    }
+
+    /// Frames a datagram with explicit limits.
+    pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        if buf.len() > limits.max_message_size.saturating_add(4096) {
+            // Cheap early exit; framing re-checks precisely (bytes after
+            // Content-Length are ignored, so a slightly larger datagram may
+            // still carry a message within the limit).
+            return Err(ParseError::TooLarge {
+                size: buf.len(),
+                limit: limits.max_message_size,
+            });
+        }
+        let frame = frame(&buf, limits, Transport::Datagram)?;
+        Ok(Message { buf, frame })
+    }
+
+    /// Builds a message from a complete stream frame (the stream framer has
+    /// cut `buf` to exactly one message).
+    pub(crate) fn from_frame(buf: Bytes, frame: Frame) -> Message {
+        Message { buf, frame }
+    }
+
+    pub(crate) fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// The whole receive buffer (may include bytes before and after the
+    /// framed message).
+    pub(crate) fn buffer(&self) -> &Bytes {
+        &self.buf
+    }
+
+    #[inline]
+    fn bytes_at(&self, a: u32, b: u32) -> &[u8] {
+        self.buf.get(a as usize..b as usize).unwrap_or_default()
+    }
+
+    #[inline]
+    pub(crate) fn str_at(&self, a: u32, b: u32) -> &str {
+        // The header section was checked to be UTF-8 while framing and all
+        // offsets sit at ASCII delimiters, so this never falls back.
+        std::str::from_utf8(self.bytes_at(a, b)).unwrap_or_default()
+    }
+
+    pub(crate) fn entry_value(&self, h: &HeaderEntry) -> &str {
+        self.str_at(h.value_start, h.value_end)
+    }
+
+    pub(crate) fn entry_name(&self, h: &HeaderEntry) -> &str {
+        self.str_at(h.line_start, h.name_end)
+    }
+
+    // ----- start line -----
+
+    /// True for a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.frame.start_line, StartLine::Request { .. })
+    }
+
+    /// True for a response.
+    pub fn is_response(&self) -> bool {
+        !self.is_request()
+    }
+
+    /// The request method as written; `None` for a response.
+    pub fn method_str(&self) -> Option<&str> {
+        match self.frame.start_line {
+            StartLine::Request { method, .. } => Some(self.str_at(method.start, method.end)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The request method; `None` for a response.
+    pub fn method(&self) -> Option<Method> {
+        self.method_str().and_then(Method::parse)
+    }
+
+    /// The Request-URI text exactly as between the spaces of the
+    /// Request-Line (unvalidated); `None` for a response.
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match self.frame.start_line {
+            StartLine::Request { uri, .. } => Some(self.str_at(uri.start, uri.end)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI.
+    pub fn request_uri(&self) -> Result<Uri<'_>, ValueError> {
+        Uri::parse(self.request_uri_str().ok_or(ValueError::WrongKind)?)
+    }
+
+    /// The SIP-Version text of the start line (`SIP/2.0`).
+    pub fn version(&self) -> &str {
+        match self.frame.start_line {
+            StartLine::Request { version, .. } | StartLine::Response { version, .. } => {
+                self.str_at(version.start, version.end)
+            }
+        }
+    }
+
+    /// The status code; `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match self.frame.start_line {
+            StartLine::Response { status, .. } => Some(status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase (possibly empty); `None` for a request.
+    pub fn reason(&self) -> Option<&str> {
+        match self.frame.start_line {
+            StartLine::Response { reason, .. } => Some(self.str_at(reason.start, reason.end)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    // ----- raw headers -----
+
+    /// Number of header fields (lines, continuation lines not counted).
+    pub fn header_count(&self) -> usize {
+        self.frame.headers.len()
+    }
+
+    /// Every header field in order: `(name id, name as written, raw value)`.
+    /// Folded values keep their CRLF and white space.
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &str, &str)> + '_ {
+        self.frame
+            .headers
+            .iter()
+            .map(|h| (h.name, self.entry_name(h), self.entry_value(h)))
+    }
+
+    fn entries(&self, name: HeaderName) -> impl Iterator<Item = &HeaderEntry> + '_ {
+        self.frame.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// The raw value of the first header field called `name` (a whole line:
+    /// comma lists are not split). For `HeaderName::Other` use
+    /// [`Message::header_by_name`].
+    pub fn header(&self, name: HeaderName) -> Option<&str> {
+        self.entries(name).next().map(|h| self.entry_value(h))
+    }
+
+    /// The raw value of the first header field whose name is `name` as text
+    /// (case-insensitive; compact forms of known names work too).
+    pub fn header_by_name(&self, name: &str) -> Option<&str> {
+        let id = HeaderName::from_str(name);
+        self.frame
+            .headers
+            .iter()
+            .find(|h| {
+                if id == HeaderName::Other {
+                    h.name == HeaderName::Other && self.entry_name(h).eq_ignore_ascii_case(name)
+                } else {
+                    h.name == id
+                }
+            })
+            .map(|h| self.entry_value(h))
+    }
+
+    /// Raw values of every header field whose name is `name` as text.
+    pub fn header_lines_by_name<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        let id = HeaderName::from_str(name);
+        self.frame
+            .headers
+            .iter()
+            .filter(move |h| {
+                if id == HeaderName::Other {
+                    h.name == HeaderName::Other && self.entry_name(h).eq_ignore_ascii_case(name)
+                } else {
+                    h.name == id
+                }
+            })
+            .map(|h| self.entry_value(h))
+    }
+
+    /// Raw values of every header field called `name`, one per line.
+    pub fn header_lines(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        self.entries(name).map(|h| self.entry_value(h))
+    }
+
+    /// Every value of `name`: across lines and, for list headers (Via,
+    /// Contact, Route, Supported, ...), split at top-level commas. Empty
+    /// elements (`a,,b`) are skipped.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        let list = name.is_list();
+        self.header_lines(name).flat_map(move |v| {
+            let (whole, split) = if list {
+                (None, Some(CommaSplit::new(v)))
+            } else {
+                (Some(v), None)
+            };
+            whole
+                .into_iter()
+                .chain(split.into_iter().flatten())
+                .filter(|s| !s.is_empty())
+        })
+    }
+
+    /// Number of header fields called `name` (lines, not comma values).
+    pub fn count(&self, name: HeaderName) -> usize {
+        self.entries(name).count()
+    }
+
+    /// True when a header field called `name` is present.
+    pub fn has(&self, name: HeaderName) -> bool {
+        self.entries(name).next().is_some()
+    }
+
+    fn single(&self, name: HeaderName) -> Result<&str, ValueError> {
+        self.header(name).ok_or(ValueError::Missing(name))
+    }
+
+    // ----- typed values -----
+
+    /// The first Via value.
+    pub fn top_via(&self) -> Result<Via<'_>, ValueError> {
+        let line = self.single(HeaderName::Via)?;
+        let end = next_top_comma(line.as_bytes(), 0);
+        Via::parse(trim_lws(sub(line, 0, end)))
+    }
+
+    /// Every Via value, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ValueError>> + '_ {
+        self.headers_named(HeaderName::Via).map(Via::parse)
+    }
+
+    /// The Call-ID (trimmed; must be non-empty and contain no white space).
+    pub fn call_id(&self) -> Result<&str, ValueError> {
+        let v = trim_lws(self.single(HeaderName::CallId)?);
+        if v.is_empty() || v.bytes().any(crate::lex::is_lws) {
+            return Err(ValueError::Malformed(HeaderName::CallId));
+        }
+        Ok(v)
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Result<CSeq, ValueError> {
+        CSeq::parse(self.single(HeaderName::CSeq)?)
+    }
+
+    /// The From address.
+    pub fn from(&self) -> Result<NameAddr<'_>, ValueError> {
+        NameAddr::parse_for(self.single(HeaderName::From)?, HeaderName::From)
+    }
+
+    /// The To address.
+    pub fn to(&self) -> Result<NameAddr<'_>, ValueError> {
+        NameAddr::parse_for(self.single(HeaderName::To)?, HeaderName::To)
+    }
+
+    /// The From tag, if From parses and has one.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from().ok().and_then(|a| a.tag())
+    }
+
+    /// The To tag, if To parses and has one.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to().ok().and_then(|a| a.tag())
+    }
+
+    /// Every Contact value (`*` or addresses).
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'_>, ValueError>> + '_ {
+        self.headers_named(HeaderName::Contact).map(Contact::parse)
+    }
+
+    fn addresses(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> + '_ {
+        self.headers_named(name)
+            .map(move |v| NameAddr::parse_for(v, name))
+    }
+
+    /// Every Route value, top first.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> + '_ {
+        self.addresses(HeaderName::Route)
+    }
+
+    /// Every Record-Route value, top first.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> + '_ {
+        self.addresses(HeaderName::RecordRoute)
+    }
+
+    /// Every Path value (RFC 3327), top first.
+    pub fn paths(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> + '_ {
+        self.addresses(HeaderName::Path)
+    }
+
+    /// Every Service-Route value (RFC 3608).
+    pub fn service_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> + '_ {
+        self.addresses(HeaderName::ServiceRoute)
+    }
+
+    fn number(&self, name: HeaderName) -> Result<u32, ValueError> {
+        parse_u32(self.single(name)?, name)
+    }
+
+    /// Max-Forwards (0..=255).
+    pub fn max_forwards(&self) -> Result<u8, ValueError> {
+        let n = self.number(HeaderName::MaxForwards)?;
+        u8::try_from(n).map_err(|_| ValueError::OutOfRange(HeaderName::MaxForwards))
+    }
+
+    /// Expires (delta-seconds).
+    pub fn expires(&self) -> Result<u32, ValueError> {
+        self.number(HeaderName::Expires)
+    }
+
+    /// Min-Expires.
+    pub fn min_expires(&self) -> Result<u32, ValueError> {
+        self.number(HeaderName::MinExpires)
+    }
+
+    /// Content-Length as declared (framing already validated it).
+    pub fn content_length(&self) -> Result<u32, ValueError> {
+        self.number(HeaderName::ContentLength)
+    }
+
+    /// Content-Type.
+    pub fn content_type(&self) -> Result<MediaType<'_>, ValueError> {
+        MediaType::parse(self.single(HeaderName::ContentType)?)
+    }
+
+    /// Every Accept element.
+    pub fn accept(&self) -> impl Iterator<Item = Result<MediaType<'_>, ValueError>> + '_ {
+        self.headers_named(HeaderName::Accept).map(MediaType::parse)
+    }
+
+    /// Retry-After.
+    pub fn retry_after(&self) -> Result<RetryAfter<'_>, ValueError> {
+        RetryAfter::parse(self.single(HeaderName::RetryAfter)?)
+    }
+
+    fn auth(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<AuthValue<'_>, ValueError>> + '_ {
+        self.header_lines(name)
+            .map(move |v| AuthValue::parse_for(v, name))
+    }
+
+    /// Every Authorization value.
+    pub fn authorization(&self) -> impl Iterator<Item = Result<AuthValue<'_>, ValueError>> + '_ {
+        self.auth(HeaderName::Authorization)
+    }
+
+    /// Every Proxy-Authorization value.
+    pub fn proxy_authorization(
+        &self,
+    ) -> impl Iterator<Item = Result<AuthValue<'_>, ValueError>> + '_ {
+        self.auth(HeaderName::ProxyAuthorization)
+    }
+
+    /// Every WWW-Authenticate challenge.
+    pub fn www_authenticate(&self) -> impl Iterator<Item = Result<AuthValue<'_>, ValueError>> + '_ {
+        self.auth(HeaderName::WwwAuthenticate)
+    }
+
+    /// Every Proxy-Authenticate challenge.
+    pub fn proxy_authenticate(
+        &self,
+    ) -> impl Iterator<Item = Result<AuthValue<'_>, ValueError>> + '_ {
+        self.auth(HeaderName::ProxyAuthenticate)
+    }
+
+    /// Option tags or methods of a token-list header (Supported, Require,
+    /// Proxy-Require, Unsupported, Allow, ...).
+    pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        self.header_lines(name)
+            .flat_map(CommaSplit::new)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Supported option tags.
+    pub fn supported(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens(HeaderName::Supported)
+    }
+
+    /// Require option tags.
+    pub fn require(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens(HeaderName::Require)
+    }
+
+    /// Proxy-Require option tags.
+    pub fn proxy_require(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens(HeaderName::ProxyRequire)
+    }
+
+    /// Unsupported option tags.
+    pub fn unsupported(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens(HeaderName::Unsupported)
+    }
+
+    /// Allowed methods.
+    pub fn allow(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens(HeaderName::Allow)
+    }
+
+    // ----- body and bytes -----
+
+    /// The body (Content-Length bytes, or the rest of the datagram).
+    pub fn body(&self) -> &[u8] {
+        self.bytes_at(self.frame.body_start, self.frame.body_end)
+    }
+
+    /// The body as a shared `Bytes` (no copy).
+    pub fn body_bytes(&self) -> Bytes {
+        self.buf
+            .slice(self.frame.body_start as usize..self.frame.body_end as usize)
+    }
+
+    /// The framed message: start line through the end of the body, without
+    /// leading CRLFs or trailing datagram octets.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes_at(self.frame.msg_start, self.frame.body_end)
+    }
+
+    /// The framed message as shared `Bytes` (no copy).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.frame.msg_start == 0 && self.frame.body_end as usize == self.buf.len() {
+            self.buf.clone()
+        } else {
+            self.buf
+                .slice(self.frame.msg_start as usize..self.frame.body_end as usize)
+        }
+    }
+
+    /// Starts a set of splice edits for forwarding (see [`Editor`]).
+    pub fn edit(&self) -> Editor<'_> {
+        Editor::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP p2.example.com;branch=z9hG4bK2\r\n\
+v: SIP/2.0/UDP p3.example.com;branch=z9hG4bK3\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>, \"Alt, Two\" <sip:a2@x>;q=0.5\r\n\
+Supported: path, outbound\r\n\
+k: gruu\r\n\
+X-Custom: hello\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\r\n";
+
+    fn msg(b: &'static [u8]) -> Message {
+        Message::parse(Bytes::from_static(b)).unwrap()
+    }
+
+    #[test]
+    fn start_line_and_typed_values() {
+        let m = msg(INVITE);
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(
+            m.request_uri().unwrap().as_str(),
+            "sip:bob@biloxi.example.com"
+        );
+        assert_eq!(m.version(), "SIP/2.0");
+        assert_eq!(m.status(), None);
+        assert_eq!(m.top_via().unwrap().branch, Some("z9hG4bK776asdhds"));
+        let branches: Vec<_> = m.vias().map(|v| v.unwrap().branch.unwrap()).collect();
+        assert_eq!(branches, ["z9hG4bK776asdhds", "z9hG4bK2", "z9hG4bK3"]);
+        assert_eq!(
+            m.call_id().unwrap(),
+            "a84b4c76e66710@pc33.atlanta.example.com"
+        );
+        assert_eq!(
+            m.cseq().unwrap(),
+            CSeq {
+                seq: 314159,
+                method: Method::Invite
+            }
+        );
+        assert_eq!(m.from_tag(), Some("1928301774"));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.to().unwrap().display_name, Some("Bob"));
+        assert_eq!(m.max_forwards(), Ok(70));
+        assert_eq!(m.contacts().count(), 2);
+        assert_eq!(
+            m.supported().collect::<Vec<_>>(),
+            ["path", "outbound", "gruu"]
+        );
+        assert_eq!(m.header_by_name("x-custom"), Some("hello"));
+        assert_eq!(
+            m.header_by_name("i"),
+            Some("a84b4c76e66710@pc33.atlanta.example.com")
+        );
+        assert_eq!(m.header(HeaderName::Via).map(|v| v.len()), Some(104));
+        assert_eq!(m.headers_named(HeaderName::Via).count(), 3);
+        assert_eq!(m.content_type().unwrap().subtype, "sdp");
+        assert_eq!(m.body(), b"v=0\r");
+        assert_eq!(m.expires(), Err(ValueError::Missing(HeaderName::Expires)));
+        assert_eq!(m.count(HeaderName::Supported), 2);
+        assert_eq!(m.header_count(), 13);
+    }
+
+    #[test]
+    fn response() {
+        let m = msg(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n");
+        assert!(m.is_response());
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), Some("Ringing"));
+        assert_eq!(m.method(), None);
+        assert_eq!(m.request_uri(), Err(ValueError::WrongKind));
+    }
+
+    #[test]
+    fn trailing_octets_and_leading_crlf() {
+        let m = msg(b"\r\nOPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\ntrailing junk");
+        assert_eq!(m.as_bytes(), b"OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n");
+        assert_eq!(m.to_bytes(), &b"OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n"[..]);
+        assert!(m.body().is_empty());
+    }
+}

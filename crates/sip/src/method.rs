@@ -1,0 +1,143 @@
+//! Request methods: the RFC 3261 set and common extensions as variants,
+//! anything else as an extension token. Methods are case-sensitive.
+
+use crate::lex::is_token;
+
+/// A SIP request method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE (RFC 3261)
+    Invite,
+    /// ACK (RFC 3261)
+    Ack,
+    /// BYE (RFC 3261)
+    Bye,
+    /// CANCEL (RFC 3261)
+    Cancel,
+    /// OPTIONS (RFC 3261)
+    Options,
+    /// REGISTER (RFC 3261)
+    Register,
+    /// PRACK (RFC 3262)
+    Prack,
+    /// SUBSCRIBE (RFC 6665)
+    Subscribe,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// PUBLISH (RFC 3903)
+    Publish,
+    /// INFO (RFC 6086)
+    Info,
+    /// REFER (RFC 3515)
+    Refer,
+    /// MESSAGE (RFC 3428)
+    Message,
+    /// UPDATE (RFC 3311)
+    Update,
+    /// Any other method token, exactly as received.
+    Extension(Box<str>),
+}
+
+impl Method {
+    /// Parses a method token. `None` if `s` is not a token.
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "PRACK" => Method::Prack,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "PUBLISH" => Method::Publish,
+            "INFO" => Method::Info,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "UPDATE" => Method::Update,
+            other if is_token(other) => Method::Extension(other.into()),
+            _ => return None,
+        })
+    }
+
+    /// The method as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Extension(s) => s,
+        }
+    }
+
+    /// True for methods that are not in the known set.
+    pub fn is_extension(&self) -> bool {
+        matches!(self, Method::Extension(_))
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Method {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_and_extension() {
+        assert_eq!(Method::parse("INVITE"), Some(Method::Invite));
+        assert_eq!(
+            Method::parse("invite"),
+            Some(Method::Extension("invite".into()))
+        );
+        let m = Method::parse("!interesting-Method0123456789_*+`.%indeed'~");
+        assert!(m.as_ref().is_some_and(Method::is_extension));
+        assert_eq!(
+            Method::parse("RE%47IST%45R").map(|m| m.is_extension()),
+            Some(true)
+        );
+        assert_eq!(Method::parse("BAD METHOD"), None);
+        assert_eq!(Method::parse(""), None);
+        for m in [
+            "INVITE",
+            "ACK",
+            "BYE",
+            "CANCEL",
+            "OPTIONS",
+            "REGISTER",
+            "PRACK",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "PUBLISH",
+            "INFO",
+            "REFER",
+            "MESSAGE",
+            "UPDATE",
+        ] {
+            let p = Method::parse(m);
+            assert_eq!(p.as_ref().map(Method::as_str), Some(m));
+            assert!(!p.is_some_and(|p| p.is_extension()));
+        }
+    }
+}
