@@ -291,7 +291,11 @@ fn call_flow_follows_record_route_and_contact() {
     assert_eq!(u.stats.counters.flows_completed, 1);
     assert_eq!(u.stats.counters.requests_sent, 3);
     assert_eq!(u.stats.counters.retransmissions, 2);
-    assert!(u.stats.latency_us.equivalent(u.stats.latency_us.max(), 600_000));
+    assert!(
+        u.stats
+            .latency_us
+            .equivalent(u.stats.latency_us.max(), 600_000)
+    );
 }
 
 #[test]
