@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod servers;
+pub mod suite;
+
+use voxline_auth::Decision;
+
+/// A decision with its nonce blanked out, for byte-for-byte comparisons.
+pub fn without_nonce(decision: &Decision) -> String {
+    match decision {
+        Decision::Accept(a) => format!("{a:?}"),
+        Decision::Challenge(c) => {
+            let values: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| v.replace(&c.nonce, "NONCE"))
+                .collect();
+            format!(
+                "{} {:?} {} {:?}",
+                c.kind.status_code(),
+                c.reason,
+                c.realm,
+                values
+            )
+        }
+    }
+}
