@@ -36,6 +36,7 @@ mod auth;
 mod builder;
 mod edit;
 mod error;
+mod exercise;
 mod frame;
 mod header_name;
 mod host;
@@ -55,6 +56,8 @@ pub use auth::{AuthParams, AuthValue, Challenge, Credentials};
 pub use builder::{RequestBuilder, ResponseBuilder};
 pub use edit::{EditError, Editor};
 pub use error::{ParseError, ValueError};
+#[doc(hidden)]
+pub use exercise::exercise;
 pub use header_name::HeaderName;
 pub use host::Host;
 pub use lex::{percent_decode, percent_decode_bytes, unquote};
