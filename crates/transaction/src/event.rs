@@ -196,7 +196,8 @@ pub enum TxEvent {
         timer: Timer,
     },
     /// The I/O layer reported a failure to send for this transaction
-    /// (RFC 3261 §17.1.4, §17.2.4); it is terminated.
+    /// (RFC 3261 §17.1.4, §17.2.4). It is terminated, except an INVITE
+    /// server transaction in the Accepted state (RFC 6026).
     TransportError {
         /// The transaction.
         id: TxId,

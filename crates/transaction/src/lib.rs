@@ -28,7 +28,7 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use voxline_transaction::testing::TestMessage;
-//! use voxline_transaction::{Incoming, Peer, TableConfig, TransactionTable};
+//! use voxline_transaction::{Incoming, Peer, SipMessage, TableConfig, TransactionTable};
 //!
 //! let mut table = TransactionTable::new(TableConfig::default());
 //! let t0 = Instant::now();
@@ -44,7 +44,6 @@
 //! assert_eq!(table.poll_transmit().unwrap().msg.status(), Some(100));
 //! table.send_response(t0 + Duration::from_secs(1), id, invite.build_response(200)).unwrap();
 //! assert_eq!(table.poll_transmit().unwrap().msg.status(), Some(200));
-//! # use voxline_transaction::SipMessage;
 //! ```
 
 mod client;
