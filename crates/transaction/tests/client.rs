@@ -187,11 +187,16 @@ fn timer_d_is_zero_on_reliable_transports() {
 
 #[test]
 fn accepted_passes_every_2xx_up_until_timer_m() {
-    for peer in [udp(), tcp()] {
+    // From Calling and from Proceeding, over unreliable and reliable transports.
+    for (peer, provisional) in [(udp(), false), (udp(), true), (tcp(), false), (tcp(), true)] {
         let mut h = Harness::new();
         let inv = invite();
         let id = h.send(&inv, peer);
         h.sent();
+        if provisional {
+            h.incoming(&inv.build_response(183), peer);
+            assert_eq!(h.table.client_state(id), Some(ClientState::Proceeding));
+        }
         let ok = inv.build_response(200).with_to_tag("a");
         assert!(matches!(h.incoming(&ok, peer), Incoming::Response { .. }));
         assert_eq!(h.table.client_state(id), Some(ClientState::Accepted));
