@@ -79,12 +79,11 @@ impl<M: SipMessage> TransactionTable<M> {
                             return self.incoming_retransmission(now, r);
                         }
                         let cancels = if kind == RequestKind::Cancel {
-                            // §9.2: match as if the CANCEL were the INVITE.
-                            let key: Arc<[u8]> = Arc::from(self.scratch.as_slice());
+                            // §9.2: match as if the CANCEL were the INVITE,
+                            // then key the CANCEL's own transaction again.
                             key::server_key(&mut self.scratch, &info, "INVITE");
                             let invite = self.lookup_server().map(ServerTxId);
-                            self.scratch.clear();
-                            self.scratch.extend_from_slice(&key);
+                            key::server_key(&mut self.scratch, &info, method);
                             Some(invite)
                         } else {
                             None
