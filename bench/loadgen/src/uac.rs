@@ -382,8 +382,7 @@ impl Uac {
         let mut pw_buf = [0u8; 256];
         let mut pw = Writer::new(&mut pw_buf);
         let pattern = self.cfg.password.as_deref().unwrap_or("").as_bytes();
-        let mut parts = pattern.split_inclusive(|&b| b == b'}').peekable();
-        while let Some(part) = parts.next() {
+        for part in pattern.split_inclusive(|&b| b == b'}') {
             if let Some(before) = part.strip_suffix(b"{user}") {
                 pw.put(before)?;
                 pw.put(name.written())?;

@@ -86,7 +86,14 @@ impl Uas {
         };
         let dialog = parse_call_id(m.call_id);
         // The tag is derived from the Call-ID, so 180, 200 and retransmissions agree.
-        let tag = m.call_id.get(..19).unwrap_or(b"uas");
+        let mut tag_buf = [0u8; 24];
+        let tag = {
+            let mut w = Writer::new(&mut tag_buf);
+            let _ = w.put(b"uas");
+            let _ = w.put(m.call_id.get(..19).unwrap_or(b""));
+            let n = w.len();
+            tag_buf.get(..n).unwrap_or(b"uas")
+        };
         match method {
             b"INVITE" => {
                 self.counters.uas_requests[0] += 1;
@@ -254,7 +261,7 @@ CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
             .replace("CSeq: 1 INVITE", &format!("CSeq: 1 {method}"))
             .replace(
                 "To: <sip:c00000001@localhost>",
-                "To: <sip:c00000001@localhost>;tag=00000002.0000000005",
+                "To: <sip:c00000001@localhost>;tag=uas00000002.0000000005",
             )
             .into_bytes()
     }
@@ -274,7 +281,7 @@ CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(ok.via_lines.len(), 2);
         assert_eq!(ok.record_routes.len(), 1);
         assert_eq!(ok.contact_uri, b"sip:c00000001@127.0.0.1:40001");
-        assert_eq!(ok.to_tag, b"00000002.0000000005");
+        assert_eq!(ok.to_tag, b"uas00000002.0000000005");
         assert_eq!(parse(&r[1]).unwrap().to_tag, ok.to_tag);
         // INVITE retransmission: the 200 again, no new processing.
         u.on_request(10, &parse(INVITE).unwrap(), &mut out);

@@ -2,6 +2,8 @@
 //! (a plain blocking socket, independent of the generator's own code), with counts checked
 //! on both sides.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
