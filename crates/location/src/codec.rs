@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::binding::{Binding, Source, Transport};
-use crate::change::Version;
+use crate::change::{ChangeKind, ChangeOrigin, LocationChange, RemoveReason, Version};
 use crate::error::LocationError;
 use crate::set::{BindingSet, Tombstone};
 use crate::time::Timestamp;
@@ -154,6 +154,90 @@ pub fn decode_set(bytes: &[u8]) -> Result<BindingSet, LocationError> {
         return Err(LocationError::Corrupt("trailing bytes after binding set"));
     }
     Ok(set)
+}
+
+/// Format byte in front of an encoded change.
+pub const CHANGE_FORMAT: u8 = 1;
+
+fn reason_code(r: RemoveReason) -> u8 {
+    match r {
+        RemoveReason::Unregistered => 0,
+        RemoveReason::Replaced => 1,
+        RemoveReason::Expired => 2,
+        RemoveReason::Dropped => 3,
+        RemoveReason::Admin => 4,
+    }
+}
+
+fn reason_from(code: u8) -> Result<RemoveReason, LocationError> {
+    Ok(match code {
+        0 => RemoveReason::Unregistered,
+        1 => RemoveReason::Replaced,
+        2 => RemoveReason::Expired,
+        3 => RemoveReason::Dropped,
+        4 => RemoveReason::Admin,
+        _ => return Err(LocationError::Corrupt("bad removal reason")),
+    })
+}
+
+/// Encode a change for shipping to a peer site (the replicator's wire
+/// format; [`decode_change`] reverses it).
+pub fn encode_change(c: &LocationChange) -> Vec<u8> {
+    let mut out = Vec::with_capacity(200);
+    out.push(CHANGE_FORMAT);
+    put_str(&mut out, &c.aor);
+    put_str(&mut out, &c.key);
+    out.push(match c.origin {
+        ChangeOrigin::Local => 0,
+        ChangeOrigin::Replicated => 1,
+    });
+    match &c.kind {
+        ChangeKind::Upsert(b) => {
+            out.push(0);
+            put_binding(&mut out, b);
+        }
+        ChangeKind::Remove { version, reason } => {
+            out.push(1);
+            put_str(&mut out, &version.call_id);
+            put_varint(&mut out, u64::from(version.cseq));
+            put_varint(&mut out, version.at.as_millis());
+            out.push(reason_code(*reason));
+        }
+    }
+    out
+}
+
+/// Decode a change written by [`encode_change`]; never panics.
+pub fn decode_change(bytes: &[u8]) -> Result<LocationChange, LocationError> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != CHANGE_FORMAT {
+        return Err(LocationError::Corrupt("unknown change format"));
+    }
+    let aor = r.str()?.to_owned();
+    let key = r.str()?.to_owned();
+    let origin = match r.u8()? {
+        0 => ChangeOrigin::Local,
+        1 => ChangeOrigin::Replicated,
+        _ => return Err(LocationError::Corrupt("bad change origin")),
+    };
+    let kind = match r.u8()? {
+        0 => ChangeKind::Upsert(r.binding()?),
+        1 => {
+            let call_id = r.str()?.to_owned();
+            let cseq = r.small()?;
+            let at = Timestamp::from_millis(r.varint()?);
+            let reason = reason_from(r.u8()?)?;
+            ChangeKind::Remove {
+                version: Version { call_id, cseq, at },
+                reason,
+            }
+        }
+        _ => return Err(LocationError::Corrupt("bad change kind")),
+    };
+    if !r.is_empty() {
+        return Err(LocationError::Corrupt("trailing bytes after change"));
+    }
+    Ok(LocationChange { aor, key, kind, origin })
 }
 
 /// A bounds-checked cursor over encoded bytes.
@@ -335,6 +419,32 @@ mod tests {
             until: Timestamp::from_secs(9),
         });
         assert_eq!(decode_set(&encode_set(&set)).unwrap(), set);
+    }
+
+    #[test]
+    fn changes_round_trip_and_reject_garbage() {
+        let up = LocationChange {
+            aor: "a@b".into(),
+            key: sample(1).key(),
+            kind: ChangeKind::Upsert(sample(1)),
+            origin: ChangeOrigin::Local,
+        };
+        let rm = LocationChange {
+            aor: "a@b".into(),
+            key: "u:sip:x@y".into(),
+            kind: ChangeKind::Remove {
+                version: Version { call_id: "c".into(), cseq: 9, at: Timestamp::from_millis(77) },
+                reason: RemoveReason::Admin,
+            },
+            origin: ChangeOrigin::Replicated,
+        };
+        for c in [up, rm] {
+            let bytes = encode_change(&c);
+            assert_eq!(decode_change(&bytes).unwrap(), c);
+            for n in 0..bytes.len() {
+                assert!(decode_change(&bytes[..n]).is_err());
+            }
+        }
     }
 
     #[test]

@@ -181,7 +181,12 @@ impl MemoryStore {
         if let Some(j) = &self.journal {
             let mut record = Vec::with_capacity(aor.len() + packed.set_bytes().len() + 12);
             journal::frame(aor, packed.set_bytes(), &mut record);
-            j.append(&record)?;
+            if let Err(e) = j.append(&record) {
+                metrics::counter!("voxline_location_errors_total", "backend" => "memory", "op" => "persist", "kind" => "io")
+                    .increment(1);
+                tracing::error!(error = %e, aor, "location log write failed; change refused");
+                return Err(e.into());
+            }
         }
         if timer != 0 && timer != old_timer {
             shard.wheel.schedule(timer, aor);

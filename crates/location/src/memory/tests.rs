@@ -1,0 +1,65 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::binding::{ContactUpdate, Contacts, Source, Transport};
+
+fn upd(cseq: u32, expires: u32) -> Update {
+    Update {
+        call_id: "c".into(),
+        cseq,
+        source: Source {
+            transport: Transport::Udp,
+            remote: "10.1.1.1:5060".parse().unwrap(),
+            local: "10.0.0.1:5060".parse().unwrap(),
+        },
+        path: vec![],
+        user_agent: None,
+        nat: false,
+        contacts: Contacts::List(vec![ContactUpdate::new("sip:a@10.1.1.1", expires)]),
+    }
+}
+
+fn wheel_entries(store: &MemoryStore) -> usize {
+    store.shards.iter().map(|s| s.lock().unwrap().wheel.len()).sum()
+}
+
+#[test]
+fn refreshes_do_not_grow_the_timer_wheel() {
+    let store = MemoryStore::open(MemoryOptions { shards: 4, ..MemoryOptions::default() }, Timestamp::from_secs(0)).unwrap();
+    let t0 = Timestamp::from_secs(1_000_000);
+    for i in 0..100 {
+        store.apply(&format!("a{i}@x"), &upd(1, 60), t0).unwrap();
+    }
+    // Each AOR refreshed 10 times with later expiries: still one entry each.
+    for r in 2..12 {
+        for i in 0..100 {
+            store.apply(&format!("a{i}@x"), &upd(r, 60), t0.add_secs(u64::from(r))).unwrap();
+        }
+    }
+    assert_eq!(wheel_entries(&store), 100);
+    // The first timer fires, finds nothing due, and re-arms once per AOR.
+    assert!(store.expire(t0.add_secs(61)).unwrap().is_empty());
+    assert_eq!(wheel_entries(&store), 100);
+    assert_eq!(store.expire(t0.add_secs(72)).unwrap().len(), 100);
+    assert_eq!(wheel_entries(&store), 0);
+    assert_eq!(store.count(), Counts::default());
+}
+
+#[test]
+fn an_earlier_expiry_arms_an_earlier_timer() {
+    let store = MemoryStore::open(MemoryOptions::default(), Timestamp::from_secs(0)).unwrap();
+    let t0 = Timestamp::from_secs(1_000_000);
+    store.apply("a@x", &upd(1, 3600), t0).unwrap();
+    store.apply("a@x", &upd(2, 30), t0).unwrap();
+    assert_eq!(store.expire(t0.add_secs(31)).unwrap().len(), 1);
+    // The stale 3600 s entry later fires harmlessly.
+    assert!(store.expire(t0.add_secs(4000)).unwrap().is_empty());
+}
+
+#[test]
+fn bad_shard_counts_are_refused() {
+    for shards in [0, 3, 8192] {
+        let r = MemoryStore::open(MemoryOptions { shards, ..MemoryOptions::default() }, Timestamp::from_secs(0));
+        assert!(matches!(r, Err(LocationError::Config(ConfigError::Shards(_)))));
+    }
+}
