@@ -181,7 +181,8 @@ impl<M: SipMessage> TransactionTable<M> {
     }
 
     /// Starts a client transaction for `request` (any method but ACK) and
-    /// sends it to `dest`; responses arrive as [`Incoming::Response`].
+    /// sends it to `dest`; responses arrive as
+    /// [`Incoming::Response`](crate::Incoming::Response).
     ///
     /// The request's top Via must carry the branch to match responses by,
     /// and with several shards that branch must route to this shard (make
