@@ -1,1 +1,4 @@
-//! Placeholder: filled in by its issue.
+//! Voxline media relay control plane.
+pub mod config;
+pub mod ports;
+pub mod session;
