@@ -122,7 +122,12 @@ impl Binding {
 
     /// Does this binding match a contact of a new REGISTER (§10.3 step 7,
     /// RFC 5626 §6)?
-    pub(crate) fn matches(&self, contact: &ContactKey, instance: Option<&str>, reg_id: Option<u32>) -> bool {
+    pub(crate) fn matches(
+        &self,
+        contact: &ContactKey,
+        instance: Option<&str>,
+        reg_id: Option<u32>,
+    ) -> bool {
         match (self.instance.as_deref(), instance) {
             (Some(mine), Some(theirs)) => mine == theirs && self.reg_id == reg_id,
             _ => ContactKey::parse(&self.contact) == *contact,

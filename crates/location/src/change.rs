@@ -24,7 +24,7 @@ pub struct LocationChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
     /// The binding was created or refreshed; the full new value.
-    Upsert(Binding),
+    Upsert(Box<Binding>),
     /// The binding was removed.
     Remove {
         /// Version of the removal: Call-ID/CSeq of the request that removed

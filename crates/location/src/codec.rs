@@ -74,7 +74,12 @@ pub fn put_binding(out: &mut Vec<u8>, b: &Binding) {
     out.push(flags);
     put_varint(out, b.expires.as_millis());
     // Registration time as a delta before expiry: usually 2 bytes.
-    put_varint(out, b.expires.as_millis().saturating_sub(b.registered_at.as_millis()));
+    put_varint(
+        out,
+        b.expires
+            .as_millis()
+            .saturating_sub(b.registered_at.as_millis()),
+    );
     put_varint(out, u64::from(b.q));
     put_varint(out, u64::from(b.cseq));
     put_str(out, &b.contact);
@@ -221,7 +226,7 @@ pub fn decode_change(bytes: &[u8]) -> Result<LocationChange, LocationError> {
         _ => return Err(LocationError::Corrupt("bad change origin")),
     };
     let kind = match r.u8()? {
-        0 => ChangeKind::Upsert(r.binding()?),
+        0 => ChangeKind::Upsert(Box::new(r.binding()?)),
         1 => {
             let call_id = r.str()?.to_owned();
             let cseq = r.small()?;
@@ -237,7 +242,12 @@ pub fn decode_change(bytes: &[u8]) -> Result<LocationChange, LocationError> {
     if !r.is_empty() {
         return Err(LocationError::Corrupt("trailing bytes after change"));
     }
-    Ok(LocationChange { aor, key, kind, origin })
+    Ok(LocationChange {
+        aor,
+        key,
+        kind,
+        origin,
+    })
 }
 
 /// A bounds-checked cursor over encoded bytes.
@@ -332,9 +342,21 @@ impl<'a> Reader<'a> {
             Transport::from_code(self.u8()?).ok_or(LocationError::Corrupt("bad transport"))?;
         let remote = self.addr()?;
         let local = self.addr()?;
-        let instance = if flags & F_INSTANCE != 0 { Some(self.str()?.to_owned()) } else { None };
-        let reg_id = if flags & F_REG_ID != 0 { Some(self.small()?) } else { None };
-        let user_agent = if flags & F_UA != 0 { Some(self.str()?.to_owned()) } else { None };
+        let instance = if flags & F_INSTANCE != 0 {
+            Some(self.str()?.to_owned())
+        } else {
+            None
+        };
+        let reg_id = if flags & F_REG_ID != 0 {
+            Some(self.small()?)
+        } else {
+            None
+        };
+        let user_agent = if flags & F_UA != 0 {
+            Some(self.str()?.to_owned())
+        } else {
+            None
+        };
         let mut path = Vec::new();
         if flags & F_PATH != 0 {
             let n: usize = self.small()?;
@@ -342,7 +364,11 @@ impl<'a> Reader<'a> {
                 path.push(self.str()?.to_owned());
             }
         }
-        let params = if flags & F_PARAMS != 0 { self.str()?.to_owned() } else { String::new() };
+        let params = if flags & F_PARAMS != 0 {
+            self.str()?.to_owned()
+        } else {
+            String::new()
+        };
         Ok(Binding {
             contact,
             expires: Timestamp::from_millis(expires),
@@ -391,7 +417,6 @@ pub(crate) mod tests_support {
             nat: true,
         }
     }
-
 }
 
 #[cfg(test)]
@@ -412,10 +437,17 @@ mod tests {
         let mut set = BindingSet::from_bindings(vec![full, minimal]);
         let bytes = encode_set(&set);
         assert_eq!(decode_set(&bytes).unwrap(), set);
-        assert_eq!(decode_set(&encode_set(&BindingSet::default())).unwrap(), BindingSet::default());
+        assert_eq!(
+            decode_set(&encode_set(&BindingSet::default())).unwrap(),
+            BindingSet::default()
+        );
         set.tombstones.push(Tombstone {
             key: "u:sip:x@y".into(),
-            version: Version { call_id: "c".into(), cseq: 3, at: Timestamp::from_secs(5) },
+            version: Version {
+                call_id: "c".into(),
+                cseq: 3,
+                at: Timestamp::from_secs(5),
+            },
             until: Timestamp::from_secs(9),
         });
         assert_eq!(decode_set(&encode_set(&set)).unwrap(), set);
@@ -426,14 +458,18 @@ mod tests {
         let up = LocationChange {
             aor: "a@b".into(),
             key: sample(1).key(),
-            kind: ChangeKind::Upsert(sample(1)),
+            kind: ChangeKind::Upsert(Box::new(sample(1))),
             origin: ChangeOrigin::Local,
         };
         let rm = LocationChange {
             aor: "a@b".into(),
             key: "u:sip:x@y".into(),
             kind: ChangeKind::Remove {
-                version: Version { call_id: "c".into(), cseq: 9, at: Timestamp::from_millis(77) },
+                version: Version {
+                    call_id: "c".into(),
+                    cseq: 9,
+                    at: Timestamp::from_millis(77),
+                },
                 reason: RemoveReason::Admin,
             },
             origin: ChangeOrigin::Replicated,

@@ -88,7 +88,10 @@ impl LocationConfig {
             if nodes.is_empty() {
                 return Err(ConfigError::UnknownBackend(url.to_owned()).into());
             }
-            return Ok(BackendKind::Redis { nodes, cluster: true });
+            return Ok(BackendKind::Redis {
+                nodes,
+                cluster: true,
+            });
         }
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             return Ok(BackendKind::Redis {
@@ -127,7 +130,10 @@ mod tests {
         assert_eq!(
             c.backend_kind().unwrap(),
             BackendKind::Redis {
-                nodes: vec!["redis://127.0.0.1:7000".into(), "redis://127.0.0.1:7001".into()],
+                nodes: vec![
+                    "redis://127.0.0.1:7000".into(),
+                    "redis://127.0.0.1:7001".into()
+                ],
                 cluster: true
             }
         );

@@ -5,7 +5,9 @@
 pub enum LocationError {
     /// A binding with the same Call-ID has an equal or higher CSeq
     /// (RFC 3261 §10.3 step 7): the whole REGISTER is refused.
-    #[error("out-of-order REGISTER: CSeq {cseq} is not above stored CSeq {stored_cseq} for the same Call-ID")]
+    #[error(
+        "out-of-order REGISTER: CSeq {cseq} is not above stored CSeq {stored_cseq} for the same Call-ID"
+    )]
     OutOfOrder {
         /// CSeq of the refused request.
         cseq: u32,
@@ -57,7 +59,9 @@ pub enum Unreachable {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The backend URL has an unknown scheme.
-    #[error("unknown location backend url `{0}` (expected `memory`, `redis://`, `rediss://` or `redis+cluster://`)")]
+    #[error(
+        "unknown location backend url `{0}` (expected `memory`, `redis://`, `rediss://` or `redis+cluster://`)"
+    )]
     UnknownBackend(String),
     /// The Redis URL was rejected by the client.
     #[error("bad redis url: {0}")]

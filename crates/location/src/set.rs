@@ -87,9 +87,14 @@ impl BindingSet {
             return;
         }
         self.tombstones.retain(|t| t.key != key);
-        self.tombstones.push(Tombstone { key, version, until });
+        self.tombstones.push(Tombstone {
+            key,
+            version,
+            until,
+        });
         if self.tombstones.len() > TOMBSTONES_MAX {
-            self.tombstones.sort_by(|a, b| b.version.at.cmp(&a.version.at));
+            self.tombstones
+                .sort_by_key(|t| std::cmp::Reverse(t.version.at));
             self.tombstones.truncate(TOMBSTONES_MAX);
         }
     }
@@ -219,7 +224,12 @@ pub fn apply_update(
                 });
             }
             for b in next.drain(..) {
-                changes.push(removal(aor, &b, req_version.clone(), RemoveReason::Unregistered));
+                changes.push(removal(
+                    aor,
+                    &b,
+                    req_version.clone(),
+                    RemoveReason::Unregistered,
+                ));
             }
         }
         Contacts::List(list) => {
@@ -245,7 +255,12 @@ pub fn apply_update(
                     if let Some(i) = found {
                         let old = next.remove(i);
                         touched.remove(i);
-                        changes.push(removal(aor, &old, req_version.clone(), RemoveReason::Unregistered));
+                        changes.push(removal(
+                            aor,
+                            &old,
+                            req_version.clone(),
+                            RemoveReason::Unregistered,
+                        ));
                     }
                     continue;
                 }
@@ -272,7 +287,12 @@ pub fn apply_update(
                             *t = true;
                         }
                         if old.key() != new_key {
-                            changes.push(removal(aor, &old, req_version.clone(), RemoveReason::Replaced));
+                            changes.push(removal(
+                                aor,
+                                &old,
+                                req_version.clone(),
+                                RemoveReason::Replaced,
+                            ));
                         }
                     }
                     None => {
@@ -280,9 +300,17 @@ pub fn apply_update(
                         touched.push(true);
                     }
                 }
-                changes.push(local(aor, new_key, ChangeKind::Upsert(binding)));
+                changes.push(local(aor, new_key, ChangeKind::Upsert(Box::new(binding))));
             }
-            enforce_limit(aor, &mut next, &touched, before, limits, &req_version, &mut changes)?;
+            enforce_limit(
+                aor,
+                &mut next,
+                &touched,
+                before,
+                limits,
+                &req_version,
+                &mut changes,
+            )?;
         }
     }
     work.bindings = next;
@@ -349,7 +377,12 @@ fn enforce_limit(
             for i in drop {
                 if i < next.len() {
                     let old = next.remove(i);
-                    changes.push(removal(aor, &old, req_version.clone(), RemoveReason::Dropped));
+                    changes.push(removal(
+                        aor,
+                        &old,
+                        req_version.clone(),
+                        RemoveReason::Dropped,
+                    ));
                 }
             }
         }
@@ -371,11 +404,19 @@ pub enum ReplicaOutcome {
 
 /// Apply a change from a peer site: idempotent, and a change that is not
 /// newer than what is stored (binding or tombstone) is ignored.
-pub fn apply_replicated(set: &mut BindingSet, change: &LocationChange, now: Timestamp) -> ReplicaOutcome {
+pub fn apply_replicated(
+    set: &mut BindingSet,
+    change: &LocationChange,
+    now: Timestamp,
+) -> ReplicaOutcome {
     use ReplicaOutcome::{Applied, Ignored, Remembered};
     let version = change.version();
     let existing = set.bindings.iter().position(|b| b.key() == change.key);
-    let buried = set.tombstones.iter().find(|t| t.key == change.key).map(|t| t.version.clone());
+    let buried = set
+        .tombstones
+        .iter()
+        .find(|t| t.key == change.key)
+        .map(|t| t.version.clone());
     match (&change.kind, existing) {
         (ChangeKind::Upsert(new), Some(i)) => {
             let newer = set
@@ -387,7 +428,7 @@ pub fn apply_replicated(set: &mut BindingSet, change: &LocationChange, now: Time
             }
             if new.is_live(now) {
                 if let Some(slot) = set.bindings.get_mut(i) {
-                    *slot = new.clone();
+                    *slot = Binding::clone(new);
                 }
             } else {
                 set.bindings.remove(i);
@@ -398,14 +439,16 @@ pub fn apply_replicated(set: &mut BindingSet, change: &LocationChange, now: Time
             let after_removal = buried.is_none_or(|t| version.compare(&t) == Ordering::Greater);
             if new.is_live(now) && after_removal {
                 set.unbury(&change.key);
-                set.bindings.push(new.clone());
+                set.bindings.push(Binding::clone(new));
                 Applied
             } else {
                 Ignored
             }
         }
         (ChangeKind::Remove { .. }, Some(i)) => {
-            let Some(old) = set.bindings.get(i) else { return Ignored };
+            let Some(old) = set.bindings.get(i) else {
+                return Ignored;
+            };
             if version.compare(&Version::of(old)) == Ordering::Less {
                 return Ignored;
             }
@@ -421,7 +464,12 @@ pub fn apply_replicated(set: &mut BindingSet, change: &LocationChange, now: Time
             if buried.is_some_and(|t| version.compare(&t) != Ordering::Greater) {
                 return Ignored;
             }
-            set.bury(change.key.clone(), version, now.add_secs(REPLICATED_TOMBSTONE_SECS), now);
+            set.bury(
+                change.key.clone(),
+                version,
+                now.add_secs(REPLICATED_TOMBSTONE_SECS),
+                now,
+            );
             Remembered
         }
     }
@@ -434,7 +482,11 @@ pub const REPLICATED_TOMBSTONE_SECS: u64 = 3600;
 /// Live bindings in lookup order: q descending, then most recently
 /// registered first, then by contact for a stable order.
 pub fn live_sorted(bindings: &[Binding], now: Timestamp) -> Vec<Binding> {
-    let mut out: Vec<Binding> = bindings.iter().filter(|b| b.is_live(now)).cloned().collect();
+    let mut out: Vec<Binding> = bindings
+        .iter()
+        .filter(|b| b.is_live(now))
+        .cloned()
+        .collect();
     out.sort_by(|a, b| {
         b.q.cmp(&a.q)
             .then(b.registered_at.cmp(&a.registered_at))
@@ -442,7 +494,6 @@ pub fn live_sorted(bindings: &[Binding], now: Timestamp) -> Vec<Binding> {
     });
     out
 }
-
 
 #[cfg(test)]
 #[path = "set_tests.rs"]

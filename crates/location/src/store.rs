@@ -71,9 +71,11 @@ impl LocationStore {
                     fsync: config.fsync,
                     ..MemoryOptions::default()
                 };
-                let store = tokio::task::spawn_blocking(move || MemoryStore::open(options, Timestamp::now()))
-                    .await
-                    .map_err(|e| LocationError::Io(std::io::Error::other(e)))??;
+                let store = tokio::task::spawn_blocking(move || {
+                    MemoryStore::open(options, Timestamp::now())
+                })
+                .await
+                .map_err(|e| LocationError::Io(std::io::Error::other(e)))??;
                 Ok(LocationStore::Memory(Arc::new(store)))
             }
             BackendKind::Redis { nodes, cluster } => {
@@ -91,7 +93,12 @@ impl LocationStore {
     }
 
     /// Apply one REGISTER to `aor` atomically.
-    pub async fn apply(&self, aor: &str, update: &Update, now: Timestamp) -> Result<Applied, LocationError> {
+    pub async fn apply(
+        &self,
+        aor: &str,
+        update: &Update,
+        now: Timestamp,
+    ) -> Result<Applied, LocationError> {
         match self {
             LocationStore::Memory(m) => m.apply(aor, update, now),
             LocationStore::Redis(r) => r.apply(aor, update, now).await,
@@ -107,7 +114,11 @@ impl LocationStore {
     }
 
     /// Remove every binding of `aor` (admin action).
-    pub async fn remove_aor(&self, aor: &str, now: Timestamp) -> Result<Vec<LocationChange>, LocationError> {
+    pub async fn remove_aor(
+        &self,
+        aor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<LocationChange>, LocationError> {
         match self {
             LocationStore::Memory(m) => m.remove_aor(aor, now),
             LocationStore::Redis(r) => r.remove_aor(aor, now).await,
@@ -115,7 +126,11 @@ impl LocationStore {
     }
 
     /// Apply a change from a peer site; `Ok(false)` if it was not newer.
-    pub async fn apply_replicated(&self, change: &LocationChange, now: Timestamp) -> Result<bool, LocationError> {
+    pub async fn apply_replicated(
+        &self,
+        change: &LocationChange,
+        now: Timestamp,
+    ) -> Result<bool, LocationError> {
         match self {
             LocationStore::Memory(m) => m.apply_replicated(change, now),
             LocationStore::Redis(r) => r.apply_replicated(change, now).await,
@@ -140,7 +155,12 @@ impl LocationStore {
     }
 
     /// One page of the admin listing.
-    pub async fn list(&self, cursor: Option<&str>, limit: usize, now: Timestamp) -> Result<Page, LocationError> {
+    pub async fn list(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page, LocationError> {
         match self {
             LocationStore::Memory(m) => m.list(cursor, limit, now),
             LocationStore::Redis(r) => r.list(cursor, limit, now).await,

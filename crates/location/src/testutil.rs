@@ -41,7 +41,10 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> io::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} not ready in time")))
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} not ready in time"),
+    ))
 }
 
 /// One `redis-server` process.
@@ -86,7 +89,11 @@ impl RedisServer {
             cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
                 .args(["--cluster-config-file", "nodes.conf"]);
         }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         self.child = Some(child);
         let port = self.port;
         let res = wait_until("redis-server", || {
@@ -151,7 +158,10 @@ impl RedisCluster {
         let nodes = (0..3)
             .map(|_| RedisServer::start_with(true))
             .collect::<io::Result<Vec<_>>>()?;
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let mut args: Vec<&str> = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
         args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
@@ -169,7 +179,8 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes };
         for n in &cluster.nodes {
             wait_until("redis cluster", || {
-                n.cli(&["CLUSTER", "INFO"]).is_ok_and(|o| o.contains("cluster_state:ok"))
+                n.cli(&["CLUSTER", "INFO"])
+                    .is_ok_and(|o| o.contains("cluster_state:ok"))
             })?;
         }
         Ok(cluster)
@@ -177,7 +188,11 @@ impl RedisCluster {
 
     /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`.
     pub fn url(&self) -> String {
-        let addrs: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         format!("redis+cluster://{}", addrs.join(","))
     }
 

@@ -70,10 +70,12 @@ fn canonicalize(uri: &str) -> Option<String> {
     for param in params.split(';') {
         let (name, value) = param.split_once('=').unwrap_or((param, ""));
         let name = name.trim().to_ascii_lowercase();
-        if let Some(i) = SIGNIFICANT.iter().position(|s| *s == name) {
-            if let Some(slot) = found.get_mut(i) {
-                *slot = Some(percent_decode(value.trim()).to_ascii_lowercase());
-            }
+        if let Some(slot) = SIGNIFICANT
+            .iter()
+            .position(|s| *s == name)
+            .and_then(|i| found.get_mut(i))
+        {
+            *slot = Some(percent_decode(value.trim()).to_ascii_lowercase());
         }
     }
     for (name, value) in SIGNIFICANT.iter().zip(found.iter()) {
@@ -117,7 +119,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
                 i += 3;
@@ -140,14 +144,26 @@ mod tests {
 
     #[test]
     fn rfc3261_equivalent_examples() {
-        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
-        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
-        assert!(eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com"));
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com"
+        ));
         assert!(eq(
             "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
         ));
-        assert!(eq("sip:alice@atlanta.com?subject=project%20x&priority=urgent", "sip:alice@atlanta.com"));
+        assert!(eq(
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com"
+        ));
         assert!(eq("<sip:a@10.0.0.1:5060>", "sip:a@10.0.0.1:05060"));
         assert!(eq("\"Alice\" <sip:a@h>", "sip:a@H"));
         assert!(eq("sip:a@[2001:DB8::1]:5070", "sip:a@[2001:db8::1]:5070"));
@@ -155,18 +171,38 @@ mod tests {
 
     #[test]
     fn rfc3261_not_equivalent_examples() {
-        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
         assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
         assert!(!eq("sip:bob@biloxi.com", "sips:bob@biloxi.com"));
-        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com;user=phone"));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;user=phone"
+        ));
         assert!(!eq("sip:a@h:5060", "sip:a@h:5061"));
         assert!(!eq("sip:a@[2001:db8::1]", "sip:a@[2001:db8::1]:5060"));
     }
 
     #[test]
     fn garbage_never_panics_and_compares_bytes() {
-        for s in ["", ":", "sip:", "sip:@", "sip:a@[", "sip:a@[::1", "%", "sip:%zz@h", "tel:+49", "sip:a@h:;;=;"] {
+        for s in [
+            "",
+            ":",
+            "sip:",
+            "sip:@",
+            "sip:a@[",
+            "sip:a@[::1",
+            "%",
+            "sip:%zz@h",
+            "tel:+49",
+            "sip:a@h:;;=;",
+        ] {
             let _ = ContactKey::parse(s);
         }
         assert!(eq("tel:+4930", "tel:+4930"));

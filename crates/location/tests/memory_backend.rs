@@ -11,11 +11,21 @@ use voxline_location::*;
 mod volatile {
     use super::*;
 
-    fn factory(limits: Limits) -> std::pin::Pin<Box<dyn std::future::Future<Output = (LocationStore, suite::Guard)> + Send>> {
+    fn factory(
+        limits: Limits,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (LocationStore, suite::Guard)> + Send>>
+    {
         Box::pin(async move {
-            let options = MemoryOptions { shards: 8, limits, ..MemoryOptions::default() };
+            let options = MemoryOptions {
+                shards: 8,
+                limits,
+                ..MemoryOptions::default()
+            };
             let store = MemoryStore::open(options, Timestamp::now()).unwrap();
-            (LocationStore::Memory(Arc::new(store)), Box::new(()) as suite::Guard)
+            (
+                LocationStore::Memory(Arc::new(store)),
+                Box::new(()) as suite::Guard,
+            )
         })
     }
 
@@ -25,7 +35,10 @@ mod volatile {
 mod persisted {
     use super::*;
 
-    fn factory(limits: Limits) -> std::pin::Pin<Box<dyn std::future::Future<Output = (LocationStore, suite::Guard)> + Send>> {
+    fn factory(
+        limits: Limits,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (LocationStore, suite::Guard)> + Send>>
+    {
         Box::pin(async move {
             let dir = tempfile::tempdir().unwrap();
             let options = MemoryOptions {
@@ -35,7 +48,10 @@ mod persisted {
                 ..MemoryOptions::default()
             };
             let store = MemoryStore::open(options, Timestamp::now()).unwrap();
-            (LocationStore::Memory(Arc::new(store)), Box::new(dir) as suite::Guard)
+            (
+                LocationStore::Memory(Arc::new(store)),
+                Box::new(dir) as suite::Guard,
+            )
         })
     }
 

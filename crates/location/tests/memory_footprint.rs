@@ -15,7 +15,10 @@ fn rss() -> u64 {
 #[test]
 #[ignore = "measurement: 1M bindings, run in release"]
 fn bytes_per_binding_at_one_million() {
-    let n: u32 = std::env::var("VOXLINE_LOCATION_BINDINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u32 = std::env::var("VOXLINE_LOCATION_BINDINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let now = Timestamp::now();
     let store = MemoryStore::open(MemoryOptions::default(), now).unwrap();
     let source = Source {
@@ -38,7 +41,9 @@ fn bytes_per_binding_at_one_million() {
                 3600,
             )]),
         };
-        store.apply(&format!("u{i:08}@example.com"), &update, now).unwrap();
+        store
+            .apply(&format!("u{i:08}@example.com"), &update, now)
+            .unwrap();
     }
     let elapsed = started.elapsed();
     let after = rss();
@@ -51,5 +56,8 @@ fn bytes_per_binding_at_one_million() {
     );
     // Lookups still work at that size.
     assert_eq!(store.lookup("u00000042@example.com", now).unwrap().len(), 1);
-    assert!(per <= 300.0, "{per:.1} bytes per binding exceeds the 300-byte target");
+    assert!(
+        per <= 300.0,
+        "{per:.1} bytes per binding exceeds the 300-byte target"
+    );
 }

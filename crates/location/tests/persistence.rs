@@ -46,7 +46,13 @@ fn restart_recovers_state_across_snapshots_and_drops_expired() {
         for i in 0..500u32 {
             let expires = if i % 5 == 0 { 10 } else { 3600 };
             let aor = format!("p{i}@example.com");
-            store.apply(&aor, &update("c", 1, &format!("sip:p{i}@10.0.0.1"), expires), t).unwrap();
+            store
+                .apply(
+                    &aor,
+                    &update("c", 1, &format!("sip:p{i}@10.0.0.1"), expires),
+                    t,
+                )
+                .unwrap();
             if i == 250 {
                 store.snapshot().unwrap();
             }
@@ -54,7 +60,13 @@ fn restart_recovers_state_across_snapshots_and_drops_expired() {
         // Refresh some after the snapshot, remove some.
         for i in (1..500u32).step_by(7) {
             let aor = format!("p{i}@example.com");
-            store.apply(&aor, &update("c", 2, &format!("sip:p{i}@10.0.0.1"), 7200), t).unwrap();
+            store
+                .apply(
+                    &aor,
+                    &update("c", 2, &format!("sip:p{i}@10.0.0.1"), 7200),
+                    t,
+                )
+                .unwrap();
         }
         for i in (2..500u32).step_by(11) {
             store.remove_aor(&format!("p{i}@example.com"), t).unwrap();
@@ -70,7 +82,13 @@ fn restart_recovers_state_across_snapshots_and_drops_expired() {
         assert_eq!(&store.lookup(aor, later).unwrap(), bindings, "{aor}");
     }
     let live = want.values().filter(|b| !b.is_empty()).count() as u64;
-    assert_eq!(store.count(), Counts { aors: live, bindings: live });
+    assert_eq!(
+        store.count(),
+        Counts {
+            aors: live,
+            bindings: live
+        }
+    );
     assert!(store.recovery_stats().snapshot_records + store.recovery_stats().log_records > 0);
     // open() compacted everything into one snapshot and one fresh log.
     drop(store);
@@ -78,8 +96,16 @@ fn restart_recovers_state_across_snapshots_and_drops_expired() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.iter().filter(|f| f.ends_with(".snap")).count(), 1, "{files:?}");
-    assert_eq!(files.iter().filter(|f| f.ends_with(".log")).count(), 1, "{files:?}");
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".snap")).count(),
+        1,
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".log")).count(),
+        1,
+        "{files:?}"
+    );
 }
 
 #[test]
@@ -89,7 +115,13 @@ fn torn_last_record_is_tolerated() {
     {
         let store = open(dir.path(), t);
         for i in 0..20 {
-            store.apply(&format!("t{i}@x"), &update("c", 1, "sip:t@10.0.0.1", 600), t).unwrap();
+            store
+                .apply(
+                    &format!("t{i}@x"),
+                    &update("c", 1, "sip:t@10.0.0.1", 600),
+                    t,
+                )
+                .unwrap();
         }
     }
     // Half a record at the end of the newest log, as if the writer died mid-write.
@@ -99,14 +131,19 @@ fn torn_last_record_is_tolerated() {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    let mut f = std::fs::OpenOptions::new().append(true).open(logs.last().unwrap()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.last().unwrap())
+        .unwrap();
     f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 5, 6]).unwrap();
     drop(f);
     let store = open(dir.path(), t);
     assert_eq!(store.count().aors, 20);
     assert_eq!(store.recovery_stats().torn_segments, 1);
     // And it keeps working after recovery.
-    store.apply("new@x", &update("c", 1, "sip:n@10.0.0.1", 600), t).unwrap();
+    store
+        .apply("new@x", &update("c", 1, "sip:n@10.0.0.1", 600), t)
+        .unwrap();
     drop(store);
     assert_eq!(open(dir.path(), t).count().aors, 21);
 }
@@ -120,7 +157,9 @@ const AORS: u32 = 1500;
 #[test]
 #[ignore = "child process of kill_9_loses_no_acknowledged_write"]
 fn writer_child_process() {
-    let Ok(dir) = std::env::var(WRITER_ENV) else { return };
+    let Ok(dir) = std::env::var(WRITER_ENV) else {
+        return;
+    };
     let store = open(Path::new(&dir), Timestamp::now());
     let mut out = std::io::stdout().lock();
     let started = Instant::now();
@@ -132,7 +171,16 @@ fn writer_child_process() {
         let cseq = i / AORS + 1;
         let aor = format!("k{n}@example.com");
         store
-            .apply(&aor, &update(&format!("cid-{n}"), cseq, &format!("sip:k{n}@10.0.0.1"), 3600), Timestamp::now())
+            .apply(
+                &aor,
+                &update(
+                    &format!("cid-{n}"),
+                    cseq,
+                    &format!("sip:k{n}@10.0.0.1"),
+                    3600,
+                ),
+                Timestamp::now(),
+            )
             .unwrap();
         writeln!(out, "ACK {n} {cseq}").unwrap();
         out.flush().unwrap();
@@ -146,7 +194,13 @@ fn writer_child_process() {
 fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "writer_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "writer_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(WRITER_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -160,7 +214,8 @@ fn kill_9_loses_no_acknowledged_write() {
         if f.next() != Some("ACK") {
             return false;
         }
-        let (Some(Ok(n)), Some(Ok(cseq))) = (f.next().map(str::parse), f.next().map(str::parse)) else {
+        let (Some(Ok(n)), Some(Ok(cseq))) = (f.next().map(str::parse), f.next().map(str::parse))
+        else {
             return false;
         };
         let e = acked.entry(n).or_insert(0);
@@ -191,7 +246,11 @@ fn kill_9_loses_no_acknowledged_write() {
     for (n, cseq) in &acked {
         let b = store.lookup(&format!("k{n}@example.com"), now).unwrap();
         assert_eq!(b.len(), 1, "k{n} lost");
-        assert!(b[0].cseq >= *cseq, "k{n}: recovered CSeq {} < acknowledged {cseq}", b[0].cseq);
+        assert!(
+            b[0].cseq >= *cseq,
+            "k{n}: recovered CSeq {} < acknowledged {cseq}",
+            b[0].cseq
+        );
     }
     assert_eq!(acked.len() as u32, AORS);
 }

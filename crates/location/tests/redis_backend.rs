@@ -32,9 +32,16 @@ mod standalone {
 
     fn factory(limits: Limits) -> Made {
         Box::pin(async move {
-            let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
-            let store = RedisStore::new(options(vec![server.url()], false, limits, "t:loc".into())).unwrap();
-            (LocationStore::Redis(Arc::new(store)), Box::new(server) as suite::Guard)
+            let server = tokio::task::spawn_blocking(RedisServer::start)
+                .await
+                .unwrap()
+                .unwrap();
+            let store = RedisStore::new(options(vec![server.url()], false, limits, "t:loc".into()))
+                .unwrap();
+            (
+                LocationStore::Redis(Arc::new(store)),
+                Box::new(server) as suite::Guard,
+            )
         })
     }
 
@@ -50,13 +57,19 @@ fn cluster_factory(limits: Limits) -> Made {
         // A fresh key space per store on the shared cluster.
         let prefix = format!("c{}:loc", PREFIX.fetch_add(1, Ordering::Relaxed));
         let store = RedisStore::new(options(nodes, true, limits, prefix)).unwrap();
-        (LocationStore::Redis(Arc::new(store)), Box::new(()) as suite::Guard)
+        (
+            LocationStore::Redis(Arc::new(store)),
+            Box::new(()) as suite::Guard,
+        )
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_runs_the_whole_suite() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.unwrap().unwrap();
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
     *CLUSTER_NODES.lock().unwrap() = cluster.node_urls();
     // The URL form parses to the same nodes.
     let cfg = LocationConfig {
@@ -75,8 +88,15 @@ async fn cluster_runs_the_whole_suite() {
     let (store, _) = cluster_factory(Limits::default()).await;
     let t = suite::now();
     for i in 0..30 {
-        let u = suite::update("c", 1, vec![suite::contact(&format!("sip:s{i}@10.0.0.1"), 600, 1000)]);
-        store.apply(&format!("spread{i}@example.com"), &u, t).await.unwrap();
+        let u = suite::update(
+            "c",
+            1,
+            vec![suite::contact(&format!("sip:s{i}@10.0.0.1"), 600, 1000)],
+        );
+        store
+            .apply(&format!("spread{i}@example.com"), &u, t)
+            .await
+            .unwrap();
     }
     let mut cluster = cluster;
     let with_keys = cluster
@@ -90,14 +110,34 @@ async fn cluster_runs_the_whole_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_carry_ttls_and_nothing_is_left_behind() {
-    let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
-    let mut opts = options(vec![server.url()], false, Limits::default(), "ttl:loc".into());
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut opts = options(
+        vec![server.url()],
+        false,
+        Limits::default(),
+        "ttl:loc".into(),
+    );
     opts.expiry_grace = Duration::from_secs(5);
     let store = LocationStore::Redis(Arc::new(RedisStore::new(opts).unwrap()));
     let t = Timestamp::now();
-    let u = suite::update("c", 1, vec![suite::contact("sip:t@10.0.0.1", 60, 1000), suite::contact("sip:t@10.0.0.2", 120, 1000)]);
+    let u = suite::update(
+        "c",
+        1,
+        vec![
+            suite::contact("sip:t@10.0.0.1", 60, 1000),
+            suite::contact("sip:t@10.0.0.2", 120, 1000),
+        ],
+    );
     store.apply("ttl@example.com", &u, t).await.unwrap();
-    let pttl: i64 = server.cli(&["PTTL", "ttl:loc:{ttl@example.com}"]).unwrap().trim().parse().unwrap();
+    let pttl: i64 = server
+        .cli(&["PTTL", "ttl:loc:{ttl@example.com}"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // Latest binding (120 s) + grace (5 s), minus the time since `t`.
     assert!((120_000..=125_000).contains(&pttl), "pttl {pttl}");
     // The expiry index holds the earliest expiry.
@@ -107,7 +147,12 @@ async fn keys_carry_ttls_and_nothing_is_left_behind() {
     let mut star = suite::update("c", 2, vec![]);
     star.contacts = Contacts::RemoveAll;
     store.apply("ttl@example.com", &star, t).await.unwrap();
-    let pttl: i64 = server.cli(&["PTTL", "ttl:loc:{ttl@example.com}"]).unwrap().trim().parse().unwrap();
+    let pttl: i64 = server
+        .cli(&["PTTL", "ttl:loc:{ttl@example.com}"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pttl > 0 && pttl <= 125_000, "pttl {pttl}");
     // Once past every expiry, the expiry run cleans the index.
     store.expire(t.add_secs(200)).await.unwrap();
@@ -116,17 +161,35 @@ async fn keys_carry_ttls_and_nothing_is_left_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_on_one_aor_lose_nothing() {
-    let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
     let t = suite::now();
     let mut tasks = Vec::new();
-    // Two independent stores (as on two nodes), 20 contacts each, same AOR.
-    for node in 0..2 {
-        let store = RedisStore::new(options(vec![server.url()], false, Limits::default(), "cc:loc".into())).unwrap();
+    // Three independent stores (as on three nodes), 20 contacts each, all
+    // on the same AOR at once.
+    for node in 0..3 {
+        let store = RedisStore::new(options(
+            vec![server.url()],
+            false,
+            Limits::default(),
+            "cc:loc".into(),
+        ))
+        .unwrap();
         let store = Arc::new(store);
         for i in 0..20 {
             let store = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
-                let u = suite::update(&format!("n{node}-{i}"), 1, vec![suite::contact(&format!("sip:n{node}x{i}@10.0.0.1"), 600, 1000)]);
+                let u = suite::update(
+                    &format!("n{node}-{i}"),
+                    1,
+                    vec![suite::contact(
+                        &format!("sip:n{node}x{i}@10.0.0.1"),
+                        600,
+                        1000,
+                    )],
+                );
                 store.apply("busy@example.com", &u, t).await.unwrap();
             }));
         }
@@ -134,14 +197,28 @@ async fn concurrent_writers_on_one_aor_lose_nothing() {
     for task in tasks {
         task.await.unwrap();
     }
-    let store = RedisStore::new(options(vec![server.url()], false, Limits::default(), "cc:loc".into())).unwrap();
-    assert_eq!(store.lookup("busy@example.com", t).await.unwrap().len(), 40);
+    let store = RedisStore::new(options(
+        vec![server.url()],
+        false,
+        Limits::default(),
+        "cc:loc".into(),
+    ))
+    .unwrap();
+    assert_eq!(store.lookup("busy@example.com", t).await.unwrap().len(), 60);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_unavailable_quickly_and_recovers_after_restart() {
-    let mut server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
-    let mut opts = options(vec![server.url()], false, Limits::default(), "down:loc".into());
+    let mut server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut opts = options(
+        vec![server.url()],
+        false,
+        Limits::default(),
+        "down:loc".into(),
+    );
     opts.command_timeout = Duration::from_millis(300);
     let store = LocationStore::Redis(Arc::new(RedisStore::new(opts).unwrap()));
     let t = suite::now();
@@ -194,14 +271,27 @@ async fn redis_down_is_unavailable_quickly_and_recovers_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_unavailable_not_a_hang() {
     // A port that was free a moment ago and has no server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     for cluster in [false, true] {
-        let mut opts = options(vec![format!("redis://127.0.0.1:{port}")], cluster, Limits::default(), "x:loc".into());
+        let mut opts = options(
+            vec![format!("redis://127.0.0.1:{port}")],
+            cluster,
+            Limits::default(),
+            "x:loc".into(),
+        );
         opts.command_timeout = Duration::from_millis(200);
         let store = RedisStore::new(opts).unwrap();
         let started = Instant::now();
         let e = store.lookup("a@b", suite::now()).await.unwrap_err();
         assert!(matches!(e, LocationError::Unavailable(_)), "{e:?}");
-        assert!(started.elapsed() < Duration::from_millis(600), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -171,12 +171,19 @@ impl Journal {
             let mut r = BufReader::with_capacity(1 << 20, File::open(snap_path(dir, n))?);
             let mut magic = [0u8; 8];
             if read_full(&mut r, &mut magic)? != 8 || &magic != SNAP_MAGIC {
-                tracing::warn!(snapshot = n, "location snapshot has a bad header, trying an older one");
+                tracing::warn!(
+                    snapshot = n,
+                    "location snapshot has a bad header, trying an older one"
+                );
                 continue;
             }
             let (count, clean) = read_records(r, &mut apply);
             if !clean {
-                tracing::warn!(snapshot = n, count, "location snapshot ends in a corrupt record");
+                tracing::warn!(
+                    snapshot = n,
+                    count,
+                    "location snapshot ends in a corrupt record"
+                );
             }
             stats.snapshot_records = count;
             base = n;
@@ -188,7 +195,11 @@ impl Journal {
             stats.log_records += count;
             if !clean {
                 stats.torn_segments += 1;
-                tracing::warn!(segment = n, count, "location log segment ends in a torn record; later bytes ignored");
+                tracing::warn!(
+                    segment = n,
+                    count,
+                    "location log segment ends in a torn record; later bytes ignored"
+                );
             }
         }
         let next = snaps.iter().chain(logs.iter()).copied().max().unwrap_or(0) + 1;
@@ -278,7 +289,10 @@ impl Journal {
 }
 
 fn open_segment(dir: &Path, n: u64) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).open(log_path(dir, n))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(dir, n))?;
     File::open(dir)?.sync_all()?;
     Ok(file)
 }
@@ -369,8 +383,16 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.iter().filter(|n| n.ends_with(".snap")).count(), 1, "{names:?}");
-        assert_eq!(names.iter().filter(|n| n.ends_with(".log")).count(), 1, "{names:?}");
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with(".snap")).count(),
+            1,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with(".log")).count(),
+            1,
+            "{names:?}"
+        );
         let (map, stats) = recover(dir.path());
         assert_eq!(map.len(), 10);
         assert_eq!(map["u3@x"], b"new");

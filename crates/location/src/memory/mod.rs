@@ -128,7 +128,12 @@ impl MemoryStore {
         self.recovery
     }
 
-    fn restore(&mut self, aor: &str, set_bytes: &[u8], now: Timestamp) -> Result<(), LocationError> {
+    fn restore(
+        &mut self,
+        aor: &str,
+        set_bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(), LocationError> {
         let mut set = crate::codec::decode_set(set_bytes)?;
         set.bindings.retain(|b| b.is_live(now));
         set.tombstones.retain(|t| t.until > now);
@@ -139,7 +144,12 @@ impl MemoryStore {
             .ok_or(LocationError::Corrupt("shard index"))?
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
-        let before = shard.entries.take(aor).map(|old| old.bindings()).transpose()?.unwrap_or_default();
+        let before = shard
+            .entries
+            .take(aor)
+            .map(|old| old.bindings())
+            .transpose()?
+            .unwrap_or_default();
         shard.account(&before, &set);
         if let Some(first) = set.next_due() {
             let second = timer_second(first.as_millis());
@@ -164,12 +174,21 @@ impl MemoryStore {
     }
 
     fn load(shard: &Shard, aor: &str) -> Result<BindingSet, LocationError> {
-        shard.entries.get(aor).map_or(Ok(BindingSet::default()), PackedAor::bindings)
+        shard
+            .entries
+            .get(aor)
+            .map_or(Ok(BindingSet::default()), PackedAor::bindings)
     }
 
     /// Persist and store the new set of `aor` (caller holds the lock and
     /// loaded `before` under it).
-    fn commit(&self, shard: &mut Shard, aor: &str, before: &BindingSet, set: &BindingSet) -> Result<(), LocationError> {
+    fn commit(
+        &self,
+        shard: &mut Shard,
+        aor: &str,
+        before: &BindingSet,
+        set: &BindingSet,
+    ) -> Result<(), LocationError> {
         let old_timer = shard.entries.get(aor).map_or(0, PackedAor::timer);
         let earliest = set.next_due().map(|t| timer_second(t.as_millis()));
         let timer = match earliest {
@@ -209,7 +228,12 @@ impl MemoryStore {
 
     /// Apply one REGISTER (see [`set::apply_update`]); persisted before it
     /// returns.
-    pub fn apply(&self, aor: &str, update: &Update, now: Timestamp) -> Result<Applied, LocationError> {
+    pub fn apply(
+        &self,
+        aor: &str,
+        update: &Update,
+        now: Timestamp,
+    ) -> Result<Applied, LocationError> {
         let (set, changes) = {
             let mut shard = self.shard(aor);
             let before = Self::load(&shard, aor)?;
@@ -236,7 +260,11 @@ impl MemoryStore {
     }
 
     /// Remove every binding of `aor`; returns the removals.
-    pub fn remove_aor(&self, aor: &str, now: Timestamp) -> Result<Vec<LocationChange>, LocationError> {
+    pub fn remove_aor(
+        &self,
+        aor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<LocationChange>, LocationError> {
         if aor.is_empty() {
             return Err(InvalidInput::EmptyAor.into());
         }
@@ -256,7 +284,11 @@ impl MemoryStore {
     }
 
     /// Apply a change from a peer site (idempotent; older changes ignored).
-    pub fn apply_replicated(&self, change: &LocationChange, now: Timestamp) -> Result<bool, LocationError> {
+    pub fn apply_replicated(
+        &self,
+        change: &LocationChange,
+        now: Timestamp,
+    ) -> Result<bool, LocationError> {
         let applied = {
             let mut shard = self.shard(&change.aor);
             let before = Self::load(&shard, &change.aor)?;
@@ -285,7 +317,9 @@ impl MemoryStore {
             let shard = &mut *guard;
             for (due, bucket) in shard.wheel.take_due(second) {
                 for aor in Wheel::aors(&bucket) {
-                    let Some(entry) = shard.entries.get(aor) else { continue };
+                    let Some(entry) = shard.entries.get(aor) else {
+                        continue;
+                    };
                     if entry.timer() != due {
                         continue; // stale entry: a later timer is valid
                     }
@@ -321,12 +355,21 @@ impl MemoryStore {
 
     /// One page of AORs for admin listings. `cursor` is `None` for the first
     /// page, then the previous page's `next`.
-    pub fn list(&self, cursor: Option<&str>, limit: usize, now: Timestamp) -> Result<Page, LocationError> {
+    pub fn list(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page, LocationError> {
         let (mut idx, mut after) = match cursor {
             None => (0usize, None),
             Some(c) => {
-                let (i, a) = c.split_once('/').ok_or(LocationError::Corrupt("bad page cursor"))?;
-                let i = i.parse().map_err(|_| LocationError::Corrupt("bad page cursor"))?;
+                let (i, a) = c
+                    .split_once('/')
+                    .ok_or(LocationError::Corrupt("bad page cursor"))?;
+                let i = i
+                    .parse()
+                    .map_err(|_| LocationError::Corrupt("bad page cursor"))?;
                 (i, Some(a.to_owned()))
             }
         };
@@ -371,7 +414,10 @@ impl MemoryStore {
             idx += 1;
             after = None;
         }
-        Ok(Page { entries, next: None })
+        Ok(Page {
+            entries,
+            next: None,
+        })
     }
 
     /// Subscribe to the change feed.
@@ -382,7 +428,9 @@ impl MemoryStore {
     /// Write a snapshot and drop older log segments (no-op without a data
     /// directory). Blocking file I/O: call it from a blocking thread.
     pub fn snapshot(&self) -> Result<(), LocationError> {
-        let Some(j) = &self.journal else { return Ok(()) };
+        let Some(j) = &self.journal else {
+            return Ok(());
+        };
         j.snapshot(|emit| {
             let mut buf = Vec::new();
             for m in self.shards.iter() {
@@ -402,10 +450,12 @@ impl MemoryStore {
 
     /// fsync the log if the policy is `interval` and something was written.
     pub fn sync(&self) -> Result<(), LocationError> {
-        if let Some(j) = &self.journal {
-            if j.policy() == FsyncPolicy::Interval {
-                j.sync()?;
-            }
+        if let Some(j) = self
+            .journal
+            .as_ref()
+            .filter(|j| j.policy() == FsyncPolicy::Interval)
+        {
+            j.sync()?;
         }
         Ok(())
     }
@@ -418,7 +468,11 @@ impl MemoryStore {
 
 /// Remove every binding of `set` as an admin action (tombstones keep the
 /// removals from being undone by older replicated writes).
-pub(crate) fn admin_removals(aor: &str, set: &mut BindingSet, now: Timestamp) -> Vec<LocationChange> {
+pub(crate) fn admin_removals(
+    aor: &str,
+    set: &mut BindingSet,
+    now: Timestamp,
+) -> Vec<LocationChange> {
     let mut changes = Vec::new();
     for b in std::mem::take(&mut set.bindings) {
         if !b.is_live(now) {

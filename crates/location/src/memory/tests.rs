@@ -20,12 +20,23 @@ fn upd(cseq: u32, expires: u32) -> Update {
 }
 
 fn wheel_entries(store: &MemoryStore) -> usize {
-    store.shards.iter().map(|s| s.lock().unwrap().wheel.len()).sum()
+    store
+        .shards
+        .iter()
+        .map(|s| s.lock().unwrap().wheel.len())
+        .sum()
 }
 
 #[test]
 fn refreshes_do_not_grow_the_timer_wheel() {
-    let store = MemoryStore::open(MemoryOptions { shards: 4, ..MemoryOptions::default() }, Timestamp::from_secs(0)).unwrap();
+    let store = MemoryStore::open(
+        MemoryOptions {
+            shards: 4,
+            ..MemoryOptions::default()
+        },
+        Timestamp::from_secs(0),
+    )
+    .unwrap();
     let t0 = Timestamp::from_secs(1_000_000);
     for i in 0..100 {
         store.apply(&format!("a{i}@x"), &upd(1, 60), t0).unwrap();
@@ -33,7 +44,9 @@ fn refreshes_do_not_grow_the_timer_wheel() {
     // Each AOR refreshed 10 times with later expiries: still one entry each.
     for r in 2..12 {
         for i in 0..100 {
-            store.apply(&format!("a{i}@x"), &upd(r, 60), t0.add_secs(u64::from(r))).unwrap();
+            store
+                .apply(&format!("a{i}@x"), &upd(r, 60), t0.add_secs(u64::from(r)))
+                .unwrap();
         }
     }
     assert_eq!(wheel_entries(&store), 100);
@@ -59,7 +72,16 @@ fn an_earlier_expiry_arms_an_earlier_timer() {
 #[test]
 fn bad_shard_counts_are_refused() {
     for shards in [0, 3, 8192] {
-        let r = MemoryStore::open(MemoryOptions { shards, ..MemoryOptions::default() }, Timestamp::from_secs(0));
-        assert!(matches!(r, Err(LocationError::Config(ConfigError::Shards(_)))));
+        let r = MemoryStore::open(
+            MemoryOptions {
+                shards,
+                ..MemoryOptions::default()
+            },
+            Timestamp::from_secs(0),
+        );
+        assert!(matches!(
+            r,
+            Err(LocationError::Config(ConfigError::Shards(_)))
+        ));
     }
 }

@@ -34,7 +34,10 @@ use crate::set::{self, BindingSet, Limits, ReplicaOutcome};
 use crate::store::{Applied, Counts, Page};
 use crate::time::Timestamp;
 
-const CAS_ATTEMPTS: usize = 16;
+const CAS_ATTEMPTS: usize = 32;
+/// Writers to the same AOR through one store queue on one of these stripes,
+/// so compare-and-set only races between nodes.
+const WRITE_STRIPES: usize = 1024;
 const INDEX_BUCKETS: u32 = 16;
 const EXPIRE_BATCH: usize = 1000;
 
@@ -74,10 +77,12 @@ impl Default for RedisOptions {
 
 enum Conn {
     Standalone(ConnectionManager),
-    Cluster {
-        client: ClusterClient,
-        conn: Mutex<Option<ClusterConnection>>,
-    },
+    Cluster(Box<ClusterConn>),
+}
+
+struct ClusterConn {
+    client: ClusterClient,
+    conn: Mutex<Option<ClusterConnection>>,
 }
 
 enum Handle {
@@ -95,6 +100,7 @@ pub struct RedisStore {
     cas: Script,
     feed: broadcast::Sender<LocationChange>,
     up: AtomicBool,
+    stripes: Box<[Mutex<()>]>,
 }
 
 enum Exec<'a> {
@@ -103,12 +109,23 @@ enum Exec<'a> {
 }
 
 impl Exec<'_> {
-    async fn run<T: FromRedisValue, C: ConnectionLike + Send>(&self, c: &mut C) -> redis::RedisResult<T> {
+    async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
+        &self,
+        c: &mut C,
+    ) -> redis::RedisResult<T> {
         match self {
             Exec::Cmd(cmd) => cmd.query_async(c).await,
             Exec::Script(inv) => inv.invoke_async(c).await,
         }
     }
+}
+
+/// A random delay growing with the attempt number (up to ~10 ms).
+fn jitter_us(attempt: usize) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    let cap = 100u64 << attempt.min(7);
+    random % cap
 }
 
 fn is_unreachable(e: &RedisError) -> bool {
@@ -118,8 +135,12 @@ fn is_unreachable(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_timeout()
         || matches!(e.kind(), ErrorKind::Server(_) if e.is_cluster_error())
-        || matches!(e.kind(), ErrorKind::ClusterConnectionNotFound | ErrorKind::Io)
-        || e.code().is_some_and(|c| matches!(c, "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING"))
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound | ErrorKind::Io
+        )
+        || e.code()
+            .is_some_and(|c| matches!(c, "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING"))
 }
 
 impl RedisStore {
@@ -136,10 +157,10 @@ impl RedisStore {
                 .max_retry_wait(100)
                 .build()
                 .map_err(ConfigError::RedisUrl)?;
-            Conn::Cluster {
+            Conn::Cluster(Box::new(ClusterConn {
                 client,
                 conn: Mutex::new(None),
-            }
+            }))
         } else {
             let url = options.nodes.first().cloned().unwrap_or_default();
             let client = redis::Client::open(url).map_err(ConfigError::RedisUrl)?;
@@ -149,7 +170,8 @@ impl RedisStore {
                 .set_number_of_retries(1)
                 .set_min_delay(Duration::from_millis(10))
                 .set_max_delay(Duration::from_millis(200));
-            let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(ConfigError::RedisUrl)?;
+            let manager = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(ConfigError::RedisUrl)?;
             Conn::Standalone(manager)
         };
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
@@ -162,6 +184,7 @@ impl RedisStore {
             cas: Script::new(include_str!("cas.lua")),
             feed,
             up: AtomicBool::new(true),
+            stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
@@ -170,7 +193,9 @@ impl RedisStore {
     }
 
     fn aor_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?.strip_suffix('}')
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{")?
+            .strip_suffix('}')
     }
 
     fn index_key_for(&self, bucket: u32) -> String {
@@ -184,7 +209,8 @@ impl RedisStore {
     async fn handle(&self) -> redis::RedisResult<Handle> {
         match &self.conn {
             Conn::Standalone(m) => Ok(Handle::Standalone(m.clone())),
-            Conn::Cluster { client, conn } => {
+            Conn::Cluster(c) => {
+                let (client, conn) = (&c.client, &c.conn);
                 let mut slot = conn.lock().await;
                 if let Some(c) = slot.as_ref() {
                     return Ok(Handle::Cluster(c.clone()));
@@ -224,7 +250,11 @@ impl RedisStore {
         }
     }
 
-    async fn exec<T: FromRedisValue>(&self, op: &'static str, what: Exec<'_>) -> Result<T, LocationError> {
+    async fn exec<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        what: Exec<'_>,
+    ) -> Result<T, LocationError> {
         let fut = async {
             match self.handle().await? {
                 Handle::Standalone(mut c) => what.run(&mut c).await,
@@ -240,7 +270,10 @@ impl RedisStore {
                 Err(self.failed(op, LocationError::Unavailable(Unreachable::Connection(e))))
             }
             Ok(Err(e)) => Err(self.failed(op, LocationError::Backend(e))),
-            Err(_) => Err(self.failed(op, LocationError::Unavailable(Unreachable::Timeout(self.timeout)))),
+            Err(_) => Err(self.failed(
+                op,
+                LocationError::Unavailable(Unreachable::Timeout(self.timeout)),
+            )),
         }
     }
 
@@ -266,14 +299,27 @@ impl RedisStore {
         mut f: impl FnMut(&mut BindingSet) -> Result<(R, bool), LocationError>,
     ) -> Result<(BindingSet, R), LocationError> {
         let key = self.key(aor);
+        let stripe = crc32fast::hash(aor.as_bytes()) as usize % WRITE_STRIPES;
+        let _serialized = match self.stripes.get(stripe) {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
         let mut current = self.get_raw(op, &key).await?;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 2 {
+                // Another node keeps winning: back off a little, randomly.
+                tokio::time::sleep(Duration::from_micros(jitter_us(attempt))).await;
+            }
             let mut bindings = self.decode(op, &current)?;
             let (r, write) = f(&mut bindings)?;
             if !write {
                 return Ok((bindings, r));
             }
-            let new = if bindings.is_empty() { Vec::new() } else { codec::encode_set(&bindings) };
+            let new = if bindings.is_empty() {
+                Vec::new()
+            } else {
+                codec::encode_set(&bindings)
+            };
             let pxat = bindings
                 .last_due()
                 .map_or(now.as_millis(), |t| t.as_millis())
@@ -327,7 +373,12 @@ impl RedisStore {
     }
 
     /// Apply one REGISTER atomically (see [`set::apply_update`]).
-    pub async fn apply(&self, aor: &str, update: &Update, now: Timestamp) -> Result<Applied, LocationError> {
+    pub async fn apply(
+        &self,
+        aor: &str,
+        update: &Update,
+        now: Timestamp,
+    ) -> Result<Applied, LocationError> {
         set::validate(aor, update)?;
         let limits = self.limits;
         let (bindings, changes) = self
@@ -347,11 +398,18 @@ impl RedisStore {
     /// Live bindings of `aor`, best first (one GET).
     pub async fn lookup(&self, aor: &str, now: Timestamp) -> Result<Vec<Binding>, LocationError> {
         let raw = self.get_raw("lookup", &self.key(aor)).await?;
-        Ok(set::live_sorted(&self.decode("lookup", &raw)?.bindings, now))
+        Ok(set::live_sorted(
+            &self.decode("lookup", &raw)?.bindings,
+            now,
+        ))
     }
 
     /// Remove every binding of `aor`.
-    pub async fn remove_aor(&self, aor: &str, now: Timestamp) -> Result<Vec<LocationChange>, LocationError> {
+    pub async fn remove_aor(
+        &self,
+        aor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<LocationChange>, LocationError> {
         let (_, changes) = self
             .modify("remove_aor", aor, now, |b| {
                 let changes = admin_removals(aor, b, now);
@@ -364,11 +422,18 @@ impl RedisStore {
     }
 
     /// Apply a change from a peer site (idempotent; older changes ignored).
-    pub async fn apply_replicated(&self, change: &LocationChange, now: Timestamp) -> Result<bool, LocationError> {
+    pub async fn apply_replicated(
+        &self,
+        change: &LocationChange,
+        now: Timestamp,
+    ) -> Result<bool, LocationError> {
         let (_, applied) = self
             .modify("apply_replicated", &change.aor, now, |b| {
                 let outcome = set::apply_replicated(b, change, now);
-                Ok((outcome == ReplicaOutcome::Applied, outcome != ReplicaOutcome::Ignored))
+                Ok((
+                    outcome == ReplicaOutcome::Applied,
+                    outcome != ReplicaOutcome::Ignored,
+                ))
             })
             .await?;
         if applied {
@@ -425,7 +490,12 @@ impl RedisStore {
         if matches!(self.conn, Conn::Standalone(_)) {
             return Ok(vec![None]);
         }
-        let nodes: String = self.exec("scan", Exec::Cmd(&redis::cmd("CLUSTER").arg("NODES").clone())).await?;
+        let nodes: String = self
+            .exec(
+                "scan",
+                Exec::Cmd(&redis::cmd("CLUSTER").arg("NODES").clone()),
+            )
+            .await?;
         let mut out: Vec<(String, u16)> = nodes
             .lines()
             .filter_map(|line| {
@@ -451,7 +521,11 @@ impl RedisStore {
         count: usize,
     ) -> Result<(u64, Vec<String>), LocationError> {
         let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor).arg("MATCH").arg(format!("{}:{{*", self.prefix)).arg("COUNT").arg(count);
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}:{{*", self.prefix))
+            .arg("COUNT")
+            .arg(count);
         let fut = async {
             match (self.handle().await?, target) {
                 (Handle::Cluster(mut c), Some((host, port))) => {
@@ -468,11 +542,15 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_unreachable(&e) => {
-                Err(self.failed("scan", LocationError::Unavailable(Unreachable::Connection(e))))
-            }
+            Ok(Err(e)) if is_unreachable(&e) => Err(self.failed(
+                "scan",
+                LocationError::Unavailable(Unreachable::Connection(e)),
+            )),
             Ok(Err(e)) => Err(self.failed("scan", LocationError::Backend(e))),
-            Err(_) => Err(self.failed("scan", LocationError::Unavailable(Unreachable::Timeout(self.timeout)))),
+            Err(_) => Err(self.failed(
+                "scan",
+                LocationError::Unavailable(Unreachable::Timeout(self.timeout)),
+            )),
         }
     }
 
@@ -498,15 +576,24 @@ impl RedisStore {
     /// One page of AORs. The cursor is `<node index>:<scan cursor>`; a page
     /// may hold somewhat more or fewer than `limit` entries (SCAN semantics),
     /// and AORs whose bindings all expired are skipped.
-    pub async fn list(&self, cursor: Option<&str>, limit: usize, now: Timestamp) -> Result<Page, LocationError> {
+    pub async fn list(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page, LocationError> {
         let targets = self.scan_targets().await?;
         let (mut node, mut scan) = match cursor {
             None => (0usize, 0u64),
             Some(c) => {
-                let (n, s) = c.split_once(':').ok_or(LocationError::Corrupt("bad page cursor"))?;
+                let (n, s) = c
+                    .split_once(':')
+                    .ok_or(LocationError::Corrupt("bad page cursor"))?;
                 (
-                    n.parse().map_err(|_| LocationError::Corrupt("bad page cursor"))?,
-                    s.parse().map_err(|_| LocationError::Corrupt("bad page cursor"))?,
+                    n.parse()
+                        .map_err(|_| LocationError::Corrupt("bad page cursor"))?,
+                    s.parse()
+                        .map_err(|_| LocationError::Corrupt("bad page cursor"))?,
                 )
             }
         };
@@ -515,7 +602,9 @@ impl RedisStore {
         while let Some(target) = targets.get(node) {
             let (next, keys) = self.scan_page(target, scan, limit).await?;
             for key in keys {
-                let Some(aor) = self.aor_of(&key) else { continue };
+                let Some(aor) = self.aor_of(&key) else {
+                    continue;
+                };
                 let raw = self.get_raw("list", &key).await?;
                 let live = set::live_sorted(&self.decode("list", &raw)?.bindings, now);
                 if !live.is_empty() {
