@@ -158,11 +158,13 @@ struct ThreadResult {
     stats: Stats,
     unfinished: u64,
     window_s: f64,
+    window_cpu_s: f64,
 }
 
 /// Runs the configured load and returns the merged report.
 pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let threads = cfg.threads.max(1);
+
     let run_id = std::process::id() ^ (Instant::now().elapsed().subsec_nanos() << 8);
     let shares: Vec<Share> = (0..threads)
         .map(|i| {
@@ -199,6 +201,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let mut stats = Stats::new();
     let mut unfinished = 0;
     let mut window_s: f64 = 0.0;
+    let mut window_cpu = 0.0;
     for r in results {
         let r = r?;
         at_start.add(&r.at_start);
@@ -206,12 +209,13 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         stats.merge(&r.stats);
         unfinished += r.unfinished;
         window_s = window_s.max(r.window_s);
+        window_cpu += r.window_cpu_s;
     }
     let (rate, concurrency) = match cfg.shape {
         Shape::Rate(r) => (Some(r), None),
         Shape::Concurrency(c) => (None, Some(c)),
     };
-    Ok(Report::build(
+    let mut report = Report::build(
         cfg.scenario.name(),
         &cfg.target.to_string(),
         threads,
@@ -222,7 +226,23 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         &at_end,
         &stats,
         unfinished,
-    ))
+    );
+    report.generator_cpu_s = window_cpu;
+    report.generator_cpu_pct = if window_s > 0.0 {
+        100.0 * window_cpu / window_s / threads as f64
+    } else {
+        0.0
+    };
+    Ok(report)
+}
+
+/// User plus system CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
 }
 
 /// The event loop's sockets and buffers.
@@ -386,6 +406,8 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
     let mut started: u64 = 0;
     let mut at_start: Option<Counters> = None;
     let mut at_end: Option<Counters> = None;
+    let mut cpu_start = thread_cpu_seconds();
+    let mut cpu_end: Option<f64> = None;
     let snapshot = |uac: &Uac, uas: &Option<Uas>| {
         let mut c = uac.stats.counters;
         if let Some(u) = uas {
@@ -397,11 +419,13 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         let now = lp.now();
         if at_start.is_none() && now >= warm_end {
             at_start = Some(snapshot(&uac, &uas));
+            cpu_start = thread_cpu_seconds();
             uac.stats.latency_us.reset();
         }
         let count_done = sh.count.is_some_and(|c| started >= c);
         if at_end.is_none() && (now >= end || (count_done && uac.outstanding() == 0)) {
             at_end = Some(snapshot(&uac, &uas));
+            cpu_end = Some(thread_cpu_seconds());
             end = end.min(now);
         }
         if now < end && !count_done {
@@ -471,6 +495,7 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         stats,
         unfinished: uac.outstanding() as u64,
         window_s: window_end.saturating_sub(warm_end) as f64 / 1e6,
+        window_cpu_s: cpu_end.unwrap_or_else(thread_cpu_seconds) - cpu_start,
     })
 }
 

@@ -41,6 +41,7 @@ enum Alg {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 struct LoadArgs {
     /// Server address; the only address datagrams are sent to.
     #[arg(long)]

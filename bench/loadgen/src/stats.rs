@@ -233,6 +233,11 @@ pub struct Report {
     pub uas_ack_timeouts: u64,
     /// Flow latency percentiles (flows completed in window and drain).
     pub latency_us: Latency,
+    /// CPU time (user + system) the generator's threads used in the window, in seconds.
+    pub generator_cpu_s: f64,
+    /// Generator CPU use in the window, in percent of its threads' cores: well below 100
+    /// means the generator was not the bottleneck.
+    pub generator_cpu_pct: f64,
 }
 
 impl Report {
@@ -301,6 +306,8 @@ impl Report {
                 max: h.max(),
                 mean: h.mean(),
             },
+            generator_cpu_s: 0.0,
+            generator_cpu_pct: 0.0,
         }
     }
 
@@ -328,7 +335,8 @@ impl Report {
              requests  sent {} ({:.1}/s)  retransmissions {}  duplicate replies {}  unmatched {}  parse errors {}  challenges answered {}  send errors {}\n\
              replies   {}\n\
              callee    duplicate INVITEs {}  2xx retransmissions {}  ACK timeouts {}\n\
-             latency   p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms",
+             latency   p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms\n\
+             generator cpu {:.2} s ({:.0} % of its core(s))",
             self.scenario,
             self.target,
             self.threads,
@@ -362,6 +370,8 @@ impl Report {
             l.p99 as f64 / 1000.0,
             l.max as f64 / 1000.0,
             l.mean / 1000.0,
+            self.generator_cpu_s,
+            self.generator_cpu_pct,
         )
     }
 }

@@ -1,0 +1,133 @@
+# Shared helpers for the SIP benchmark scripts (sourced, not run).
+# Server pinned to SERVER_CPU, generator to LOADGEN_CPU; every run is bounded in time.
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+KAMAILIO_PORT=${KAMAILIO_PORT:-5070}
+VOXLINE_PORT=${VOXLINE_PORT:-5090}
+KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
+KAMAILIO_SHM_MB=${KAMAILIO_SHM_MB:-1024}
+KAMAILIO_PKG_MB=${KAMAILIO_PKG_MB:-16}
+VOXLINE=${VOXLINE:-$ROOT/target/release/voxline}
+LOADGEN=${LOADGEN:-$TARGET_DIR/release/voxline-loadgen}
+LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/voxline-bench.XXXXXX)}
+
+SERVER_PID=""
+SERVER_RUNDIR=""
+
+log() { printf '%s\n' "$*" >&2; }
+
+need() {
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { log "missing command: $c"; exit 2; }
+  done
+}
+
+build_loadgen() {
+  need cargo jq taskset
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release -q -p voxline-loadgen) >&2
+  fi
+  [ -x "$LOADGEN" ] || { log "loadgen binary not found at $LOADGEN"; exit 2; }
+}
+
+# loadgen ARGS... : runs the generator pinned to LOADGEN_CPU, prints its JSON line.
+loadgen() {
+  taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --json 2>>"$LOG_DIR/loadgen.log"
+}
+
+# wait_sip PORT : waits (up to 15 s) until something answers an OPTIONS on the port.
+wait_sip() {
+  local port=$1 i json
+  for i in $(seq 1 30); do
+    json=$("$LOADGEN" options --target "127.0.0.1:$port" --count 1 --concurrency 1 \
+      --t1-ms 100 --timeout-ms 400 --drain 1 --json 2>/dev/null || true)
+    if [ -n "$json" ] && [ "$(jq '.replies | length' <<<"$json")" -gt 0 ]; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
+}
+
+# start_kamailio CFG PORT [-A DEFINE]... : starts Kamailio pinned to SERVER_CPU.
+start_kamailio() {
+  local cfg=$1 port=$2
+  shift 2
+  need kamailio
+  SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/kamailio.XXXXXX")
+  taskset -c "$SERVER_CPU" kamailio -f "$HERE/$cfg" -l "udp:127.0.0.1:$port" \
+    -n "$KAMAILIO_CHILDREN" -m "$KAMAILIO_SHM_MB" -M "$KAMAILIO_PKG_MB" \
+    -DD -E -Y "$SERVER_RUNDIR" -w "$SERVER_RUNDIR" "$@" >"$SERVER_RUNDIR/log" 2>&1 &
+  SERVER_PID=$!
+  if ! wait_sip "$port"; then
+    log "kamailio ($cfg) did not start; log: $SERVER_RUNDIR/log"
+    tail -5 "$SERVER_RUNDIR/log" >&2
+    stop_server
+    return 1
+  fi
+}
+
+# start_voxline TOML PORT : starts the Voxline node pinned to SERVER_CPU, if it is built
+# and answers SIP on PORT; returns 1 otherwise.
+start_voxline() {
+  local toml=$1 port=$2
+  if [ ! -x "$VOXLINE" ]; then
+    log "voxline binary not built ($VOXLINE): cargo build --release -p voxline"
+    return 1
+  fi
+  SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/voxline.XXXXXX")
+  (cd "$SERVER_RUNDIR" && exec taskset -c "$SERVER_CPU" "$VOXLINE" run --config "$HERE/$toml") \
+    >"$SERVER_RUNDIR/log" 2>&1 &
+  SERVER_PID=$!
+  if ! wait_sip "$port"; then
+    log "voxline ($toml) does not answer SIP on 127.0.0.1:$port; log: $SERVER_RUNDIR/log"
+    tail -5 "$SERVER_RUNDIR/log" >&2
+    stop_server
+    return 1
+  fi
+}
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+
+# server_pids : the server's main process and its children.
+server_pids() {
+  [ -n "$SERVER_PID" ] || return 0
+  echo "$SERVER_PID"
+  pgrep -P "$SERVER_PID" || true
+}
+
+# server_memory_kb pss|rss : summed over the server's processes.
+server_memory_kb() {
+  local field=Pss total=0 pid v
+  [ "${1:-pss}" = rss ] && field=Rss
+  for pid in $(server_pids); do
+    v=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# median of numbers on stdin
+median() {
+  sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a" } else if (NR % 2) { print a[(NR + 1) / 2] } else { print (a[NR / 2] + a[NR / 2 + 1]) / 2 } }'
+}
+
+trap 'stop_server' EXIT

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Side-by-side SIP benchmark: the same workload from voxline-loadgen against Kamailio and/or
+# Voxline, server pinned to one core (SERVER_CPU, default 0), generator to the other
+# (LOADGEN_CPU, default 1), each measurement repeated REPS times (default 3) with a fresh
+# server; prints a table of medians. Raw JSON lines are kept in $LOG_DIR/results.jsonl.
+#
+# Usage: bench/sip/run.sh <scenario> [--server kamailio|voxline|both] [--reps N]
+#                         [--duration S] [--warmup S] [--rate R] [-- extra loadgen args]
+# Scenarios:
+#   options               OPTIONS -> 200, stateless (closed loop, 1000 outstanding)
+#   register              REGISTER -> 200, 100,000 users, no auth
+#   register-auth         REGISTER -> 401 -> REGISTER -> 200 (MD5), 100,000 users
+#   register-auth-sha256  same with SHA-256
+#   call                  zero-length calls through the stateful proxy (closed loop, 200
+#                         outstanding, so no retransmission is needed when the proxy keeps up)
+#   overload              calls offered open-loop at 2x the capacity measured just before
+#                         (or at --rate R) for the window; shows completed calls/s and
+#                         retransmissions
+#   generator             the generator against its own batched responder (its ceiling)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SCENARIO=${1:-}
+[ -n "$SCENARIO" ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+shift
+SERVERS=kamailio
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+RATE=""
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --server) SERVERS=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) log "unknown option $1"; exit 2 ;;
+  esac
+done
+[ "$SERVERS" = both ] && SERVERS="kamailio voxline"
+
+KDEF=()
+case $SCENARIO in
+  options)
+    KCFG=options.cfg; VTOML=voxline-options.toml
+    ARGS=(options --concurrency 1000) ;;
+  register)
+    KCFG=registrar.cfg; VTOML=voxline-registrar.toml
+    ARGS=(register --users 100000 --expires 3600 --concurrency 1000) ;;
+  register-auth)
+    KCFG=registrar-auth.cfg; VTOML=voxline-registrar-auth.toml
+    ARGS=(register-auth --users 100000 --expires 3600 --password secret --concurrency 1000) ;;
+  register-auth-sha256)
+    KCFG=registrar-auth.cfg; KDEF=(-A SHA256); VTOML=voxline-registrar-auth.toml
+    ARGS=(register-auth --users 100000 --expires 3600 --password secret --algorithm sha256 --concurrency 1000) ;;
+  call|overload)
+    KCFG=proxy.cfg; VTOML=voxline-proxy.toml
+    ARGS=(call --users 10000 --callees 1000 --concurrency 200) ;;
+  generator)
+    ARGS=(options --concurrency 2000) ;;
+  *) log "unknown scenario $SCENARIO"; exit 2 ;;
+esac
+
+build_loadgen
+RESULTS="$LOG_DIR/results.jsonl"
+log "logs and raw results: $LOG_DIR"
+
+start() { # server
+  case $1 in
+    kamailio) start_kamailio "$KCFG" "$KAMAILIO_PORT" "${KDEF[@]}" ;;
+    voxline) start_voxline "$VTOML" "$VOXLINE_PORT" ;;
+  esac
+}
+port_of() { [ "$1" = kamailio ] && echo "$KAMAILIO_PORT" || echo "$VOXLINE_PORT"; }
+
+# One measurement: prints the JSON line, tagged with server and rep.
+measure() { # server rep args...
+  local server=$1 rep=$2 json
+  shift 2
+  json=$(loadgen "$@" --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP" "${EXTRA[@]}")
+  json=$(jq -c --arg s "$server" --argjson r "$rep" '. + {server: $s, rep: $r}' <<<"$json")
+  echo "$json" >>"$RESULTS"
+  echo "$json"
+}
+
+col() { # jq-expr server : median over reps of the expression
+  jq -r --arg s "$2" "select(.server == \$s and .kind == \"$3\") | $1" "$RESULTS" | median
+}
+
+row() { # server kind
+  local s=$1 k=$2
+  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s\n' "$s" \
+    "$(col '.completed_per_s | floor' "$s" "$k")" \
+    "$(jq -r --arg s "$s" --arg k "$k" 'select(.server == $s and .kind == $k) | .completed_per_s | floor' "$RESULTS" | sort -g | head -1)-$(jq -r --arg s "$s" --arg k "$k" 'select(.server == $s and .kind == $k) | .completed_per_s | floor' "$RESULTS" | sort -g | tail -1)" \
+    "$(col '.retransmissions' "$s" "$k")" \
+    "$(col '.flows_failed + .flows_timed_out' "$s" "$k")" \
+    "$(col '.latency_us.p50 / 1000' "$s" "$k")" \
+    "$(col '.latency_us.p99 / 1000' "$s" "$k")" \
+    "$(col '.uas_retransmissions' "$s" "$k")" \
+    "$(col '.generator_cpu_pct | floor' "$s" "$k")"
+}
+
+header() {
+  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s\n' server "$1/s" "min-max" retrans "fail+t/o" "p50 ms" "p99 ms" "uas-retr" "gen-cpu%"
+}
+
+if [ "$SCENARIO" = generator ]; then
+  SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/responder.XXXXXX")
+  for rep in $(seq 1 "$REPS"); do
+    taskset -c "$SERVER_CPU" "$LOADGEN" responder --listen "127.0.0.1:$KAMAILIO_PORT" \
+      --duration $((DURATION + WARMUP + 10)) >"$SERVER_RUNDIR/log" 2>&1 &
+    SERVER_PID=$!
+    wait_sip "$KAMAILIO_PORT"
+    measure responder "$rep" "${ARGS[@]}" | jq -c '. + {kind: "closed"}' >>"$RESULTS.k"
+    measure responder "$rep" options --rate 100000 | jq -c '. + {kind: "rate100k"}' >>"$RESULTS.k"
+    stop_server
+  done
+  mv "$RESULTS.k" "$RESULTS"
+  echo "generator ceiling: voxline-loadgen vs its own responder (responder on cpu $SERVER_CPU, generator on cpu $LOADGEN_CPU), medians of $REPS"
+  header flows
+  echo "closed loop 2000 outstanding:"; row responder closed
+  echo "open loop 100,000 OPTIONS/s offered:"; row responder rate100k
+  exit 0
+fi
+
+: >"$RESULTS.k"
+for server in $SERVERS; do
+  for rep in $(seq 1 "$REPS"); do
+    if ! start "$server"; then
+      log "$server: skipped"
+      continue 2
+    fi
+    if [ "$SCENARIO" = overload ]; then
+      cap=$(measure "$server" "$rep" "${ARGS[@]}" | tee >(jq -c '. + {kind: "capacity"}' >>"$RESULTS.k") | jq '.completed_per_s | floor')
+      offered=${RATE:-$((cap * 2))}
+      log "$server rep $rep: capacity $cap calls/s, offering $offered calls/s"
+      measure "$server" "$rep" call --users 10000 --callees 1000 --rate "$offered" --max-outstanding 400000 \
+        | jq -c --argjson c "$cap" '. + {kind: "overload", capacity: $c}' >>"$RESULTS.k"
+    else
+      measure "$server" "$rep" "${ARGS[@]}" | jq -c '. + {kind: "main"}' >>"$RESULTS.k"
+    fi
+    stop_server
+  done
+done
+mv "$RESULTS.k" "$RESULTS"
+
+echo "scenario $SCENARIO: ${ARGS[*]} ${EXTRA[*]}; window ${DURATION} s after ${WARMUP} s warm-up; medians of $REPS runs"
+echo "server on cpu $SERVER_CPU (kamailio: $KAMAILIO_CHILDREN workers, -m $KAMAILIO_SHM_MB), generator on cpu $LOADGEN_CPU"
+if [ "$SCENARIO" = overload ]; then
+  header calls
+  for s in $SERVERS; do
+    grep -q "\"server\":\"$s\"" "$RESULTS" || { printf '%-9s %s\n' "$s" "n/a (not run)"; continue; }
+    echo "capacity (closed loop):"; row "$s" capacity
+    echo "overload (open loop at $(col '.rate | floor' "$s" overload) calls/s offered):"; row "$s" overload
+    echo "  completed/capacity: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (100 * .completed_per_s / .capacity | floor)' "$RESULTS" | median) %"
+  done
+else
+  header flows
+  for s in $SERVERS; do
+    if grep -q "\"server\":\"$s\"" "$RESULTS"; then row "$s" main; else printf '%-9s %s\n' "$s" "n/a (not run)"; fi
+  done
+  if [[ "$SERVERS" == *kamailio*voxline* ]] && grep -q '"server":"voxline"' "$RESULTS"; then
+    k=$(col '.completed_per_s' kamailio main); v=$(col '.completed_per_s' voxline main)
+    echo "voxline/kamailio: $(awk -v v="$v" -v k="$k" 'BEGIN { printf "%.2f", v / k }')x"
+  fi
+fi
