@@ -319,3 +319,134 @@ impl<'a> RequestBuilder<'a> {
         out.freeze()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKa;received=192.0.2.99, SIP/2.0/TCP p1;branch=z9hG4bKb\r\n\
+v: SIP/2.0/UDP p0;branch=z9hG4bKc\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p1;lr>\r\n\
+f: Alice <sip:a@example.com>;tag=1\r\n\
+t: <sip:bob@example.com>\r\n\
+i: b-1\r\n\
+CSeq: 7 INVITE\r\n\
+Timestamp: 54\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn parse(b: Bytes) -> Message {
+        Message::parse(b).unwrap()
+    }
+
+    #[test]
+    fn response_copies_per_8_2_6() {
+        let req = parse(Bytes::from_static(INVITE));
+        let r = parse(
+            ResponseBuilder::new(&req, 486, "Busy Here")
+                .to_tag("xyz")
+                .header("Retry-After", "60")
+                .build(),
+        );
+        assert_eq!((r.status(), r.reason()), (Some(486), Some("Busy Here")));
+        let vias: Vec<_> = r.vias().map(|v| v.unwrap().branch.unwrap()).collect();
+        assert_eq!(vias, ["z9hG4bKa", "z9hG4bKb", "z9hG4bKc"]);
+        assert_eq!(r.top_via().unwrap().received, Some("192.0.2.99"));
+        assert_eq!(r.from_tag(), Some("1"));
+        assert_eq!(r.to_tag(), Some("xyz"));
+        assert_eq!(r.call_id(), Ok("b-1"));
+        assert_eq!(r.cseq().unwrap().seq, 7);
+        assert_eq!(r.header(HeaderName::Timestamp), None);
+        assert_eq!(r.retry_after().unwrap().seconds, 60);
+        assert!(!r.has(HeaderName::Route));
+        let trying = parse(ResponseBuilder::new(&req, 100, "Trying").build());
+        assert_eq!(trying.header(HeaderName::Timestamp), Some("54"));
+        assert_eq!(trying.to_tag(), None);
+        let ok = parse(
+            ResponseBuilder::new(&req, 200, "OK")
+                .to_tag("t")
+                .body("application/sdp", b"v=0\r\n")
+                .build(),
+        );
+        assert_eq!(ok.body(), b"v=0\r\n");
+        assert_eq!(ok.content_type().unwrap().subtype, "sdp");
+        // An existing To tag is kept, not doubled.
+        let tagged = parse(ResponseBuilder::new(&ok, 200, "OK").to_tag("other").build());
+        assert_eq!(tagged.to_tag(), Some("t"));
+    }
+
+    #[test]
+    fn request_builder() {
+        let r = parse(
+            RequestBuilder::new(Method::Options, "sip:probe@192.0.2.1")
+                .via("SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bKprobe")
+                .from("<sip:edge@192.0.2.2>;tag=p1")
+                .to("<sip:probe@192.0.2.1>")
+                .call_id("probe-1")
+                .cseq(42)
+                .max_forwards(1)
+                .contact("<sip:edge@192.0.2.2>")
+                .header("User-Agent", "voxline")
+                .build(),
+        );
+        assert_eq!(r.method(), Some(Method::Options));
+        assert_eq!(
+            r.cseq().unwrap(),
+            crate::values::CSeq {
+                seq: 42,
+                method: Method::Options
+            }
+        );
+        assert_eq!(r.max_forwards(), Ok(1));
+        assert_eq!(r.top_via().unwrap().branch, Some("z9hG4bKprobe"));
+        assert_eq!(r.header(HeaderName::UserAgent), Some("voxline"));
+        assert_eq!(r.content_length(), Ok(0));
+        assert_eq!(
+            crate::validate::validate_request(&r, &crate::validate::ValidationPolicy::default()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn cancel_and_ack() {
+        let invite = parse(Bytes::from_static(INVITE));
+        let c = parse(RequestBuilder::cancel(&invite).unwrap().build());
+        assert_eq!(c.method(), Some(Method::Cancel));
+        assert_eq!(c.request_uri_str(), invite.request_uri_str());
+        assert_eq!(
+            c.cseq().unwrap(),
+            crate::values::CSeq {
+                seq: 7,
+                method: Method::Cancel
+            }
+        );
+        assert_eq!(c.vias().count(), 1);
+        assert_eq!(c.top_via().unwrap().branch, Some("z9hG4bKa"));
+        assert_eq!(c.routes().count(), 1);
+        assert_eq!(c.call_id(), Ok("b-1"));
+        let resp = parse(
+            ResponseBuilder::new(&invite, 404, "Not Found")
+                .to_tag("nf")
+                .build(),
+        );
+        let a = parse(
+            RequestBuilder::ack_for_non_2xx(&invite, &resp)
+                .unwrap()
+                .build(),
+        );
+        assert_eq!(a.method(), Some(Method::Ack));
+        assert_eq!(
+            a.cseq().unwrap(),
+            crate::values::CSeq {
+                seq: 7,
+                method: Method::Ack
+            }
+        );
+        assert_eq!(a.to_tag(), Some("nf"));
+        assert_eq!(a.from_tag(), Some("1"));
+        assert_eq!(a.top_via().unwrap().branch, Some("z9hG4bKa"));
+        let response = parse(Bytes::from_static(b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n"));
+        assert!(RequestBuilder::cancel(&response).is_err());
+    }
+}

@@ -93,7 +93,8 @@ pub(crate) struct Frame {
     pub body_end: u32,
     /// The last header line had no line terminator (datagram cut short).
     pub last_line_open: bool,
-    /// There was no empty line ending the header section (datagram).
+    /// The header section did not end with a proper empty line (`CRLF` or
+    /// `LF`): missing, or a lone CR at the end of a datagram.
     pub no_blank_line: bool,
     /// Content-Length as declared, if present.
     pub content_length: Option<usize>,
@@ -279,7 +280,8 @@ pub(crate) fn frame(
         body_start: body_start as u32,
         body_end: body_end as u32,
         last_line_open,
-        no_blank_line,
+        no_blank_line: no_blank_line
+            || !matches!(buf.get(head_end..body_start), Some(b"\r\n" | b"\n")),
         content_length,
     })
 }

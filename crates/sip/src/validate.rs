@@ -444,15 +444,15 @@ pub fn error_response(data: &[u8], err: &ParseError, to_tag: Option<&str>) -> Op
             HeaderName::CSeq => 4,
             _ => continue,
         };
+        if std::str::from_utf8(line).is_err() {
+            return None; // echoing it would produce an invalid response
+        }
         if let Some(s) = seen.get_mut(slot) {
             *s = true;
         }
         if folded {
             // Continuation: remove the CRLF just written and fold in.
             out.truncate(out.len().saturating_sub(2));
-            if name == HeaderName::To {
-                // Keep it simple: a folded To gets no tag appended.
-            }
         }
         out.put_slice(line);
         if name == HeaderName::To && !folded {
