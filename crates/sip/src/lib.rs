@@ -46,6 +46,7 @@ mod message;
 mod method;
 mod name_addr;
 mod params;
+mod status;
 mod stream;
 mod uri;
 mod validate;
@@ -66,6 +67,7 @@ pub use message::Message;
 pub use method::Method;
 pub use name_addr::{Contact, NameAddr};
 pub use params::{ParamIter, Params};
+pub use status::reason_phrase;
 pub use stream::{StreamEvent, StreamFramer};
 pub use uri::{AbsoluteUri, SipUri, TelUri, Uri};
 pub use validate::{
