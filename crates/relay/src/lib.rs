@@ -1,4 +1,200 @@
-//! Voxline media relay control plane.
+//! Voxline media relay: the control plane of the `relay` role, a drop-in for
+//! rtpengine driven over the ng protocol.
+//!
+//! - [`config::RelayConfig`]: settings (serde, documented in
+//!   `docs/relay-config.md`).
+//! - [`Relay::start`]: binds ng over UDP (and TCP), starts the forwarding
+//!   workers ([`voxline_relay_dataplane`]) and the session timer; returns a
+//!   [`RelayHandle`] with the bound addresses, [`RelayHandle::stats`] and
+//!   [`RelayHandle::shutdown`].
+//! - [`session::SessionTable`]: the sans-IO session core;
+//!   [`ports::PortPool`]: port allocation; [`fairness::FairQueue`]: per-source
+//!   fairness for ng commands.
+//! - [`client::NgClient`]: async ng client (for the proxy role).
+//!
+//! Metrics (through the `metrics` facade): `voxline_relay_sessions`,
+//! `voxline_relay_streams`, `voxline_relay_ng_commands_total{command}`,
+//! `voxline_relay_ng_duplicates_total`, `voxline_relay_ng_malformed_total`,
+//! `voxline_relay_ng_dropped_total`, `voxline_relay_sessions_ended_total{reason}`,
+//! `voxline_relay_packets_total`, `voxline_relay_bytes_total`,
+//! `voxline_relay_packet_errors_total`, `voxline_relay_packets_forwarded_total`,
+//! `voxline_relay_ports_used{interface}`.
+
+pub mod client;
 pub mod config;
+mod control;
+pub mod fairness;
 pub mod ports;
+mod server;
 pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use config::{ConfigError, InterfaceConfig, RelayConfig};
+pub use control::RelayStats;
+use tokio::sync::watch;
+use voxline_relay_dataplane::{Dataplane, DataplaneConfig, DataplaneError, unix_ms};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Invalid configuration.
+    #[error("invalid relay configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// An ng listener could not bind.
+    #[error("binding ng {proto} on {addr}: {source}")]
+    Bind {
+        /// `udp` or `tcp`.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The forwarding workers could not start.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// Entry point of the relay role.
+#[derive(Debug)]
+pub struct Relay;
+
+/// A running relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    ng_udp: SocketAddr,
+    ng_tcp: Option<SocketAddr>,
+    control: Arc<Mutex<control::Control>>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for control::Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control")
+    }
+}
+
+/// How often session timers are checked.
+const TIMER_PERIOD: Duration = Duration::from_millis(500);
+
+impl Relay {
+    /// Validates `config`, binds the ng listeners, starts the workers.
+    pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
+        config.validate()?;
+        let udp = bind_ng_udp(config.ng_udp).map_err(|source| RelayError::Bind {
+            proto: "udp",
+            addr: config.ng_udp,
+            source,
+        })?;
+        let ng_udp = udp.local_addr().map_err(|source| RelayError::Bind {
+            proto: "udp",
+            addr: config.ng_udp,
+            source,
+        })?;
+        let tcp =
+            match config.ng_tcp {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
+                    |source| RelayError::Bind {
+                        proto: "tcp",
+                        addr,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
+        let ng_tcp = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let dataplane = Dataplane::start(DataplaneConfig {
+            workers: config.workers,
+        })?;
+        let table = session::SessionTable::new(&config);
+        let control = Arc::new(Mutex::new(control::Control::new(
+            table,
+            dataplane,
+            (config.port_min, config.port_max),
+            unix_ms(),
+        )));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![
+            tokio::spawn(server::run_udp(
+                udp,
+                control.clone(),
+                config.ng_queue_per_source,
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(server::run_timer(
+                control.clone(),
+                TIMER_PERIOD,
+                shutdown_rx.clone(),
+            )),
+        ];
+        if let Some(l) = tcp {
+            tasks.push(tokio::spawn(server::run_tcp(
+                l,
+                control.clone(),
+                shutdown_rx,
+            )));
+        }
+        tracing::info!(%ng_udp, ?ng_tcp, "relay started");
+        Ok(RelayHandle {
+            ng_udp,
+            ng_tcp,
+            control,
+            shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+/// Binds the ng UDP socket with a large receive buffer, so bursts (and
+/// floods) are queued for the fair scheduler rather than dropped by the
+/// kernel.
+fn bind_ng_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Capped by net.core.rmem_max; best effort.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+impl RelayHandle {
+    /// Bound ng UDP address.
+    pub fn ng_udp_addr(&self) -> SocketAddr {
+        self.ng_udp
+    }
+
+    /// Bound ng TCP address, if enabled.
+    pub fn ng_tcp_addr(&self) -> Option<SocketAddr> {
+        self.ng_tcp
+    }
+
+    /// Current numbers.
+    pub fn stats(&self) -> RelayStats {
+        match self.control.lock() {
+            Ok(c) => c.stats(),
+            Err(p) => p.into_inner().stats(),
+        }
+    }
+
+    /// Ends all sessions, closes all sockets and stops all tasks and workers.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let control = self.control;
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut c = match control.lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            c.shutdown(unix_ms());
+        })
+        .await;
+    }
+}
