@@ -295,3 +295,113 @@ async fn nothing_listening_is_unavailable_not_a_hang() {
         );
     }
 }
+
+/// A minimal `metrics` recorder that sums counter increments by name+labels.
+mod recorder {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+
+    #[derive(Default)]
+    pub struct Sums(pub Mutex<HashMap<String, Arc<Cell>>>);
+
+    #[derive(Default)]
+    pub struct Cell(AtomicU64);
+
+    impl CounterFn for Cell {
+        fn increment(&self, v: u64) {
+            self.0.fetch_add(v, Ordering::Relaxed);
+        }
+        fn absolute(&self, v: u64) {
+            self.0.store(v, Ordering::Relaxed);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, v: f64) {
+            self.0.store(v as u64, Ordering::Relaxed);
+        }
+    }
+
+    impl Sums {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let mut name = key.name().to_string();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            for l in labels {
+                name.push(';');
+                name.push_str(&l);
+            }
+            Arc::clone(self.0.lock().unwrap().entry(name).or_default())
+        }
+
+        /// Sum of every series whose name+labels contain all `parts`.
+        pub fn sum(&self, parts: &[&str]) -> u64 {
+            let map = self.0.lock().unwrap();
+            map.iter()
+                .filter(|(k, _)| parts.iter().all(|p| k.contains(p)))
+                .map(|(_, c)| c.0.load(Ordering::Relaxed))
+                .sum()
+        }
+    }
+
+    impl Recorder for Sums {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+}
+
+#[test]
+fn outages_are_counted_in_metrics() {
+    let sums = recorder::Sums::default();
+    let mut server = RedisServer::start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&sums, || {
+        rt.block_on(async {
+            let mut opts = options(vec![server.url()], false, Limits::default(), "m:loc".into());
+            opts.command_timeout = Duration::from_millis(200);
+            let store = RedisStore::new(opts).unwrap();
+            let t = suite::now();
+            store.lookup("m@x", t).await.unwrap();
+            assert_eq!(sums.sum(&["voxline_location_errors_total"]), 0);
+            assert_eq!(sums.sum(&["voxline_location_redis_up"]), 1);
+            server.stop();
+            for _ in 0..3 {
+                assert!(store.lookup("m@x", t).await.is_err());
+            }
+            let errors = sums.sum(&[
+                "voxline_location_errors_total",
+                "backend=redis",
+                "op=lookup",
+            ]);
+            let unavailable = sums.sum(&["voxline_location_errors_total", "kind=unavailable"])
+                + sums.sum(&["voxline_location_errors_total", "kind=timeout"]);
+            assert_eq!(errors, 3);
+            assert_eq!(unavailable, 3);
+            assert_eq!(sums.sum(&["voxline_location_redis_up"]), 0);
+        })
+    });
+}

@@ -15,7 +15,7 @@
 //! timeouts surface as [`LocationError::Unavailable`], are counted in
 //! `voxline_location_errors_total` and logged once per outage.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -35,6 +35,9 @@ use crate::store::{Applied, Counts, Page};
 use crate::time::Timestamp;
 
 const CAS_ATTEMPTS: usize = 32;
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
 /// Writers to the same AOR through one store queue on one of these stripes,
 /// so compare-and-set only races between nodes.
 const WRITE_STRIPES: usize = 1024;
@@ -99,7 +102,8 @@ pub struct RedisStore {
     limits: Limits,
     cas: Script,
     feed: broadcast::Sender<LocationChange>,
-    up: AtomicBool,
+    /// Reachability as last seen: [`UNKNOWN`], [`UP`] or [`DOWN`].
+    state: AtomicU8,
     stripes: Box<[Mutex<()>]>,
 }
 
@@ -183,7 +187,7 @@ impl RedisStore {
             limits: options.limits,
             cas: Script::new(include_str!("cas.lua")),
             feed,
-            up: AtomicBool::new(true),
+            state: AtomicU8::new(UNKNOWN),
             stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -233,8 +237,8 @@ impl RedisStore {
         metrics::counter!("voxline_location_errors_total", "backend" => "redis", "op" => op, "kind" => kind)
             .increment(1);
         if matches!(err, LocationError::Unavailable(_)) {
-            if self.up.swap(false, Ordering::Relaxed) {
-                metrics::gauge!("voxline_location_redis_up").set(0.0);
+            metrics::gauge!("voxline_location_redis_up").set(0.0);
+            if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
                 tracing::error!(error = %err, op, "location store: Redis unreachable; REGISTERs will fail until it is back");
             }
         } else {
@@ -244,9 +248,9 @@ impl RedisStore {
     }
 
     fn succeeded(&self) {
-        if !self.up.swap(true, Ordering::Relaxed) {
+        if self.state.swap(UP, Ordering::Relaxed) != UP {
             metrics::gauge!("voxline_location_redis_up").set(1.0);
-            tracing::info!("location store: Redis reachable again");
+            tracing::info!("location store: Redis reachable");
         }
     }
 
