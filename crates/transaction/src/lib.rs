@@ -47,6 +47,7 @@
 //! ```
 
 mod client;
+mod codec;
 mod config;
 mod event;
 mod key;

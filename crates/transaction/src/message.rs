@@ -181,6 +181,42 @@ impl TransportKind {
     pub fn is_reliable(self) -> bool {
         !matches!(self, Self::Udp)
     }
+
+    /// The token used in Via headers and `transport=` URI parameters
+    /// (`UDP`, `TCP`, ...).
+    #[must_use]
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+            Self::Sctp => "SCTP",
+            Self::Ws => "WS",
+            Self::Wss => "WSS",
+        }
+    }
+
+    /// Parses a transport token as written in config files, URIs and Via
+    /// headers, case-insensitively.
+    #[must_use]
+    pub fn parse(token: &str) -> Option<Self> {
+        [
+            Self::Udp,
+            Self::Tcp,
+            Self::Tls,
+            Self::Sctp,
+            Self::Ws,
+            Self::Wss,
+        ]
+        .into_iter()
+        .find(|k| k.via_token().eq_ignore_ascii_case(token))
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.via_token().to_ascii_lowercase())
+    }
 }
 
 /// An opaque connection identifier assigned by the I/O layer (for
@@ -188,6 +224,12 @@ impl TransportKind {
 /// connection its request came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// The far end of a message: where it came from or where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
