@@ -13,9 +13,6 @@ use voxline_relay_dataplane::unix_ms;
 use crate::control::Control;
 use crate::fairness::FairQueue;
 
-/// Datagrams read per wake-up before serving the queue.
-const READ_BURST: usize = 256;
-
 fn with_control<T>(control: &Mutex<Control>, f: impl FnOnce(&mut Control) -> T) -> Option<T> {
     match control.lock() {
         Ok(mut c) => Some(f(&mut c)),
@@ -23,53 +20,74 @@ fn with_control<T>(control: &Mutex<Control>, f: impl FnOnce(&mut Control) -> T) 
     }
 }
 
-/// Serves ng over UDP: reads bursts of datagrams into per-source queues and
-/// answers them round-robin.
+type Queue = Mutex<FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>>;
+
+fn lock_queue(
+    q: &Queue,
+) -> std::sync::MutexGuard<'_, FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>> {
+    match q.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Serves ng over UDP. A reader task drains the socket as fast as it can
+/// into per-source bounded queues (a flooding source overflows only its own
+/// queue); a second task executes commands taking sources round-robin.
 pub(crate) async fn run_udp(
     socket: UdpSocket,
     control: Arc<Mutex<Control>>,
     per_source: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut queue: FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)> = FairQueue::new(per_source);
+    let socket = Arc::new(socket);
+    let queue: Arc<Queue> = Arc::new(Mutex::new(FairQueue::new(per_source)));
+    let ready = Arc::new(tokio::sync::Notify::new());
+    let executor = {
+        let (socket, queue, ready) = (socket.clone(), queue.clone(), ready.clone());
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = lock_queue(&queue).pop();
+                match next {
+                    Some((_, (src, msg))) => {
+                        let reply =
+                            with_control(&control, |c| c.handle_message(&msg, src, unix_ms()))
+                                .flatten();
+                        if let Some(reply) = reply {
+                            if let Err(e) = socket.send_to(&reply, src).await {
+                                tracing::debug!(error = %e, %src, "ng reply send failed");
+                            }
+                        }
+                    }
+                    None => {
+                        tokio::select! {
+                            _ = ready.notified() => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
+            }
+        })
+    };
     let mut buf = vec![0u8; 65_536];
     loop {
-        // Take everything that is ready (bounded), then serve one command.
-        for _ in 0..READ_BURST {
-            match socket.try_recv_from(&mut buf) {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
                 Ok((n, src)) => {
-                    let msg = buf.get(..n).unwrap_or_default().to_vec();
-                    if !queue.push(src.ip(), (src, msg)) {
+                    let pushed = lock_queue(&queue).push(src.ip(), (src, buf.get(..n).unwrap_or_default().to_vec()));
+                    if pushed {
+                        ready.notify_one();
+                    } else {
                         metrics::counter!("voxline_relay_ng_dropped_total").increment(1);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "ng recv error");
-                    break;
-                }
-            }
-        }
-        if let Some((_, (src, msg))) = queue.pop() {
-            let reply =
-                with_control(&control, |c| c.handle_message(&msg, src, unix_ms())).flatten();
-            if let Some(reply) = reply {
-                if let Err(e) = socket.send_to(&reply, src).await {
-                    tracing::debug!(error = %e, %src, "ng reply send failed");
-                }
-            }
-            continue;
-        }
-        tokio::select! {
-            r = socket.readable() => {
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "ng socket failed");
-                    return;
-                }
-            }
-            _ = shutdown.changed() => return,
+                Err(e) => tracing::debug!(error = %e, "ng recv error"),
+            },
+            _ = shutdown.changed() => break,
         }
     }
+    let _ = executor.await;
 }
 
 /// Accepts ng TCP connections.

@@ -369,7 +369,8 @@ async fn ng_over_tcp() {
 async fn a_flooding_source_does_not_starve_others() {
     let relay = start_relay(31500, 31599, |c| c.ng_queue_per_source = 64).await;
     let to = relay.ng_udp_addr();
-    let flooder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The flood comes from its own address; the victim from 127.0.0.1.
+    let flooder = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // `statistics` requests (the most expensive reply) from one source, as
     // fast as one thread can send, never read; bounded in count and time.
