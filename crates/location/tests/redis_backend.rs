@@ -405,3 +405,64 @@ fn outages_are_counted_in_metrics() {
         })
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_master_killed_then_restarted_recovers_without_a_new_store() {
+    let mut cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut opts = options(cluster.node_urls(), true, Limits::default(), "k:loc".into());
+    opts.command_timeout = Duration::from_millis(300);
+    let store = LocationStore::Redis(Arc::new(RedisStore::new(opts).unwrap()));
+    let t = suite::now();
+    let u = |cseq| suite::update("c", cseq, vec![suite::contact("sip:k@10.0.0.1", 600, 1000)]);
+    store.apply("victim@example.com", &u(1), t).await.unwrap();
+    let victim = cluster
+        .nodes()
+        .iter()
+        .position(|n| {
+            n.cli(&["EXISTS", "k:loc:{victim@example.com}"])
+                .unwrap()
+                .trim()
+                == "1"
+        })
+        .unwrap();
+
+    cluster.nodes()[victim].stop();
+    let started = Instant::now();
+    let e = store
+        .apply("victim@example.com", &u(2), t)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LocationError::Unavailable(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let node = &mut cluster.nodes()[victim];
+    tokio::task::block_in_place(|| node.restart()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut cseq = 10;
+    loop {
+        cseq += 1;
+        match store.apply("victim@example.com", &u(cseq), t).await {
+            Ok(a) => {
+                assert_eq!(a.bindings.len(), 1);
+                break;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "cluster store did not recover: {e:?}"
+            ),
+        }
+        // Pace the retries while the cluster re-forms (bounded by the deadline).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.lookup("victim@example.com", t).await.unwrap().len(),
+        1
+    );
+}

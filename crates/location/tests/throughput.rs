@@ -21,7 +21,10 @@ fn update(i: u32, cseq: u32) -> Update {
         path: vec![],
         user_agent: Some("bench/1.0".into()),
         nat: false,
-        contacts: Contacts::List(vec![ContactUpdate::new(format!("sip:u{i:08}@192.0.2.10:5060;transport=udp"), 3600)]),
+        contacts: Contacts::List(vec![ContactUpdate::new(
+            format!("sip:u{i:08}@192.0.2.10:5060;transport=udp"),
+            3600,
+        )]),
     }
 }
 
@@ -35,7 +38,10 @@ async fn measure(name: &str, store: LocationStore, tasks: u32, per_task: u32) {
             handles.push(tokio::spawn(async move {
                 for k in 0..per_task {
                     let i = task * per_task + k;
-                    store.apply(&format!("u{i:08}@example.com"), &update(i, cseq), now).await.unwrap();
+                    store
+                        .apply(&format!("u{i:08}@example.com"), &update(i, cseq), now)
+                        .await
+                        .unwrap();
                 }
             }));
         }
@@ -43,7 +49,11 @@ async fn measure(name: &str, store: LocationStore, tasks: u32, per_task: u32) {
             h.await.unwrap();
         }
         let n = tasks * per_task;
-        println!("{name} {phase}: {n} in {:?} = {:.0}/s", started.elapsed(), f64::from(n) / started.elapsed().as_secs_f64());
+        println!(
+            "{name} {phase}: {n} in {:?} = {:.0}/s",
+            started.elapsed(),
+            f64::from(n) / started.elapsed().as_secs_f64()
+        );
     }
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -52,7 +62,14 @@ async fn measure(name: &str, store: LocationStore, tasks: u32, per_task: u32) {
         handles.push(tokio::spawn(async move {
             for k in 0..per_task {
                 let i = task * per_task + k;
-                assert_eq!(store.lookup(&format!("u{i:08}@example.com"), now).await.unwrap().len(), 1);
+                assert_eq!(
+                    store
+                        .lookup(&format!("u{i:08}@example.com"), now)
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
             }
         }));
     }
@@ -60,7 +77,11 @@ async fn measure(name: &str, store: LocationStore, tasks: u32, per_task: u32) {
         h.await.unwrap();
     }
     let n = tasks * per_task;
-    println!("{name} lookup: {n} in {:?} = {:.0}/s", started.elapsed(), f64::from(n) / started.elapsed().as_secs_f64());
+    println!(
+        "{name} lookup: {n} in {:?} = {:.0}/s",
+        started.elapsed(),
+        f64::from(n) / started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +92,9 @@ async fn memory_persisted_throughput() {
         data_dir: Some(dir.path().to_path_buf()),
         ..MemoryOptions::default()
     };
-    let store = LocationStore::Memory(Arc::new(MemoryStore::open(options, Timestamp::now()).unwrap()));
+    let store = LocationStore::Memory(Arc::new(
+        MemoryStore::open(options, Timestamp::now()).unwrap(),
+    ));
     measure("memory+log (fsync never)", store, 2, 100_000).await;
     let log_bytes: u64 = std::fs::read_dir(dir.path())
         .unwrap()
@@ -85,11 +108,20 @@ async fn memory_persisted_throughput() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement"]
 async fn redis_standalone_throughput() {
-    let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
     let store = RedisStore::new(RedisOptions {
         nodes: vec![server.url()],
         ..RedisOptions::default()
     })
     .unwrap();
-    measure("redis standalone (64 in flight)", LocationStore::Redis(Arc::new(store)), 64, 500).await;
+    measure(
+        "redis standalone (64 in flight)",
+        LocationStore::Redis(Arc::new(store)),
+        64,
+        500,
+    )
+    .await;
 }
