@@ -63,13 +63,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         607 => "Unwanted",
-        101..=199 => "Session Progress",
-        201..=299 => "OK",
-        301..=399 => "Redirection",
-        401..=499 => "Client Error",
-        501..=599 => "Server Error",
-        601..=699 => "Global Failure",
-        _ => "Unknown",
+        other => match other / 100 {
+            1 => "Session Progress",
+            2 => "OK",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            6 => "Global Failure",
+            _ => "Unknown",
+        },
     }
 }
 

@@ -240,6 +240,10 @@ pub struct Peer {
     pub transport: TransportKind,
     /// The connection, for connection-oriented transports, if known.
     pub connection: Option<ConnectionId>,
+    /// The local socket address the message arrived on or should leave
+    /// from (multi-homed nodes answer from the address they were reached
+    /// on); `None` lets the I/O layer choose.
+    pub local: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -250,6 +254,7 @@ impl Peer {
             addr,
             transport: TransportKind::Udp,
             connection: None,
+            local: None,
         }
     }
 
@@ -260,6 +265,7 @@ impl Peer {
             addr,
             transport,
             connection: None,
+            local: None,
         }
     }
 

@@ -160,7 +160,7 @@ impl TransportHandle {
             .or_else(|| {
                 listeners
                     .iter()
-                    .find(|u| u.local.is_ipv4() == target.remote.is_ipv4())
+                    .find(|u| u.local.is_ipv4() == target.addr.is_ipv4())
             })
     }
 
@@ -177,9 +177,9 @@ impl TransportHandle {
     fn send_udp(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         let listener = self.udp_listener(target).ok_or(TransportError::NoRoute {
             transport: TransportKind::Udp,
-            address: target.remote,
+            address: target.addr,
         })?;
-        let remote = target.remote;
+        let remote = target.addr;
         match listener.socket.try_send_to(&data, remote) {
             Ok(_) => {
                 metrics::counter!("voxline_transport_sent_total", "transport" => "udp")
@@ -243,10 +243,10 @@ impl<'a> Outbox<'a> {
         if let Some(batch) = self.batch.as_deref_mut() {
             let same_socket = match target.local {
                 Some(l) => l == self.local,
-                None => self.local.is_ipv4() == target.remote.is_ipv4(),
+                None => self.local.is_ipv4() == target.addr.is_ipv4(),
             };
             if target.transport == TransportKind::Udp && same_socket {
-                batch.push(target.remote, data);
+                batch.push(target.addr, data);
                 return Ok(());
             }
         }

@@ -23,7 +23,7 @@ mod udp;
 
 pub use batch::{BATCH, MAX_DATAGRAM};
 pub use handle::{Outbox, TransportHandle, Transports};
-pub use peer::{ConnId, Peer, Target, TransportKind};
+pub use peer::{ConnId, Peer, Target, TransportKind, reply_target};
 
 use std::net::SocketAddr;
 use std::time::Duration;

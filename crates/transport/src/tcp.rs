@@ -124,13 +124,9 @@ impl TcpTable {
     fn sender_for(&self, target: &Target) -> Option<mpsc::Sender<Bytes>> {
         let t = self.lock();
         target
-            .conn
+            .connection
             .and_then(|id| t.conns.get(&id))
-            .or_else(|| {
-                t.by_remote
-                    .get(&target.remote)
-                    .and_then(|id| t.conns.get(id))
-            })
+            .or_else(|| t.by_remote.get(&target.addr).and_then(|id| t.conns.get(id)))
             .map(|c| c.tx.clone())
     }
 
@@ -142,15 +138,13 @@ impl TcpTable {
     ) -> Result<(), TransportError> {
         if let Some(tx) = self.sender_for(target) {
             return tx.try_send(data).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(target.remote),
+                mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(target.addr),
                 mpsc::error::TrySendError::Closed(_) => {
-                    TransportError::ConnectionClosed(target.conn.unwrap_or(ConnId(0)))
+                    TransportError::ConnectionClosed(target.connection.unwrap_or(ConnId(0)))
                 }
             });
         }
-        let tx = self.connect(handle, target.remote, None)?;
-        tx.try_send(data)
-            .map_err(|_| TransportError::QueueFull(target.remote))
+        self.connect(handle, target.addr, data, None)
     }
 
     pub(crate) async fn send_checked(
@@ -163,29 +157,34 @@ impl TcpTable {
             return self.send(handle, target, data);
         }
         let (done_tx, done_rx) = oneshot::channel();
-        let tx = self.connect(handle, target.remote, Some(done_tx))?;
-        tx.try_send(data)
-            .map_err(|_| TransportError::QueueFull(target.remote))?;
+        self.connect(handle, target.addr, data, Some(done_tx))?;
         match done_rx.await {
             Ok(result) => result,
             Err(_) => Err(TransportError::ConnectionClosed(ConnId(0))),
         }
     }
 
-    /// Opens a connection to `remote` in the background; messages queued on
-    /// the returned sender go out once it is established.
+    /// Opens a connection to `remote` in the background with `first` queued;
+    /// it goes out once the connection is established.
     fn connect(
         &self,
         handle: &TransportHandle,
         remote: SocketAddr,
+        first: Bytes,
         done: Option<oneshot::Sender<Result<(), TransportError>>>,
-    ) -> Result<mpsc::Sender<Bytes>, TransportError> {
+    ) -> Result<(), TransportError> {
         self.reserve()?;
         let (id, rx) = self.register(remote);
-        let tx = self.lock().conns.get(&id).map(|c| c.tx.clone());
-        let Some(tx) = tx else {
-            return Err(TransportError::ConnectionClosed(id));
-        };
+        // Queue before the connect task can fail and close the queue.
+        let queued = self
+            .lock()
+            .conns
+            .get(&id)
+            .map(|c| c.tx.try_send(first).is_ok());
+        if queued != Some(true) {
+            self.unregister(id);
+            return Err(TransportError::QueueFull(remote));
+        }
         let handle = handle.clone();
         let timeout = self.connect_timeout;
         tokio::spawn(async move {
@@ -219,7 +218,7 @@ impl TcpTable {
             }
             run_connection(handle, stream, id, rx).await;
         });
-        Ok(tx)
+        Ok(())
     }
 
     /// The listening address to advertise for messages sent over TCP to `target`.
@@ -229,7 +228,7 @@ impl TcpTable {
             addrs
                 .iter()
                 .copied()
-                .find(|a| a.is_ipv4() == target.remote.is_ipv4())
+                .find(|a| a.is_ipv4() == target.addr.is_ipv4())
         })
     }
 
@@ -302,15 +301,22 @@ async fn run_connection(
     let writer_task = tokio::spawn(write_loop(writer, rx, activity.clone(), started));
     let peer = Peer {
         transport: TransportKind::Tcp,
-        remote,
-        local,
-        conn: Some(id),
+        addr: remote,
+        local: Some(local),
+        connection: Some(id),
     };
     if let Err(reason) = read_loop(&handle, reader, peer, &activity, started).await {
         tracing::debug!(%remote, conn = %id, %reason, "tcp connection closed");
     }
+    // Dropping the table entry closes the queue; the writer sends what is
+    // still queued (e.g. a 400 for a broken stream) and shuts down.
     handle.tcp().unregister(id);
-    writer_task.abort();
+    if tokio::time::timeout(Duration::from_secs(2), writer_task)
+        .await
+        .is_err()
+    {
+        tracing::debug!(%remote, conn = %id, "tcp writer did not drain in time");
+    }
 }
 
 async fn write_loop(
@@ -337,6 +343,9 @@ async fn read_loop(
     started: Instant,
 ) -> Result<(), String> {
     let table = handle.tcp();
+    let Some(local) = peer.local else {
+        return Err("connection without a local address".into());
+    };
     let mut framer = StreamFramer::new(Limits {
         max_message_size: table.max_message_size,
         ..Limits::DEFAULT
@@ -364,7 +373,7 @@ async fn read_loop(
                 Ok(Some(StreamEvent::Message(msg))) => {
                     metrics::counter!("voxline_transport_received_total", "transport" => "tcp")
                         .increment(1);
-                    let mut out = Outbox::unbatched(peer.local, handle);
+                    let mut out = Outbox::unbatched(local, handle);
                     let packet = Packet {
                         data: msg.to_bytes(),
                         peer,
@@ -373,7 +382,8 @@ async fn read_loop(
                     table.receiver.on_packet(packet, &mut out);
                 }
                 Ok(Some(StreamEvent::KeepAlivePing)) => {
-                    let _ = handle.send(&peer.reply_target(), Bytes::from_static(PONG));
+                    let _ =
+                        handle.send(&crate::peer::reply_target(&peer), Bytes::from_static(PONG));
                 }
                 Ok(Some(StreamEvent::KeepAlivePong)) => {}
                 Ok(None) => break,
@@ -381,13 +391,13 @@ async fn read_loop(
                     metrics::counter!("voxline_transport_dropped_total", "reason" => "framing")
                         .increment(1);
                     if matches!(e, voxline_sip::ParseError::TooLarge { .. }) {
-                        tracing::warn!(remote = %peer.remote, limit = table.max_message_size,
+                        tracing::warn!(remote = %peer.addr, limit = table.max_message_size,
                             "tcp message exceeds max_message_size; closing connection");
                     }
                     // Answer 400 when the head is readable, then close: the
                     // stream cannot be framed any further.
                     if let Some(reply) = voxline_sip::error_response(framer.buffered(), &e, None) {
-                        let _ = handle.send(&peer.reply_target(), reply);
+                        let _ = handle.send(&crate::peer::reply_target(&peer), reply);
                     }
                     return Err(e.to_string());
                 }

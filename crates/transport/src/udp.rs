@@ -80,9 +80,9 @@ pub(crate) async fn run_worker(
                             data,
                             peer: Peer {
                                 transport: TransportKind::Udp,
-                                remote,
-                                local,
-                                conn: None,
+                                addr: remote,
+                                local: Some(local),
+                                connection: None,
                             },
                             parsed: None,
                         };
