@@ -34,6 +34,8 @@
 //! # let _ = targets; Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod binding;
 pub mod change;
 pub mod codec;
