@@ -13,6 +13,9 @@ use thiserror::Error;
 /// Deepest nesting of lists/dictionaries accepted by [`decode`].
 pub const MAX_DEPTH: usize = 32;
 
+/// One dictionary entry: key and value.
+pub type Entry<'a> = (Cow<'a, [u8]>, Value<'a>);
+
 /// A bencode value. Byte strings and dictionary keys borrow from the input
 /// when decoded, or own their bytes when built for a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +27,7 @@ pub enum Value<'a> {
     /// `l ... e`
     List(Vec<Value<'a>>),
     /// `d <key><value> ... e`, in wire order.
-    Dict(Vec<(Cow<'a, [u8]>, Value<'a>)>),
+    Dict(Vec<Entry<'a>>),
 }
 
 /// Why a bencode document could not be decoded.
@@ -105,7 +108,7 @@ impl<'a> Value<'a> {
     }
 
     /// The dictionary entries, if this is a dictionary.
-    pub fn as_dict(&self) -> Option<&[(Cow<'a, [u8]>, Value<'a>)]> {
+    pub fn as_dict(&self) -> Option<&[Entry<'a>]> {
         match self {
             Value::Dict(items) => Some(items),
             _ => None,
@@ -328,6 +331,7 @@ fn parse_int(digits: &[u8]) -> Option<i64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -72,6 +72,7 @@ impl<K: Hash + Eq + Clone> CookieCache<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -290,6 +290,7 @@ impl Exchange {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::reply::build;

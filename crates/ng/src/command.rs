@@ -747,6 +747,7 @@ impl QueryRequest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::bencode::decode;

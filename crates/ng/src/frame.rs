@@ -147,6 +147,7 @@ pub fn split_stream(buf: &[u8]) -> Result<StreamFrame, FrameError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

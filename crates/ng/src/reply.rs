@@ -552,6 +552,7 @@ pub mod build {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::bencode::decode;

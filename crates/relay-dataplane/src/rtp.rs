@@ -69,22 +69,23 @@ pub fn first_report_block(packet: &[u8]) -> Option<ReportBlock> {
             201 => Some(off + 8),
             _ => None,
         };
-        if let Some(at) = block_at {
-            if count > 0 && at + 24 <= off + len {
-                let ssrc = be32(packet, at)?;
-                let word = be32(packet, at + 4)?;
-                let fraction_lost = (word >> 24) as u8;
-                let raw = word & 0x00ff_ffff;
-                // Sign-extend 24 bits.
-                let packets_lost = ((raw << 8) as i32) >> 8;
-                let jitter = be32(packet, at + 12)?;
-                return Some(ReportBlock {
-                    ssrc,
-                    fraction_lost,
-                    packets_lost,
-                    jitter,
-                });
-            }
+        if let Some(at) = block_at
+            && count > 0
+            && at + 24 <= off + len
+        {
+            let ssrc = be32(packet, at)?;
+            let word = be32(packet, at + 4)?;
+            let fraction_lost = (word >> 24) as u8;
+            let raw = word & 0x00ff_ffff;
+            // Sign-extend 24 bits.
+            let packets_lost = ((raw << 8) as i32) >> 8;
+            let jitter = be32(packet, at + 12)?;
+            return Some(ReportBlock {
+                ssrc,
+                fraction_lost,
+                packets_lost,
+                jitter,
+            });
         }
         off += len;
     }
@@ -92,6 +93,7 @@ pub fn first_report_block(packet: &[u8]) -> Option<ReportBlock> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! Forwarding over real loopback sockets: latching, strict source, invalid
 //! packets, RTCP report parsing and the TOS byte on sent packets.
+#![allow(clippy::unwrap_used)]
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};

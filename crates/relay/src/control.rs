@@ -157,10 +157,10 @@ impl Control {
             Err(e) => return build::error(&e.to_string()),
         };
         let kind = req.command.kind();
-        if let Some(i) = COMMANDS.iter().position(|k| *k == kind) {
-            if let Some(c) = self.command_counts.get_mut(i) {
-                *c += 1;
-            }
+        if let Some(i) = COMMANDS.iter().position(|k| *k == kind)
+            && let Some(c) = self.command_counts.get_mut(i)
+        {
+            *c += 1;
         }
         metrics::counter!("voxline_relay_ng_commands_total", "command" => kind.as_str())
             .increment(1);

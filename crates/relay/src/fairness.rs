@@ -74,6 +74,7 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -31,7 +31,7 @@ impl PortPool {
         let first = min.saturating_add(min % 2);
         let mut free = VecDeque::new();
         let mut p = u32::from(first);
-        while p + 1 <= u32::from(max) && p > 0 {
+        while p < u32::from(max) && p > 0 {
             if let Ok(port) = u16::try_from(p) {
                 free.push_back(port);
             }
@@ -93,6 +93,7 @@ impl PortPool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
 

@@ -54,10 +54,10 @@ pub(crate) async fn run_udp(
                         let reply =
                             with_control(&control, |c| c.handle_message(&msg, src, unix_ms()))
                                 .flatten();
-                        if let Some(reply) = reply {
-                            if let Err(e) = socket.send_to(&reply, src).await {
-                                tracing::debug!(error = %e, %src, "ng reply send failed");
-                            }
+                        if let Some(reply) = reply
+                            && let Err(e) = socket.send_to(&reply, src).await
+                        {
+                            tracing::debug!(error = %e, %src, "ng reply send failed");
                         }
                     }
                     None => {
@@ -132,10 +132,10 @@ async fn serve_tcp(
                     buf.drain(..consumed.min(buf.len()));
                     let reply = with_control(&control, |c| c.handle_message(&msg, peer, unix_ms()))
                         .flatten();
-                    if let Some(reply) = reply {
-                        if stream.write_all(&reply).await.is_err() {
-                            return;
-                        }
+                    if let Some(reply) = reply
+                        && stream.write_all(&reply).await.is_err()
+                    {
+                        return;
                     }
                 }
                 Err(e) => {

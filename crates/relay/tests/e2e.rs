@@ -1,5 +1,6 @@
 //! End-to-end: the relay in-process on loopback, driven over real ng UDP/TCP
 //! with real media sockets.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! points at the relay, that RTP flows both ways through the relay and that
 //! the BYE deletes the session. Skipped (with a message) only if the
 //! `kamailio` or `sipp` binary is missing.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

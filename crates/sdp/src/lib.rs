@@ -315,10 +315,10 @@ impl<'a> Sdp<'a> {
     }
 
     fn replace_line(&mut self, j: usize, text: String) {
-        if let Some(l) = self.lines.get_mut(j) {
-            if l.text != text {
-                l.text = Cow::Owned(text);
-            }
+        if let Some(l) = self.lines.get_mut(j)
+            && l.text != text
+        {
+            l.text = Cow::Owned(text);
         }
     }
 
@@ -505,4 +505,5 @@ impl<'a> Sdp<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -12,6 +12,7 @@
 mod rewrite;
 mod stats;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 use std::collections::HashMap;
@@ -696,10 +697,10 @@ impl SessionTable {
             (!req.flags.fast).then(|| stats::call_stats(call, &self.config.interfaces, counters));
         let from = req.from_tag.as_deref().filter(|t| !t.is_empty());
         let to = req.to_tag.as_deref().filter(|t| !t.is_empty());
-        if let Some(f) = from {
-            if !call.legs.iter().any(|l| l.has_tag(f)) {
-                return not_found(req.flags.fatal);
-            }
+        if let Some(f) = from
+            && !call.legs.iter().any(|l| l.has_tag(f))
+        {
+            return not_found(req.flags.fatal);
         }
         // Branch deletes.
         let mut effects = Vec::new();
@@ -909,10 +910,10 @@ fn release_leg(
     effects: &mut Vec<Effect>,
 ) {
     for m in &leg.media {
-        if let Some(r) = &m.rtp {
-            if let Some(pool) = pools.get_mut(leg.interface) {
-                pool.release(r.local_port, now_ms);
-            }
+        if let Some(r) = &m.rtp
+            && let Some(pool) = pools.get_mut(leg.interface)
+        {
+            pool.release(r.local_port, now_ms);
         }
         for s in m.rtp.iter().chain(m.rtcp.iter()) {
             effects.push(Effect::Close {
@@ -952,10 +953,11 @@ fn endpoints(
     let mut addr = info.connection.address;
     if let Some(m) = req.media_address {
         addr = m;
-    } else if req.flags.sip_source_address && !req.flags.trust_address {
-        if let Some(r) = req.received_from {
-            addr = r;
-        }
+    } else if req.flags.sip_source_address
+        && !req.flags.trust_address
+        && let Some(r) = req.received_from
+    {
+        addr = r;
     }
     if addr.is_unspecified() || info.port == 0 {
         return (None, None);

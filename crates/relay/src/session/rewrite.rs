@@ -38,10 +38,10 @@ pub(super) fn rewrite(
         .ok_or_else(|| SessionError::Mismatch("no interface".into()))?;
     let addr = iface.sdp_address();
     let keep_zero = !req.replace.zero_address;
-    if let Some(c) = sdp.session_connection() {
-        if !(c.is_unspecified() && keep_zero) {
-            sdp.set_session_connection(addr);
-        }
+    if let Some(c) = sdp.session_connection()
+        && !(c.is_unspecified() && keep_zero)
+    {
+        sdp.set_session_connection(addr);
     }
     let ice_mode = req.ice.unwrap_or(IceMode::Default);
     let sdp_has_ice = (0..sdp.media_count()).any(|i| sdp.media(i).is_some_and(|m| m.ice))
@@ -77,10 +77,11 @@ pub(super) fn rewrite(
             sdp.set_media_connection(i, addr, false);
         }
         sdp.set_media_port(i, rtp.local_port);
-        if let Some(tp) = req.transport_protocol {
-            if tp != TransportProtocol::Accept && info.protocol.starts_with("RTP/") {
-                sdp.set_media_protocol(i, tp.as_str());
-            }
+        if let Some(tp) = req.transport_protocol
+            && tp != TransportProtocol::Accept
+            && info.protocol.starts_with("RTP/")
+        {
+            sdp.set_media_protocol(i, tp.as_str());
         }
         let mux = &req.rtcp_mux;
         let want_mux = if mux.demux || mux.reject {

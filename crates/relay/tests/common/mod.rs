@@ -1,4 +1,5 @@
 //! Helpers shared by the relay's integration tests.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::io::IoSliceMut;
