@@ -1,6 +1,7 @@
 //! ng servers over UDP and TCP, and the timer task.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,24 +71,98 @@ pub(crate) async fn run_udp(
             }
         })
     };
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, src)) => {
-                    let pushed = lock_queue(&queue).push(src.ip(), (src, buf.get(..n).unwrap_or_default().to_vec()));
-                    if pushed {
-                        ready.notify_one();
-                    } else {
-                        metrics::counter!("voxline_relay_ng_dropped_total").increment(1);
+    // The reader is an OS thread doing batched recvmmsg: it must drain the
+    // socket faster than any single source can fill it.
+    let reader = match socket.as_ref().as_fd().try_clone_to_owned() {
+        Ok(fd) => {
+            let (queue, ready, stop) = (queue.clone(), ready.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name("ng-reader".into())
+                .spawn(move || read_loop(fd, &queue, &ready, &stop))
+                .ok()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot clone the ng socket");
+            None
+        }
+    };
+    let _ = shutdown.changed().await;
+    ready.notify_one();
+    let _ = executor.await;
+    if let Some(r) = reader {
+        let _ = tokio::task::spawn_blocking(move || r.join()).await;
+    }
+}
+
+const READ_BATCH: usize = 16;
+
+fn read_loop(
+    fd: std::os::fd::OwnedFd,
+    queue: &Queue,
+    ready: &tokio::sync::Notify,
+    stop: &watch::Receiver<bool>,
+) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+
+    let mut bufs = vec![vec![0u8; 65_536]; READ_BATCH];
+    let mut hdrs: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(READ_BATCH, None);
+    while !*stop.borrow() {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(200u16)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "ng poll failed");
+                return;
+            }
+        }
+        let mut got: Vec<(usize, SocketAddr, usize)> = Vec::with_capacity(READ_BATCH);
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            if let Ok(results) = recvmmsg(
+                fd.as_raw_fd(),
+                &mut hdrs,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                for (i, r) in results.enumerate() {
+                    let src = r.address.and_then(|a: SockaddrStorage| {
+                        a.as_sockaddr_in()
+                            .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                            .or_else(|| {
+                                a.as_sockaddr_in6()
+                                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                            })
+                    });
+                    if let Some(src) = src {
+                        got.push((i, src, r.bytes));
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "ng recv error"),
-            },
-            _ = shutdown.changed() => break,
+            }
         }
+        // Copy payloads now that the buffers are no longer borrowed.
+        let mut q = lock_queue(queue);
+        for (i, src, n) in got {
+            let payload = bufs
+                .get(i)
+                .and_then(|b| b.get(..n))
+                .unwrap_or_default()
+                .to_vec();
+            if !q.push(src.ip(), (src, payload)) {
+                metrics::counter!("voxline_relay_ng_dropped_total").increment(1);
+            }
+        }
+        drop(q);
+        ready.notify_one();
     }
-    let _ = executor.await;
 }
 
 /// Accepts ng TCP connections.

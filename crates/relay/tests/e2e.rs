@@ -368,13 +368,16 @@ async fn ng_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_source_does_not_starve_others() {
-    let relay = start_relay(31500, 31599, |c| c.ng_queue_per_source = 64).await;
+    // A deep per-source queue: only round-robin service keeps the victim fast.
+    let relay = start_relay(31500, 31599, |c| c.ng_queue_per_source = 10_000).await;
     let to = relay.ng_udp_addr();
     // The flood comes from its own address; the victim from 127.0.0.1.
     let flooder = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // `statistics` requests (the most expensive reply) from one source, as
-    // fast as one thread can send, never read; bounded in count and time.
+    // `statistics` requests (the most expensive reply) from one source at
+    // ~50,000/s: more than the relay can execute, less than it can read, so
+    // without fairness every other command would queue behind thousands of
+    // them. Bounded in count and time.
     let flood = {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -384,8 +387,12 @@ async fn a_flooding_source_does_not_starve_others() {
                 && sent < 1_000_000
                 && start.elapsed() < Duration::from_secs(10)
             {
-                let _ = flooder.send_to(format!("f{sent} d7:command10:statisticse").as_bytes(), to);
-                sent += 1;
+                for _ in 0..250 {
+                    let _ =
+                        flooder.send_to(format!("f{sent} d7:command10:statisticse").as_bytes(), to);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
             sent
         })
