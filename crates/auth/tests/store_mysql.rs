@@ -1,6 +1,7 @@
 //! The same store suite against a real MariaDB server started by the test
 //! (`mariadb-install-db` + `mariadbd` on a free loopback port, password
 //! auth). Skipped with a message when MariaDB is not installed.
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
 
 mod common;
 

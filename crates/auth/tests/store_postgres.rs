@@ -1,6 +1,7 @@
 //! The same store suite against a real PostgreSQL cluster started by the
 //! test (`initdb` + `pg_ctl` on a free loopback port, password auth).
 //! Skipped with a message when PostgreSQL is not installed.
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The subscriber store on real SQLite files.
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! like known ones, and floods of them do not reach the database.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,11 @@ struct Entry {
     expires: Instant,
 }
 
+type Shard = HashMap<Box<str>, Entry>;
+
 /// The cache: `(username, domain)` → stored credentials or "no such user".
 pub(crate) struct CredentialCache {
-    shards: Box<[Mutex<HashMap<Box<str>, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
     ttl: Duration,
     shard_capacity: usize,
@@ -49,11 +51,9 @@ impl CredentialCache {
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, HashMap<Box<str>, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
         // The modulo keeps the index inside the slice.
-        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
+        let shard = &self.shards[(self.hasher.hash_one(key) % self.shards.len() as u64) as usize];
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

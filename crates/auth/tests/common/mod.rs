@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
 
 pub mod servers;
 pub mod suite;
