@@ -161,6 +161,55 @@ pub fn decode_set(bytes: &[u8]) -> Result<BindingSet, LocationError> {
     Ok(set)
 }
 
+/// What [`scan_set`] learns without decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetScan {
+    /// Number of bindings.
+    pub bindings: u64,
+    /// Earliest binding expiry or tombstone end, in ms.
+    pub first_due: Option<u64>,
+}
+
+/// Validate an encoded set and summarize it without allocating.
+pub fn scan_set(bytes: &[u8]) -> Result<SetScan, LocationError> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != SET_FORMAT {
+        return Err(LocationError::Corrupt("unknown binding set format"));
+    }
+    let bindings = r.varint()?;
+    let mut first: Option<u64> = None;
+    let mut due = |t: u64| first = Some(first.map_or(t, |f| f.min(t)));
+    for _ in 0..bindings {
+        due(r.skip_binding()?);
+    }
+    if !r.is_empty() {
+        let n = r.varint()?;
+        for _ in 0..n {
+            r.str()?;
+            r.str()?;
+            r.varint()?;
+            r.varint()?;
+            due(r.varint()?);
+        }
+    }
+    if !r.is_empty() {
+        return Err(LocationError::Corrupt("trailing bytes after binding set"));
+    }
+    Ok(SetScan {
+        bindings,
+        first_due: first,
+    })
+}
+
+/// Number of bindings of an encoded set (reads only its header).
+pub fn set_len(bytes: &[u8]) -> Result<u64, LocationError> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != SET_FORMAT {
+        return Err(LocationError::Corrupt("unknown binding set format"));
+    }
+    r.varint()
+}
+
 /// Format byte in front of an encoded change.
 pub const CHANGE_FORMAT: u8 = 1;
 
@@ -329,6 +378,48 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, u16::from_be_bytes(p)))
     }
 
+    fn skip_addr(&mut self) -> Result<(), LocationError> {
+        let n = match self.u8()? {
+            4 => 4,
+            6 => 16,
+            _ => return Err(LocationError::Corrupt("bad address family")),
+        };
+        self.bytes(n + 2).map(|_| ())
+    }
+
+    /// Skip one binding without allocating; returns its expiry (ms).
+    pub fn skip_binding(&mut self) -> Result<u64, LocationError> {
+        let flags = self.u8()?;
+        let expires = self.varint()?;
+        for _ in 0..3 {
+            self.varint()?;
+        }
+        self.str()?;
+        self.str()?;
+        Transport::from_code(self.u8()?).ok_or(LocationError::Corrupt("bad transport"))?;
+        self.skip_addr()?;
+        self.skip_addr()?;
+        if flags & F_INSTANCE != 0 {
+            self.str()?;
+        }
+        if flags & F_REG_ID != 0 {
+            self.varint()?;
+        }
+        if flags & F_UA != 0 {
+            self.str()?;
+        }
+        if flags & F_PATH != 0 {
+            let n = self.varint()?;
+            for _ in 0..n.min(1024) {
+                self.str()?;
+            }
+        }
+        if flags & F_PARAMS != 0 {
+            self.str()?;
+        }
+        Ok(expires)
+    }
+
     /// Next binding.
     pub fn binding(&mut self) -> Result<Binding, LocationError> {
         let flags = self.u8()?;
@@ -486,14 +577,24 @@ mod tests {
     #[test]
     fn every_truncation_and_bit_flip_is_an_error_not_a_panic() {
         let bytes = encode_set(&BindingSet::from_bindings(vec![sample(1), sample(2)]));
+        let scan = scan_set(&bytes).unwrap();
+        assert_eq!(scan.bindings, 2);
+        assert_eq!(scan.first_due, Some(sample(1).expires.as_millis()));
+        assert_eq!(set_len(&bytes).unwrap(), 2);
         for n in 0..bytes.len() {
             assert!(decode_set(&bytes[..n]).is_err(), "prefix {n} accepted");
+            assert!(scan_set(&bytes[..n]).is_err(), "prefix {n} scanned");
         }
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                let _ = decode_set(&b);
+                // The scanner accepts exactly what the decoder accepts.
+                assert_eq!(
+                    decode_set(&b).is_ok(),
+                    scan_set(&b).is_ok(),
+                    "byte {i} bit {bit}"
+                );
             }
         }
         let mut long = bytes.clone();

@@ -90,8 +90,13 @@ fn restart_recovers_state_across_snapshots_and_drops_expired() {
         }
     );
     assert!(store.recovery_stats().snapshot_records + store.recovery_stats().log_records > 0);
+    // Timers were armed for every recovered AOR: all of them expire on time.
+    assert!(store.expire(later).unwrap().is_empty());
+    assert_eq!(store.expire(t.add_secs(7201)).unwrap().len() as u64, live);
+    assert_eq!(store.count(), Counts::default());
     // open() compacted everything into one snapshot and one fresh log.
     drop(store);
+    let _ = open(dir.path(), later);
     let files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -59,7 +59,10 @@ struct Shard {
 impl Shard {
     /// Keep the AOR/binding counters in step with a replaced set.
     fn account(&mut self, before: &BindingSet, after: &BindingSet) {
-        let (b, a) = (before.bindings.len() as u64, after.bindings.len() as u64);
+        self.account_counts(before.bindings.len() as u64, after.bindings.len() as u64);
+    }
+
+    fn account_counts(&mut self, b: u64, a: u64) {
         self.bindings = self.bindings + a - b.min(self.bindings + a);
         match (b > 0, a > 0) {
             (false, true) => self.aors += 1,
@@ -116,6 +119,7 @@ impl MemoryStore {
                 "location store recovered from {}",
                 dir.display()
             );
+            store.arm_timers();
             store.journal = Some(journal);
             store.recovery = stats;
             store.snapshot()?;
@@ -134,9 +138,7 @@ impl MemoryStore {
         set_bytes: &[u8],
         now: Timestamp,
     ) -> Result<(), LocationError> {
-        let mut set = crate::codec::decode_set(set_bytes)?;
-        set.bindings.retain(|b| b.is_live(now));
-        set.tombstones.retain(|t| t.until > now);
+        let scan = crate::codec::scan_set(set_bytes)?;
         let idx = self.shard_index(aor);
         let shard = self
             .shards
@@ -144,19 +146,42 @@ impl MemoryStore {
             .ok_or(LocationError::Corrupt("shard index"))?
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
-        let before = shard
-            .entries
-            .take(aor)
-            .map(|old| old.bindings())
-            .transpose()?
-            .unwrap_or_default();
-        shard.account(&before, &set);
-        if let Some(first) = set.next_due() {
-            let second = timer_second(first.as_millis());
-            shard.wheel.schedule(second, aor);
-            shard.entries.insert(PackedAor::new(aor, second, &set));
+        let before = shard.entries.take(aor).map_or(0, |old| old.binding_count());
+        // Timers are armed once recovery is complete (`arm_timers`).
+        match scan.first_due {
+            // Common case: nothing expired; keep the bytes as they are.
+            Some(first) if first > now.as_millis() => {
+                shard.account_counts(before, scan.bindings);
+                shard
+                    .entries
+                    .insert(PackedAor::from_encoded(aor, timer_second(first), set_bytes));
+            }
+            _ => {
+                let mut set = crate::codec::decode_set(set_bytes)?;
+                set.bindings.retain(|b| b.is_live(now));
+                set.tombstones.retain(|t| t.until > now);
+                shard.account_counts(before, set.bindings.len() as u64);
+                if let Some(first) = set.next_due() {
+                    shard.entries.insert(PackedAor::new(
+                        aor,
+                        timer_second(first.as_millis()),
+                        &set,
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Schedule every entry's timer once (after recovery).
+    fn arm_timers(&mut self) {
+        for m in self.shards.iter_mut() {
+            let shard = m.get_mut().unwrap_or_else(|e| e.into_inner());
+            let Shard { entries, wheel, .. } = shard;
+            for e in entries.iter() {
+                wheel.schedule(e.timer(), e.aor());
+            }
+        }
     }
 
     fn shard_index(&self, aor: &str) -> usize {

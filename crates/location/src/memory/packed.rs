@@ -25,6 +25,20 @@ impl PackedAor {
         PackedAor(out.into_boxed_slice())
     }
 
+    /// Pack `aor` with an already encoded (and validated) binding set.
+    pub(crate) fn from_encoded(aor: &str, timer: u32, set: &[u8]) -> Self {
+        let mut out = Vec::with_capacity(aor.len() + 6 + set.len());
+        codec::put_str(&mut out, aor);
+        out.extend_from_slice(&timer.to_le_bytes());
+        out.extend_from_slice(set);
+        PackedAor(out.into_boxed_slice())
+    }
+
+    /// Number of bindings (header only).
+    pub(crate) fn binding_count(&self) -> u64 {
+        codec::set_len(self.set_bytes()).unwrap_or(0)
+    }
+
     fn split(&self) -> (&str, u32, &[u8]) {
         let mut r = Reader::new(&self.0);
         // Built only by `new`, so these cannot fail; fall back to empty.

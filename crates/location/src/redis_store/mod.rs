@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::binding::{Binding, Update};
 use crate::change::{ChangeOrigin, LocationChange};
 use crate::codec;
-use crate::error::{ConfigError, LocationError, Unreachable};
+use crate::error::{ConfigError, InvalidInput, LocationError, Unreachable};
 use crate::memory::admin_removals;
 use crate::set::{self, BindingSet, Limits, ReplicaOutcome};
 use crate::store::{Applied, Counts, Page};
@@ -414,6 +414,9 @@ impl RedisStore {
         aor: &str,
         now: Timestamp,
     ) -> Result<Vec<LocationChange>, LocationError> {
+        if aor.is_empty() {
+            return Err(InvalidInput::EmptyAor.into());
+        }
         let (_, changes) = self
             .modify("remove_aor", aor, now, |b| {
                 let changes = admin_removals(aor, b, now);

@@ -414,5 +414,9 @@ pub async fn invalid_input_is_refused(store: LocationStore, _: Factory) {
         e,
         Err(LocationError::Invalid(InvalidInput::TooLong(_)))
     ));
+    assert!(matches!(
+        store.remove_aor("", t).await,
+        Err(LocationError::Invalid(InvalidInput::EmptyAor))
+    ));
     assert_eq!(store.count(t).await.unwrap(), Counts::default());
 }
