@@ -10,7 +10,9 @@ use crate::frame::{Transport, frame};
 use crate::limits::Limits;
 use crate::message::Message;
 
-/// What the stream produced.
+/// What the stream produced. (`Message` is large because its header index
+/// is inline; boxing it would cost an allocation per message.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamEvent {
     /// A complete message.
@@ -105,10 +107,10 @@ impl StreamFramer {
         if b.is_empty() {
             return Ok(None);
         }
-        if let Some(need) = self.need {
-            if b.len() < need {
-                return Ok(None);
-            }
+        if let Some(need) = self.need
+            && b.len() < need
+        {
+            return Ok(None);
         }
         let head_len = match memmem::find(
             b.get(self.scanned.saturating_sub(3)..).unwrap_or_default(),

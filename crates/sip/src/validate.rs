@@ -263,12 +263,13 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
         return Err(Rejection::new(416, "Unsupported URI Scheme"));
     }
     let method = cseq.method;
-    if let Some(methods) = policy.methods {
-        if !methods.contains(&method_str) && method != Method::Ack {
-            let mut r = Rejection::new(501, "Not Implemented");
-            r.allow = Some(methods.join(", "));
-            return Err(r);
-        }
+    if let Some(methods) = policy.methods
+        && !methods.contains(&method_str)
+        && method != Method::Ack
+    {
+        let mut r = Rejection::new(501, "Not Implemented");
+        r.allow = Some(methods.join(", "));
+        return Err(r);
     }
     if policy.role == Role::Registrar && method == Method::Register && !to.uri.is_sip() {
         return Err(Rejection::bad("Bad Request - To Must Be a SIP or SIPS URI"));
@@ -303,15 +304,13 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
                 return Err(r);
             }
         }
-        if let (Some(answer), Method::Invite) = (policy.answer_content_type, &method) {
-            if msg.has(HeaderName::Accept) {
-                let ok = msg.accept().any(|a| a.is_ok_and(|a| a.matches(answer)));
-                if !ok {
-                    let mut r = Rejection::new(406, "Not Acceptable");
-                    r.accept = Some(answer.to_owned());
-                    return Err(r);
-                }
-            }
+        if let (Some(answer), Method::Invite) = (policy.answer_content_type, &method)
+            && msg.has(HeaderName::Accept)
+            && !msg.accept().any(|a| a.is_ok_and(|a| a.matches(answer)))
+        {
+            let mut r = Rejection::new(406, "Not Acceptable");
+            r.accept = Some(answer.to_owned());
+            return Err(r);
         }
     }
     Ok(())
@@ -455,14 +454,13 @@ pub fn error_response(data: &[u8], err: &ParseError, to_tag: Option<&str>) -> Op
             out.truncate(out.len().saturating_sub(2));
         }
         out.put_slice(line);
-        if name == HeaderName::To && !folded {
-            if let Some(tag) = to_tag {
-                let has_tag = line.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="));
-                if !has_tag {
-                    out.put_slice(b";tag=");
-                    out.put_slice(tag.as_bytes());
-                }
-            }
+        if name == HeaderName::To
+            && !folded
+            && let Some(tag) = to_tag
+            && !line.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
+        {
+            out.put_slice(b";tag=");
+            out.put_slice(tag.as_bytes());
         }
         out.put_slice(b"\r\n");
     }

@@ -1,6 +1,8 @@
 //! Hostile input never panics and gets a typed error, and a 400 when a
 //! response can be addressed.
 
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use voxline_sip::{
     HeaderName, Limits, Message, ParseError, StreamEvent, StreamFramer, ValidationPolicy,

@@ -2,6 +2,8 @@
 //! through the same code path as the fuzz target, so CI covers it without
 //! cargo-fuzz.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 #[test]

@@ -1,6 +1,8 @@
 //! Property tests: generated messages survive build → parse with every
 //! value intact, and splice edits re-parse to what was asked.
 
+#![allow(clippy::unwrap_used)]
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use voxline_sip::{HeaderName, Message, Method, RequestBuilder, ResponseBuilder};

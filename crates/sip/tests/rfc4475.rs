@@ -3,6 +3,8 @@
 //! invalid ones are rejected by framing or by validation with the response
 //! the RFC names.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
