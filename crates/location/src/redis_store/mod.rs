@@ -259,10 +259,30 @@ impl RedisStore {
         op: &'static str,
         what: Exec<'_>,
     ) -> Result<T, LocationError> {
+        // Plain commands here are all idempotent: one that failed on a
+        // dropped connection (e.g. the first use after a Redis restart) is
+        // sent once more on the re-made connection. The compare-and-set
+        // script is never resent: its reply may have been the part lost.
+        let idempotent = matches!(what, Exec::Cmd(_));
         let fut = async {
-            match self.handle().await? {
-                Handle::Standalone(mut c) => what.run(&mut c).await,
-                Handle::Cluster(mut c) => what.run(&mut c).await,
+            let mut resent = false;
+            loop {
+                let result = match self.handle().await {
+                    Ok(Handle::Standalone(mut c)) => what.run(&mut c).await,
+                    Ok(Handle::Cluster(mut c)) => what.run(&mut c).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Err(e)
+                        if idempotent
+                            && !resent
+                            && (e.is_connection_dropped() || e.is_io_error()) =>
+                    {
+                        tracing::debug!(error = %e, op, "location store: resending after a dropped connection");
+                        resent = true;
+                    }
+                    other => return other,
+                }
             }
         };
         match tokio::time::timeout(self.timeout, fut).await {
