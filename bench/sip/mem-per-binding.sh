@@ -7,6 +7,9 @@
 #
 # Usage: bench/sip/mem-per-binding.sh [--server kamailio|voxline|both] [--users N]
 set -euo pipefail
+# 1M contacts need well over 1 GB of Kamailio shared memory (1 GB runs out near 900,000);
+# the pool is mmap'ed, so only the pages actually used count as resident.
+KAMAILIO_SHM_MB=${KAMAILIO_SHM_MB:-4096}
 source "$(dirname "$0")/lib.sh"
 
 SERVERS=kamailio
@@ -19,9 +22,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$SERVERS" = both ] && SERVERS="kamailio voxline"
-# 1M contacts need well over 1 GB of Kamailio shared memory; the pool is mmap'ed, so only
-# the pages actually used count as resident.
-KAMAILIO_SHM_MB=${KAMAILIO_SHM_MB:-4096}
 build_loadgen
 log "logs: $LOG_DIR"
 

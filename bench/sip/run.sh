@@ -65,6 +65,7 @@ case $SCENARIO in
 esac
 
 build_loadgen
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS="$LOG_DIR/results.jsonl"
 log "logs and raw results: $LOG_DIR"
 
@@ -74,7 +75,7 @@ start() { # server
     voxline) start_voxline "$VTOML" "$VOXLINE_PORT" ;;
   esac
 }
-port_of() { [ "$1" = kamailio ] && echo "$KAMAILIO_PORT" || echo "$VOXLINE_PORT"; }
+port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT"; }
 
 # One measurement: prints the JSON line, tagged with server and rep.
 measure() { # server rep args...
@@ -115,14 +116,15 @@ if [ "$SCENARIO" = generator ]; then
     SERVER_PID=$!
     wait_sip "$KAMAILIO_PORT"
     measure responder "$rep" "${ARGS[@]}" | jq -c '. + {kind: "closed"}' >>"$RESULTS.k"
-    measure responder "$rep" options --rate 100000 | jq -c '. + {kind: "rate100k"}' >>"$RESULTS.k"
+    measure responder "$rep" options --rate 50000 | jq -c '. + {kind: "rate50k"}' >>"$RESULTS.k"
     stop_server
   done
   mv "$RESULTS.k" "$RESULTS"
+  echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "generator ceiling: voxline-loadgen vs its own responder (responder on cpu $SERVER_CPU, generator on cpu $LOADGEN_CPU), medians of $REPS"
   header flows
   echo "closed loop 2000 outstanding:"; row responder closed
-  echo "open loop 100,000 OPTIONS/s offered:"; row responder rate100k
+  echo "open loop 50,000 OPTIONS/s offered:"; row responder rate50k
   exit 0
 fi
 
@@ -148,6 +150,7 @@ done
 mv "$RESULTS.k" "$RESULTS"
 
 echo "scenario $SCENARIO: ${ARGS[*]} ${EXTRA[*]}; window ${DURATION} s after ${WARMUP} s warm-up; medians of $REPS runs"
+echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server on cpu $SERVER_CPU (kamailio: $KAMAILIO_CHILDREN workers, -m $KAMAILIO_SHM_MB), generator on cpu $LOADGEN_CPU"
 if [ "$SCENARIO" = overload ]; then
   header calls
@@ -155,7 +158,9 @@ if [ "$SCENARIO" = overload ]; then
     grep -q "\"server\":\"$s\"" "$RESULTS" || { printf '%-9s %s\n' "$s" "n/a (not run)"; continue; }
     echo "capacity (closed loop):"; row "$s" capacity
     echo "overload (open loop at $(col '.rate | floor' "$s" overload) calls/s offered):"; row "$s" overload
-    echo "  completed/capacity: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (100 * .completed_per_s / .capacity | floor)' "$RESULTS" | median) %"
+    echo "  completed/capacity: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (100 * .completed_per_s / .capacity | floor)' "$RESULTS" | median) %;" \
+      "still open at the end (drain cut): $(col '.flows_unfinished' "$s" overload);" \
+      "callee 2xx retransmissions: $(col '.uas_retransmissions' "$s" overload)"
   done
 else
   header flows
