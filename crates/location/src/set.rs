@@ -300,6 +300,10 @@ pub fn apply_update(
                         touched.push(true);
                     }
                 }
+                // One upsert per binding and request: a repeated contact
+                // replaces the earlier write (both carry the same version).
+                changes
+                    .retain(|ch| !(ch.key == new_key && matches!(ch.kind, ChangeKind::Upsert(_))));
                 changes.push(local(aor, new_key, ChangeKind::Upsert(Box::new(binding))));
             }
             enforce_limit(

@@ -34,9 +34,11 @@ fn repeated_contact_in_one_request_is_not_out_of_order() {
             ContactUpdate::new("sip:a@H", 120),
         ],
     );
-    apply_update("x@y", &mut set, &u, t(0), Limits::default()).unwrap();
+    let changes = apply_update("x@y", &mut set, &u, t(0), Limits::default()).unwrap();
     assert_eq!(set.bindings.len(), 1);
     assert_eq!(set.bindings[0].expires, t(120));
+    assert_eq!(changes.len(), 1, "one upsert per binding: {changes:?}");
+    assert!(matches!(&changes[0].kind, ChangeKind::Upsert(b) if b.expires == t(120)));
 }
 
 #[test]
