@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use voxline_loadgen::engine::{RunConfig, Shape, run};
-use voxline_loadgen::uac::Scenario;
+use voxline_loadgen::uac::{Scenario, Timing};
 
 struct Kamailio {
     child: Child,
@@ -97,6 +97,13 @@ fn config(scenario: Scenario, target: SocketAddr, count: u64) -> RunConfig {
     cfg.duration = Duration::from_secs(30);
     cfg.shape = Shape::Concurrency(20);
     cfg.users = 50;
+    // A long T1 so that a slow test machine does not cause retransmissions: the tests
+    // assert exact message counts.
+    cfg.timing = Timing {
+        t1_us: 2_000_000,
+        t2_us: 8_000_000,
+        timeout_us: 30_000_000,
+    };
     cfg
 }
 
@@ -159,7 +166,9 @@ fn calls_through_kamailio_proxy() {
     assert_eq!(r.flows_failed + r.flows_timed_out, 0);
     // INVITE and BYE answered by 200 each; the proxy's own 100 plus the callee's 100/180.
     assert_eq!(r.replies.get(&200), Some(&600), "{}", r.summary());
-    assert_eq!(r.replies.get(&180), Some(&300));
+    // A 180 can lose the race against its 200 between two Kamailio workers and is then
+    // dropped by tm (a provisional after the final), so it is not counted exactly.
+    assert!(r.replies.get(&180).is_some_and(|&n| n > 0 && n <= 300));
     assert_eq!(r.retransmissions, 0);
     assert_eq!(
         r.uas_retransmissions, 0,
@@ -180,4 +189,24 @@ fn options_against_kamailio() {
         "{}",
         r.summary()
     );
+}
+
+#[test]
+fn calls_answer_proxy_challenges_through_kamailio() {
+    let k = start("proxy.cfg", &["WITH_AUTH"]);
+    let mut cfg = config(Scenario::Call, k.addr, 100);
+    cfg.callees = 10;
+    cfg.password = Some("secret".into());
+    let r = run(&cfg).unwrap();
+    assert_eq!(
+        r.flows_completed + r.completed_in_drain,
+        100,
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.replies.get(&407), Some(&100));
+    assert_eq!(r.challenges_answered, 100);
+    // INVITE, ACK for the 407, INVITE with credentials, ACK, BYE.
+    assert_eq!(r.requests_sent, 500);
+    assert_eq!(r.retransmissions, 0);
 }

@@ -153,17 +153,18 @@ fn lost_requests_are_retransmitted() {
     let r = TinyResponder::start(true);
     let mut cfg = config(Scenario::Register, r.addr, 50);
     cfg.timing = Timing {
-        t1_us: 20_000,
-        t2_us: 160_000,
-        timeout_us: 2_000_000,
+        t1_us: 100_000,
+        t2_us: 800_000,
+        timeout_us: 5_000_000,
     };
     let report = run(&cfg).unwrap();
     let seen = r.finish();
     assert_eq!(seen.dropped, 50);
     assert_eq!(report.flows_completed + report.completed_in_drain, 50);
-    assert_eq!(report.retransmissions, 50);
+    // At least one retransmission per flow (more only if this machine stalls > T1).
+    assert!(report.retransmissions >= 50, "{}", report.retransmissions);
     assert_eq!(report.requests_sent, 50);
-    assert!(report.latency_us.p50 >= 20_000, "{:?}", report.latency_us);
+    assert!(report.latency_us.p50 >= 100_000, "{:?}", report.latency_us);
 }
 
 #[test]
@@ -230,7 +231,8 @@ fn generator_against_its_own_batched_responder() {
         stop.store(true, Ordering::Relaxed);
         let st = h.join().unwrap();
         assert_eq!(report.flows_completed + report.completed_in_drain, 20_000);
-        assert_eq!(st.answered, 20_000);
-        assert_eq!(report.retransmissions, 0);
+        assert_eq!(report.flows_failed + report.flows_timed_out, 0);
+        // Every request answered (retransmissions, if this machine stalled, are too).
+        assert_eq!(st.answered, 20_000 + report.retransmissions);
     });
 }

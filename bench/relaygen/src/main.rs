@@ -1,1 +1,379 @@
-fn main() {}
+//! `voxline-relaygen`: load generator and helpers for benchmarking the
+//! Voxline relay against rtpengine and a trivial forwarder.
+//!
+//! - `serve-relay`: run the Voxline relay standalone (to pin it with taskset).
+//! - `forwarder`: the trivial recvmmsg→sendmmsg forwarder (the ceiling).
+//! - `run`: set up N sessions over ng (or use the forwarder's fixed ports),
+//!   send 172-byte RTP at 50 packets/s per direction per stream, measure
+//!   loss, the target's CPU and memory.
+//! - `ngbench`: offer+answer pairs per second over ng.
+
+mod forwarder;
+mod procstat;
+mod traffic;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use voxline_ng::client::RetransmitPolicy;
+use voxline_ng::command::{DeleteRequest, MediaRequest};
+use voxline_relay::client::NgClient;
+
+#[derive(Parser)]
+#[command(about = "Load generator for the Voxline relay, rtpengine and a trivial forwarder")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the Voxline relay standalone until SIGINT/SIGTERM.
+    ServeRelay {
+        /// ng UDP address.
+        #[arg(long, default_value = "127.0.0.1:22222")]
+        ng: SocketAddr,
+        /// Media address.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+        #[arg(long, default_value_t = 30000)]
+        port_min: u16,
+        #[arg(long, default_value_t = 39999)]
+        port_max: u16,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Run the trivial forwarder on ports base .. base + 2 * sessions.
+    Forwarder {
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+        #[arg(long)]
+        base_port: u16,
+        #[arg(long)]
+        sessions: usize,
+    },
+    /// One load step: set up sessions, send RTP, print a JSON line.
+    Run {
+        /// Label for the output (voxline, rtpengine, forwarder).
+        #[arg(long)]
+        target: String,
+        /// ng address (omit with --forwarder-base).
+        #[arg(long)]
+        ng: Option<SocketAddr>,
+        /// Ports of the trivial forwarder instead of ng sessions.
+        #[arg(long)]
+        forwarder_base: Option<u16>,
+        /// Target process id, for CPU and memory.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        sessions: usize,
+        /// Packets per second per direction per stream.
+        #[arg(long, default_value_t = 50)]
+        pps: u32,
+        #[arg(long, default_value_t = 172)]
+        size: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup_secs: u64,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Tag making call-ids unique across runs.
+        #[arg(long, default_value = "run")]
+        run_id: String,
+    },
+    /// Offer+answer pairs per second over ng.
+    Ngbench {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        ng: SocketAddr,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 5000)]
+        pairs: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value = "ng")]
+        run_id: String,
+    },
+}
+
+fn sdp(addr: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+fn media_addr(sdp: &str) -> anyhow::Result<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .context("no c= line")?
+        .trim();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .context("no m=audio line")?;
+    Ok(format!("{ip}:{port}").parse()?)
+}
+
+fn policy() -> RetransmitPolicy {
+    RetransmitPolicy {
+        timeout: Duration::from_millis(2000),
+        attempts: 3,
+    }
+}
+
+fn media_req(call_id: String, from: &str, to: Option<&str>, addr: SocketAddr) -> MediaRequest {
+    MediaRequest {
+        call_id,
+        from_tag: from.into(),
+        to_tag: to.map(str::to_owned),
+        sdp: sdp(addr),
+        supports: vec!["load limit".into()],
+        ..MediaRequest::default()
+    }
+}
+
+/// Creates `n` sessions; returns the endpoints and the call-ids.
+async fn setup(ng: &Arc<NgClient>, n: usize, run_id: &str) -> anyhow::Result<(Vec<traffic::Endpoint>, Vec<String>)> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (ng, sem) = (ng.clone(), sem.clone());
+        let call_id = format!("{run_id}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await?;
+            let a = UdpSocket::bind("127.0.0.1:0")?;
+            let b = UdpSocket::bind("127.0.0.1:0")?;
+            a.set_nonblocking(true)?;
+            b.set_nonblocking(true)?;
+            let o = ng.offer(&media_req(call_id.clone(), "a", None, a.local_addr()?)).await?;
+            let ans = ng.answer(&media_req(call_id.clone(), "a", Some("b"), b.local_addr()?)).await?;
+            let to_b = media_addr(&o.sdp)?;
+            let to_a = media_addr(&ans.sdp)?;
+            anyhow::Ok((
+                traffic::Endpoint { socket: a, dest: to_a },
+                traffic::Endpoint { socket: b, dest: to_b },
+                call_id,
+            ))
+        }));
+    }
+    let mut eps = Vec::with_capacity(2 * n);
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        let (a, b, id) = t.await??;
+        eps.push(a);
+        eps.push(b);
+        ids.push(id);
+    }
+    Ok((eps, ids))
+}
+
+async fn teardown(ng: &Arc<NgClient>, ids: Vec<String>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for id in ids {
+        let (ng, sem) = (ng.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let _ = ng
+                .delete(&DeleteRequest {
+                    call_id: id,
+                    from_tag: Some("a".into()),
+                    ..Default::default()
+                })
+                .await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::ServeRelay {
+            ng,
+            ip,
+            port_min,
+            port_max,
+            workers,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let config = voxline_relay::RelayConfig {
+                    ng_udp: ng,
+                    interfaces: vec![voxline_relay::InterfaceConfig {
+                        name: "default".into(),
+                        address: ip,
+                        advertised_address: None,
+                    }],
+                    port_min,
+                    port_max,
+                    workers,
+                    port_quarantine_secs: 1,
+                    timeout_secs: 3600,
+                    ..voxline_relay::RelayConfig::default()
+                };
+                let relay = voxline_relay::Relay::start(config).await?;
+                println!("ready {}", relay.ng_udp_addr());
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                relay.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
+        Cmd::Forwarder { ip, base_port, sessions } => forwarder::run(ip, base_port, sessions),
+        Cmd::Run {
+            target,
+            ng,
+            forwarder_base,
+            pid,
+            sessions,
+            pps,
+            size,
+            warmup_secs,
+            duration_secs,
+            run_id,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rss_before = procstat::rss_kib(pid).unwrap_or(0);
+            let (endpoints, ids, client, setup_secs) = match (ng, forwarder_base) {
+                (Some(ng), _) => {
+                    let client = Arc::new(rt.block_on(NgClient::connect(ng, policy()))?);
+                    let t = Instant::now();
+                    let (eps, ids) = rt.block_on(setup(&client, sessions, &run_id))?;
+                    (eps, ids, Some(client), t.elapsed().as_secs_f64())
+                }
+                (None, Some(base)) => {
+                    let mut eps = Vec::with_capacity(2 * sessions);
+                    for i in 0..2 * sessions {
+                        let s = UdpSocket::bind("127.0.0.1:0")?;
+                        s.set_nonblocking(true)?;
+                        let dest = SocketAddr::from(([127, 0, 0, 1], base + u16::try_from(i)?));
+                        eps.push(traffic::Endpoint { socket: s, dest });
+                    }
+                    (eps, Vec::new(), None, 0.0)
+                }
+                (None, None) => bail!("need --ng or --forwarder-base"),
+            };
+            std::thread::sleep(Duration::from_millis(200));
+            let rss_after = procstat::rss_kib(pid).unwrap_or(0);
+            let mut cpu_start = 0.0;
+            let mut cpu_end = 0.0;
+            let mut t_start = Instant::now();
+            let mut t_end = Instant::now();
+            let w = traffic::run(
+                &endpoints,
+                pps,
+                size,
+                Duration::from_secs(warmup_secs),
+                Duration::from_secs(duration_secs),
+                |start| {
+                    let c = procstat::cpu_seconds(pid).unwrap_or(0.0);
+                    if start {
+                        cpu_start = c;
+                        t_start = Instant::now();
+                    } else {
+                        cpu_end = c;
+                        t_end = Instant::now();
+                    }
+                },
+            )?;
+            let wall = t_end.duration_since(t_start).as_secs_f64().max(1e-9);
+            let cpu = (cpu_end - cpu_start) / wall;
+            let offered = endpoints.len() as f64 * f64::from(pps);
+            let received_pps = w.received as f64 / w.seconds.max(1e-9);
+            let loss = if w.sent > 0 {
+                (1.0 - w.received as f64 / w.sent as f64).max(0.0)
+            } else {
+                1.0
+            };
+            if let Some(client) = &client {
+                rt.block_on(teardown(client, ids));
+            }
+            let line = serde_json::json!({
+                "target": target,
+                "sessions": sessions,
+                "offered_pps": offered,
+                "sent": w.sent,
+                "send_errors": w.send_errors,
+                "received": w.received,
+                "received_pps": received_pps.round(),
+                "loss_pct": (loss * 100.0 * 1000.0).round() / 1000.0,
+                "cpu_pct": (cpu * 1000.0).round() / 10.0,
+                "cpu_pct_per_10k_pps": (cpu * 100.0 / (received_pps / 10_000.0).max(1e-9) * 100.0).round() / 100.0,
+                "rss_before_kib": rss_before,
+                "rss_after_setup_kib": rss_after,
+                "mem_per_session_bytes": if sessions > 0 { (rss_after.saturating_sub(rss_before) * 1024) / sessions as u64 } else { 0 },
+                "setup_secs": (setup_secs * 1000.0).round() / 1000.0,
+            });
+            println!("{line}");
+            Ok(())
+        }
+        Cmd::Ngbench {
+            target,
+            ng,
+            pid,
+            pairs,
+            concurrency,
+            run_id,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let client = Arc::new(NgClient::connect(ng, policy()).await?);
+                let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+                let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
+                let t = Instant::now();
+                let mut tasks = Vec::with_capacity(pairs);
+                for i in 0..pairs {
+                    let (client, sem) = (client.clone(), sem.clone());
+                    let call_id = format!("{run_id}-{i}");
+                    tasks.push(tokio::spawn(async move {
+                        let _p = sem.acquire_owned().await?;
+                        let a = SocketAddr::from(([127, 0, 0, 1], 20_000 + (i % 10_000) as u16 * 2));
+                        client.offer(&media_req(call_id.clone(), "a", None, a)).await?;
+                        client.answer(&media_req(call_id.clone(), "a", Some("b"), a)).await?;
+                        anyhow::Ok(call_id)
+                    }));
+                }
+                let mut ids = Vec::new();
+                let mut failed = 0usize;
+                for task in tasks {
+                    match task.await? {
+                        Ok(id) => ids.push(id),
+                        Err(_) => failed += 1,
+                    }
+                }
+                let secs = t.elapsed().as_secs_f64();
+                let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+                let ok = ids.len();
+                teardown(&client, ids).await;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "target": target,
+                        "pairs": pairs,
+                        "ok": ok,
+                        "failed": failed,
+                        "seconds": (secs * 1000.0).round() / 1000.0,
+                        "pairs_per_sec": (ok as f64 / secs).round(),
+                        "target_cpu_pct": (cpu / secs * 1000.0).round() / 10.0,
+                    })
+                );
+                anyhow::Ok(())
+            })
+        }
+    }
+}
