@@ -77,8 +77,10 @@ impl NonceSigner {
         let mut mac = self.mac.clone();
         mac.update(&issued_ms.to_be_bytes());
         mac.update(&id.to_be_bytes());
-        for b in realm.bytes() {
-            mac.update(&[b.to_ascii_lowercase()]);
+        if realm.bytes().any(|b| b.is_ascii_uppercase()) {
+            mac.update(realm.to_ascii_lowercase().as_bytes());
+        } else {
+            mac.update(realm.as_bytes());
         }
         mac.finalize().into_bytes().into()
     }

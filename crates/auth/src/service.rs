@@ -90,3 +90,19 @@ impl DigestAuth {
         Ok(decision)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: T) {}
+
+    // Workers share one `DigestAuth` and spawn its futures.
+    #[allow(dead_code)]
+    fn shareable_and_spawnable(auth: &DigestAuth, request: &AuthRequest<'_>) {
+        assert_send_sync(auth);
+        assert_send(auth.authenticate(request, SystemTime::now()));
+        assert_send(auth.store().lookup("a", "b"));
+    }
+}

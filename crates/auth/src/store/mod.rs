@@ -167,11 +167,13 @@ impl SubscriberStore {
         SubscriberStore::open_with(url, &StoreOptions::default()).await
     }
 
-    /// Opens the database the config names (or `<data_dir>/voxline.db`).
+    /// Validates `config` and opens the database it names (or
+    /// `<data_dir>/voxline.db`).
     pub async fn from_config(
         config: &AuthConfig,
         data_dir: &Path,
     ) -> Result<SubscriberStore, AuthError> {
+        config.validate()?;
         SubscriberStore::open_with(&config.database_url(data_dir), &StoreOptions::from(config))
             .await
     }
@@ -299,6 +301,12 @@ impl SubscriberStore {
         username: &str,
         domain: &str,
     ) -> Result<Option<StoredCredentials>, AuthError> {
+        // Longer names cannot be provisioned (64 characters, 253 for a
+        // domain): answer without touching the cache or the database, so
+        // floods of junk names cannot fill either.
+        if username.len() > 4 * 64 || domain.len() > 253 {
+            return Ok(None);
+        }
         let domain = lower(domain);
         if let Some(cache) = &self.cache {
             if let Cached::Hit(value) = cache.get(username, &domain, Instant::now()) {

@@ -41,6 +41,12 @@ pub async fn provisioning(store: &SubscriberStore) {
     );
     assert_eq!(store.lookup("ALICE", "localhost").await.unwrap(), None);
     assert_eq!(store.lookup("alice", "127.0.0.1").await.unwrap(), None);
+    // Names longer than any column are simply unknown.
+    assert_eq!(
+        store.lookup(&"a".repeat(300), "localhost").await.unwrap(),
+        None
+    );
+    assert_eq!(store.lookup("alice", &"d".repeat(300)).await.unwrap(), None);
     let jorg = store.lookup("jörg", "example.com").await.unwrap().unwrap();
     assert_eq!(
         jorg,
