@@ -19,8 +19,8 @@ fn voxline(buf: &Bytes) -> usize {
     let via = msg.top_via().expect("via");
     let cseq = msg.cseq().expect("cseq");
     let call_id = msg.call_id().expect("call-id");
-    let from_tag = msg.from().expect("from").tag();
-    let to_tag = msg.to().expect("to").tag();
+    let from_tag = msg.from_tag();
+    let to_tag = msg.to_tag();
     via.branch.map_or(0, str::len)
         + cseq.seq as usize
         + call_id.len()

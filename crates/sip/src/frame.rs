@@ -197,21 +197,22 @@ pub(crate) fn frame(
             }
             prev.line_end = next as u32;
         } else {
-            let line = buf.get(line_start..content_end).unwrap_or_default();
-            let Some(colon) = memchr(b':', line) else {
-                return Err(ParseError::MalformedHeaderLine { line: line_no });
-            };
-            let name_end = trim_ws_end(buf, line_start, line_start + colon);
-            let name = buf.get(line_start..name_end).unwrap_or_default();
-            if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
+            // The name is a token, then optional white space and a colon.
+            let mut name_end = line_start;
+            while name_end < content_end && buf.get(name_end).is_some_and(|&c| is_token_char(c)) {
+                name_end += 1;
+            }
+            let colon = skip_ws(buf, name_end, content_end);
+            if name_end == line_start || buf.get(colon) != Some(&b':') {
                 return Err(ParseError::MalformedHeaderLine { line: line_no });
             }
+            let name = buf.get(line_start..name_end).unwrap_or_default();
             if headers.len() >= limits.max_headers {
                 return Err(ParseError::TooManyHeaders {
                     limit: limits.max_headers,
                 });
             }
-            let value_start = skip_ws(buf, line_start + colon + 1, content_end);
+            let value_start = skip_ws(buf, colon + 1, content_end);
             let value_end = trim_ws_end(buf, value_start, content_end);
             headers.push(HeaderEntry {
                 name: HeaderName::from_bytes(name),

@@ -3,7 +3,7 @@
 //! headers, which are looked up by their text.
 
 macro_rules! header_names {
-    ($( $variant:ident => $canon:literal, $lower:literal, $compact:expr, $list:expr; )*) => {
+    ($( $variant:ident => $canon:literal, $_lower:literal, $compact:expr, $list:expr; )*) => {
         /// A header field name. Names outside this set are [`HeaderName::Other`]
         /// and are matched by text (case-insensitively).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,13 +46,6 @@ macro_rules! header_names {
                 }
             }
 
-            /// Maps lower-cased name bytes to a known name.
-            fn from_lower(lower: &[u8]) -> HeaderName {
-                match lower {
-                    $($lower => HeaderName::$variant,)*
-                    _ => HeaderName::Other,
-                }
-            }
         }
     };
 }
@@ -120,9 +113,6 @@ header_names! {
     WwwAuthenticate => "WWW-Authenticate", b"www-authenticate", None, false;
 }
 
-/// Longest known name ("authentication-info", "content-disposition", ...).
-const MAX_KNOWN_LEN: usize = 20;
-
 impl HeaderName {
     /// Looks up a name as it appears on the wire: case-insensitive, compact
     /// forms mapped to their long names. Unknown names give `Other`.
@@ -151,17 +141,245 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        if name.len() > MAX_KNOWN_LEN {
-            return HeaderName::Other;
+        HeaderName::lookup_long(name)
+    }
+
+    /// Case-insensitive lookup of a long name, bucketed by length.
+    fn lookup_long(name: &[u8]) -> HeaderName {
+        match name.len() {
+            2 => {
+                if name.eq_ignore_ascii_case(b"to") {
+                    return HeaderName::To;
+                }
+                HeaderName::Other
+            }
+            3 => {
+                if name.eq_ignore_ascii_case(b"via") {
+                    return HeaderName::Via;
+                }
+                HeaderName::Other
+            }
+            4 => {
+                if name.eq_ignore_ascii_case(b"from") {
+                    return HeaderName::From;
+                }
+                if name.eq_ignore_ascii_case(b"cseq") {
+                    return HeaderName::CSeq;
+                }
+                if name.eq_ignore_ascii_case(b"path") {
+                    return HeaderName::Path;
+                }
+                if name.eq_ignore_ascii_case(b"date") {
+                    return HeaderName::Date;
+                }
+                if name.eq_ignore_ascii_case(b"rack") {
+                    return HeaderName::RAck;
+                }
+                if name.eq_ignore_ascii_case(b"rseq") {
+                    return HeaderName::RSeq;
+                }
+                HeaderName::Other
+            }
+            5 => {
+                if name.eq_ignore_ascii_case(b"route") {
+                    return HeaderName::Route;
+                }
+                if name.eq_ignore_ascii_case(b"allow") {
+                    return HeaderName::Allow;
+                }
+                if name.eq_ignore_ascii_case(b"event") {
+                    return HeaderName::Event;
+                }
+                HeaderName::Other
+            }
+            6 => {
+                if name.eq_ignore_ascii_case(b"accept") {
+                    return HeaderName::Accept;
+                }
+                if name.eq_ignore_ascii_case(b"min-se") {
+                    return HeaderName::MinSe;
+                }
+                if name.eq_ignore_ascii_case(b"reason") {
+                    return HeaderName::Reason;
+                }
+                if name.eq_ignore_ascii_case(b"server") {
+                    return HeaderName::Server;
+                }
+                HeaderName::Other
+            }
+            7 => {
+                if name.eq_ignore_ascii_case(b"call-id") {
+                    return HeaderName::CallId;
+                }
+                if name.eq_ignore_ascii_case(b"contact") {
+                    return HeaderName::Contact;
+                }
+                if name.eq_ignore_ascii_case(b"expires") {
+                    return HeaderName::Expires;
+                }
+                if name.eq_ignore_ascii_case(b"require") {
+                    return HeaderName::Require;
+                }
+                if name.eq_ignore_ascii_case(b"subject") {
+                    return HeaderName::Subject;
+                }
+                if name.eq_ignore_ascii_case(b"warning") {
+                    return HeaderName::Warning;
+                }
+                HeaderName::Other
+            }
+            8 => {
+                if name.eq_ignore_ascii_case(b"identity") {
+                    return HeaderName::Identity;
+                }
+                if name.eq_ignore_ascii_case(b"priority") {
+                    return HeaderName::Priority;
+                }
+                if name.eq_ignore_ascii_case(b"refer-to") {
+                    return HeaderName::ReferTo;
+                }
+                if name.eq_ignore_ascii_case(b"reply-to") {
+                    return HeaderName::ReplyTo;
+                }
+                HeaderName::Other
+            }
+            9 => {
+                if name.eq_ignore_ascii_case(b"supported") {
+                    return HeaderName::Supported;
+                }
+                if name.eq_ignore_ascii_case(b"call-info") {
+                    return HeaderName::CallInfo;
+                }
+                if name.eq_ignore_ascii_case(b"timestamp") {
+                    return HeaderName::Timestamp;
+                }
+                HeaderName::Other
+            }
+            10 => {
+                if name.eq_ignore_ascii_case(b"user-agent") {
+                    return HeaderName::UserAgent;
+                }
+                if name.eq_ignore_ascii_case(b"alert-info") {
+                    return HeaderName::AlertInfo;
+                }
+                if name.eq_ignore_ascii_case(b"error-info") {
+                    return HeaderName::ErrorInfo;
+                }
+                HeaderName::Other
+            }
+            11 => {
+                if name.eq_ignore_ascii_case(b"in-reply-to") {
+                    return HeaderName::InReplyTo;
+                }
+                if name.eq_ignore_ascii_case(b"min-expires") {
+                    return HeaderName::MinExpires;
+                }
+                if name.eq_ignore_ascii_case(b"referred-by") {
+                    return HeaderName::ReferredBy;
+                }
+                if name.eq_ignore_ascii_case(b"retry-after") {
+                    return HeaderName::RetryAfter;
+                }
+                if name.eq_ignore_ascii_case(b"unsupported") {
+                    return HeaderName::Unsupported;
+                }
+                HeaderName::Other
+            }
+            12 => {
+                if name.eq_ignore_ascii_case(b"max-forwards") {
+                    return HeaderName::MaxForwards;
+                }
+                if name.eq_ignore_ascii_case(b"content-type") {
+                    return HeaderName::ContentType;
+                }
+                if name.eq_ignore_ascii_case(b"record-route") {
+                    return HeaderName::RecordRoute;
+                }
+                if name.eq_ignore_ascii_case(b"allow-events") {
+                    return HeaderName::AllowEvents;
+                }
+                if name.eq_ignore_ascii_case(b"mime-version") {
+                    return HeaderName::MimeVersion;
+                }
+                if name.eq_ignore_ascii_case(b"organization") {
+                    return HeaderName::Organization;
+                }
+                HeaderName::Other
+            }
+            13 => {
+                if name.eq_ignore_ascii_case(b"authorization") {
+                    return HeaderName::Authorization;
+                }
+                if name.eq_ignore_ascii_case(b"proxy-require") {
+                    return HeaderName::ProxyRequire;
+                }
+                if name.eq_ignore_ascii_case(b"service-route") {
+                    return HeaderName::ServiceRoute;
+                }
+                HeaderName::Other
+            }
+            14 => {
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    return HeaderName::ContentLength;
+                }
+                if name.eq_ignore_ascii_case(b"accept-contact") {
+                    return HeaderName::AcceptContact;
+                }
+                if name.eq_ignore_ascii_case(b"reject-contact") {
+                    return HeaderName::RejectContact;
+                }
+                HeaderName::Other
+            }
+            15 => {
+                if name.eq_ignore_ascii_case(b"accept-encoding") {
+                    return HeaderName::AcceptEncoding;
+                }
+                if name.eq_ignore_ascii_case(b"accept-language") {
+                    return HeaderName::AcceptLanguage;
+                }
+                if name.eq_ignore_ascii_case(b"session-expires") {
+                    return HeaderName::SessionExpires;
+                }
+                HeaderName::Other
+            }
+            16 => {
+                if name.eq_ignore_ascii_case(b"content-encoding") {
+                    return HeaderName::ContentEncoding;
+                }
+                if name.eq_ignore_ascii_case(b"content-language") {
+                    return HeaderName::ContentLanguage;
+                }
+                if name.eq_ignore_ascii_case(b"www-authenticate") {
+                    return HeaderName::WwwAuthenticate;
+                }
+                HeaderName::Other
+            }
+            18 => {
+                if name.eq_ignore_ascii_case(b"proxy-authenticate") {
+                    return HeaderName::ProxyAuthenticate;
+                }
+                if name.eq_ignore_ascii_case(b"subscription-state") {
+                    return HeaderName::SubscriptionState;
+                }
+                HeaderName::Other
+            }
+            19 => {
+                if name.eq_ignore_ascii_case(b"authentication-info") {
+                    return HeaderName::AuthenticationInfo;
+                }
+                if name.eq_ignore_ascii_case(b"content-disposition") {
+                    return HeaderName::ContentDisposition;
+                }
+                if name.eq_ignore_ascii_case(b"proxy-authorization") {
+                    return HeaderName::ProxyAuthorization;
+                }
+                if name.eq_ignore_ascii_case(b"request-disposition") {
+                    return HeaderName::RequestDisposition;
+                }
+                HeaderName::Other
+            }
+            _ => HeaderName::Other,
         }
-        let mut buf = [0u8; MAX_KNOWN_LEN];
-        let Some(dst) = buf.get_mut(..name.len()) else {
-            return HeaderName::Other;
-        };
-        for (d, s) in dst.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        HeaderName::from_lower(dst)
     }
 
     /// Looks up a name given as text (see [`HeaderName::from_bytes`]).
@@ -214,7 +432,6 @@ mod tests {
                 assert_eq!(HeaderName::from_bytes(&[c]), n, "{n}");
                 assert_eq!(HeaderName::from_bytes(&[c.to_ascii_uppercase()]), n);
             }
-            assert!(n.as_str().len() <= MAX_KNOWN_LEN);
         }
     }
 

@@ -43,7 +43,10 @@ pub(crate) fn is_lws(c: u8) -> bool {
 /// Trims linear white space (including folding CRLFs) from both ends.
 #[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |i| i + 1);
+    sub(s, start, end.max(start))
 }
 
 /// Slices `s[a..b]`, returning "" instead of panicking on a bad range.

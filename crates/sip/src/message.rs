@@ -290,14 +290,21 @@ impl Message {
         NameAddr::parse_for(self.single(HeaderName::To)?, HeaderName::To)
     }
 
-    /// The From tag, if From parses and has one.
+    /// The From tag. Fast path: reads the header parameters without
+    /// parsing the URI ([`Message::from`] validates the whole value).
     pub fn from_tag(&self) -> Option<&str> {
-        self.from().ok().and_then(|a| a.tag())
+        self.tag_of(HeaderName::From)
     }
 
-    /// The To tag, if To parses and has one.
+    /// The To tag (fast path, see [`Message::from_tag`]).
     pub fn to_tag(&self) -> Option<&str> {
-        self.to().ok().and_then(|a| a.tag())
+        self.tag_of(HeaderName::To)
+    }
+
+    fn tag_of(&self, name: HeaderName) -> Option<&str> {
+        crate::name_addr::header_params(self.header(name)?)?
+            .get("tag")
+            .filter(|t| !t.is_empty())
     }
 
     /// Every Contact value (`*` or addresses).

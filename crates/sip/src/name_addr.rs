@@ -122,6 +122,40 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The header parameters of a name-addr/addr-spec value, found without
+/// parsing the URI (for the hot path: tags). `None` when the structure is
+/// broken (unterminated quote or angle bracket, junk after the params).
+pub(crate) fn header_params(s: &str) -> Option<Params<'_>> {
+    let b = s.as_bytes();
+    let mut i = b.iter().position(|&c| !is_lws(c))?;
+    if b.get(i) == Some(&b'"') {
+        i = crate::lex::quoted_end(b, i)?;
+    }
+    let special = b
+        .iter()
+        .skip(i)
+        .position(|&c| matches!(c, b'<' | b';' | b'"'))
+        .map(|p| p + i);
+    let addr_end = match special.and_then(|p| b.get(p).map(|&c| (p, c))) {
+        Some((p, b'<')) => p + memchr::memchr(b'>', b.get(p..)?)? + 1,
+        Some((_, b'"')) => return None,
+        _ => {
+            i + b
+                .iter()
+                .skip(i)
+                .position(|&c| c == b';' || is_lws(c))
+                .unwrap_or(b.len() - i)
+        }
+    };
+    let mut c = Cursor::new(s);
+    while c.pos() < addr_end {
+        c.bump();
+    }
+    let params = Params::parse_header(&mut c)?;
+    c.skip_lws();
+    c.at_end().then_some(params)
+}
+
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in
 /// thousandths.
 pub(crate) fn parse_qvalue(v: &str) -> Option<u16> {
@@ -218,6 +252,29 @@ mod tests {
         };
         assert_eq!(a.expires(), Some(Ok(3600)));
         assert_eq!(a.q(), Some(Ok(1000)));
+    }
+
+    #[test]
+    fn header_params_fast_path() {
+        for (v, tag) in [
+            ("\"A; <b>\" <sip:a@b;x=y>;tag=1", Some("1")),
+            ("sip:a@b;tag=2", Some("2")),
+            (" sip:v@c ;   tag    = 3n", Some("3n")),
+            ("<sip:a@b;tag=inside>", None),
+            ("Bob <sip:b@c>", None),
+        ] {
+            let p = header_params(v).unwrap();
+            assert_eq!(p.get("tag"), tag, "{v}");
+            assert_eq!(NameAddr::parse(v).unwrap().tag(), tag, "{v}");
+        }
+        for bad in [
+            "\"open <sip:a@b>",
+            "<sip:a@b",
+            "<sip:a@b> junk",
+            "x \"y\" <sip:a>",
+        ] {
+            assert!(header_params(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,6 +30,15 @@ impl<'a> Params<'a> {
     /// character that cannot continue the list. Every `;` must be followed
     /// by a name.
     pub(crate) fn parse_header(c: &mut Cursor<'a>) -> Option<Params<'a>> {
+        Self::parse_header_visit(c, |_, _| Some(()))
+    }
+
+    /// Like [`Params::parse_header`], calling `visit(name, value)` for each
+    /// parameter during the same pass; `None` from `visit` fails the parse.
+    pub(crate) fn parse_header_visit(
+        c: &mut Cursor<'a>,
+        mut visit: impl FnMut(&'a str, Option<&'a str>) -> Option<()>,
+    ) -> Option<Params<'a>> {
         let mut save = *c;
         c.skip_lws();
         if c.peek() != Some(b';') {
@@ -44,20 +53,26 @@ impl<'a> Params<'a> {
                 break;
             }
             c.skip_lws();
-            c.token()?;
+            let name = c.token()?;
             end = c.pos();
             save = *c;
             c.skip_lws();
             if c.eat(b'=') {
                 c.skip_lws();
-                if c.peek() == Some(b'"') {
-                    c.quoted()?;
-                } else if c.take_while(is_value_char).is_empty() {
-                    return None;
-                }
+                let value = if c.peek() == Some(b'"') {
+                    c.quoted()?
+                } else {
+                    let v = c.take_while(is_value_char);
+                    if v.is_empty() {
+                        return None;
+                    }
+                    v
+                };
+                visit(name, Some(value))?;
                 end = c.pos();
                 save = *c;
             } else {
+                visit(name, None)?;
                 *c = save;
             }
         }

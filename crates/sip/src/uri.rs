@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::error::ValueError;
 use crate::host::{Host, host_len};
-use crate::lex::{is_lws, percent_decode, sub};
+use crate::lex::{percent_decode, sub};
 use crate::params::Params;
 
 /// A URI of any scheme.
@@ -74,16 +74,16 @@ fn is_scheme(s: &str) -> bool {
 /// Characters never allowed unescaped anywhere in a URI here.
 #[inline]
 fn is_forbidden(c: u8) -> bool {
-    is_lws(c) || c < 0x20 || c == 0x7f || matches!(c, b'<' | b'>' | b'"')
+    c <= b' ' || c == 0x7f || matches!(c, b'<' | b'>' | b'"')
 }
 
 impl<'a> Uri<'a> {
     /// Parses a URI. White space, `<`, `>` and `"` are not allowed.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ValueError> {
-        let colon = s.find(':').ok_or(ValueError::Uri)?;
+        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ValueError::Uri)?;
         let scheme = sub(s, 0, colon);
         let rest = sub(s, colon + 1, s.len());
-        if !is_scheme(scheme) || rest.is_empty() || s.bytes().any(is_forbidden) {
+        if !is_scheme(scheme) || rest.is_empty() || rest.bytes().any(is_forbidden) {
             return Err(ValueError::Uri);
         }
         if scheme.eq_ignore_ascii_case("sip") {
@@ -91,7 +91,7 @@ impl<'a> Uri<'a> {
         } else if scheme.eq_ignore_ascii_case("sips") {
             SipUri::parse_rest(s, true, rest).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("tel") {
-            let semi = rest.find(';').unwrap_or(rest.len());
+            let semi = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
             let number = sub(rest, 0, semi);
             if number.is_empty() {
                 return Err(ValueError::Uri);
@@ -165,7 +165,7 @@ impl<'a> SipUri<'a> {
         let (user, password, hostpart) = match memchr::memchr(b'@', rest.as_bytes()) {
             Some(at) => {
                 let userinfo = sub(rest, 0, at);
-                let (u, p) = match userinfo.find(':') {
+                let (u, p) = match memchr::memchr(b':', userinfo.as_bytes()) {
                     Some(c) => (
                         sub(userinfo, 0, c),
                         Some(sub(userinfo, c + 1, userinfo.len())),
@@ -190,7 +190,7 @@ impl<'a> SipUri<'a> {
             port = Some(text.parse::<u16>().map_err(|_| ValueError::Uri)?);
             after = sub(p, digits, p.len());
         }
-        let (param_text, headers) = match after.find('?') {
+        let (param_text, headers) = match memchr::memchr(b'?', after.as_bytes()) {
             Some(q) => (sub(after, 0, q), Some(sub(after, q + 1, after.len()))),
             None => (after, None),
         };

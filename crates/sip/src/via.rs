@@ -130,14 +130,32 @@ impl<'a> Via<'a> {
         } else {
             c = save;
         }
-        let params = Params::parse_header(&mut c)?;
+        let (mut branch, mut received, mut rport, mut maddr, mut ttl) =
+            (None, None, None, None, None);
+        let params = Params::parse_header_visit(&mut c, |name, value| {
+            match name.len() {
+                6 if name.eq_ignore_ascii_case("branch") => branch = Some(value?),
+                8 if name.eq_ignore_ascii_case("received") => received = Some(value?),
+                5 if name.eq_ignore_ascii_case("rport") => {
+                    rport = Some(match value {
+                        None => None,
+                        Some(v) => Some(u16::try_from(parse_digits(v)?).ok()?),
+                    })
+                }
+                5 if name.eq_ignore_ascii_case("maddr") => maddr = Some(value?),
+                3 if name.eq_ignore_ascii_case("ttl") => {
+                    ttl = Some(u8::try_from(parse_digits(value?)?).ok()?)
+                }
+                _ => {}
+            }
+            Some(())
+        })?;
         c.skip_lws();
-        // Anything left must be a comment (RFC 3261 allows none here); be
-        // strict: trailing garbage is an error.
+        // Trailing garbage is an error.
         if !c.at_end() {
             return None;
         }
-        let mut via = Via {
+        let via = Via {
             protocol_name,
             protocol_version,
             transport,
@@ -145,29 +163,12 @@ impl<'a> Via<'a> {
             host_str,
             port,
             params,
-            branch: None,
-            received: None,
-            rport: None,
-            maddr: None,
-            ttl: None,
+            branch,
+            received,
+            rport,
+            maddr,
+            ttl,
         };
-        for (name, value) in params.iter() {
-            match name.len() {
-                6 if name.eq_ignore_ascii_case("branch") => via.branch = Some(value?),
-                8 if name.eq_ignore_ascii_case("received") => via.received = Some(value?),
-                5 if name.eq_ignore_ascii_case("rport") => {
-                    via.rport = Some(match value {
-                        None => None,
-                        Some(v) => Some(u16::try_from(parse_digits(v)?).ok()?),
-                    })
-                }
-                5 if name.eq_ignore_ascii_case("maddr") => via.maddr = Some(value?),
-                3 if name.eq_ignore_ascii_case("ttl") => {
-                    via.ttl = Some(u8::try_from(parse_digits(value?)?).ok()?)
-                }
-                _ => {}
-            }
-        }
         if via
             .branch
             .is_some_and(|b| b.is_empty() || !b.bytes().all(|c| is_token_char(c) && !is_lws(c)))
