@@ -110,7 +110,7 @@ impl ChallengeReason {
 }
 
 /// A challenge to send: status, header name and one header value per
-/// offered algorithm, strongest first.
+/// offered algorithm, in the configured order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
     /// 401 or 407.
@@ -123,7 +123,7 @@ pub struct Challenge {
     pub nonce: String,
     /// Header values, e.g.
     /// `Digest realm="localhost", nonce="…", algorithm=SHA-256, qop="auth"`,
-    /// in the order to send them (SHA-256 before MD5, RFC 8760 §2.4).
+    /// in the order to send them (by default SHA-256 before MD5, RFC 8760 §2.4).
     pub values: Vec<String>,
 }
 

@@ -41,7 +41,8 @@ pub struct AuthConfig {
     /// Seconds a nonce stays valid; older ones get `stale=true`.
     pub nonce_lifetime_secs: u64,
     /// Algorithms offered in challenges and accepted in credentials.
-    /// Challenges always list SHA-256 before MD5.
+    /// Challenge values follow this order (clients take the first they
+    /// support); the default puts SHA-256 first as RFC 8760 §2.4 advises.
     pub algorithms: Vec<Algorithm>,
     /// `sqlite://…`, `postgres://…` or `mysql://…`. Unset:
     /// `sqlite://<data-dir>/voxline.db`.

@@ -20,8 +20,8 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Every algorithm, strongest first: the order of challenge headers
-    /// (RFC 8760 §2.4).
+    /// Every algorithm, strongest first: the default order of challenge
+    /// values (RFC 8760 §2.4).
     pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
 
     /// The token as written in `algorithm=`.

@@ -1,7 +1,7 @@
 //! Digest authentication and the subscriber store of Voxline.
 //!
 //! - Digest per RFC 2617 (MD5) and RFC 7616/RFC 8760 (SHA-256), `qop=auth`.
-//!   Challenges offer SHA-256 first, then MD5.
+//!   Challenges offer SHA-256 first, then MD5 (configurable order).
 //! - Stateless nonces signed with a cluster-wide secret ([`NonceSigner`]),
 //!   a bounded nonce-count table against replays ([`NonceCountTable`]).
 //! - No user enumeration: unknown users are verified against a fake HA1

@@ -149,10 +149,12 @@ impl Authenticator {
     /// An authenticator from a validated config and the server secret.
     pub fn new(config: &AuthConfig, secret: &ServerSecret) -> Authenticator {
         let fake = secret.derive(b"voxline fake HA1 v1");
-        let offered = Algorithm::ALL
-            .into_iter()
-            .filter(|a| config.algorithms.contains(a))
-            .collect();
+        let mut offered: Vec<Algorithm> = Vec::with_capacity(Algorithm::ALL.len());
+        for &algorithm in &config.algorithms {
+            if !offered.contains(&algorithm) {
+                offered.push(algorithm);
+            }
+        }
         Authenticator {
             signer: NonceSigner::new(&secret.derive(b"voxline nonce v1"), config.nonce_lifetime()),
             nc_table: NonceCountTable::new(config.nc_table_size),

@@ -97,6 +97,24 @@ fn challenge_offers_sha256_then_md5() {
 }
 
 #[test]
+fn challenge_order_follows_the_config() {
+    let auth = authenticator(&AuthConfig {
+        algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+        ..config()
+    });
+    assert_eq!(auth.offered(), [Algorithm::Md5, Algorithm::Sha256]);
+    let d = decide(&auth, None, None, at(T0));
+    let values = &d.challenge().unwrap().values;
+    assert!(values[0].contains("algorithm=MD5"), "{values:?}");
+    assert!(values[1].contains("algorithm=SHA-256"), "{values:?}");
+    let md5_only = authenticator(&AuthConfig {
+        algorithms: vec![Algorithm::Md5],
+        ..config()
+    });
+    assert_eq!(md5_only.offered(), [Algorithm::Md5]);
+}
+
+#[test]
 fn md5_and_sha256_are_accepted() {
     let auth = authenticator(&config());
     for algorithm in Algorithm::ALL {
