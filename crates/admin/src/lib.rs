@@ -99,7 +99,6 @@ impl AdminServer {
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
-        tracing::info!(%local, "admin listener started");
         Ok(AdminServer { local, task })
     }
 

@@ -36,10 +36,10 @@ impl SipMessage for Message {
             .call_id()
             .map_err(|_| MessageError::MissingHeader("Call-ID"))?;
         let cseq_method = cseq_method_str(self).ok_or(MessageError::MalformedHeader("CSeq"))?;
-        if let StartLine::Request { method, .. } = start {
-            if method != cseq_method {
-                return Err(MessageError::CSeqMethodMismatch);
-            }
+        if let StartLine::Request { method, .. } = start
+            && method != cseq_method
+        {
+            return Err(MessageError::CSeqMethodMismatch);
         }
         Ok(MessageInfo {
             start,

@@ -1,0 +1,36 @@
+//! Requests the node sends itself (proxying, pings, BYE on timeout).
+
+use tokio::sync::mpsc;
+use voxline_sip::Message;
+use voxline_transaction::ClientTxId;
+
+/// What happens to a client transaction, in order.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// A response (provisional or final; 2xx retransmissions on INVITE too).
+    Response(Message),
+    /// No final response in time (Timer B/F): act as if 408 arrived.
+    Timeout,
+    /// The request could not be sent: act as if 503 arrived (RFC 3263).
+    TransportError,
+    /// The transaction is gone; nothing more will arrive.
+    Terminated,
+}
+
+/// The stream of [`ClientEvent`]s of one client transaction.
+pub type ClientEvents = mpsc::UnboundedReceiver<ClientEvent>;
+
+/// A request being prepared: the shard its transaction will live in and
+/// the branch and Via value to put on top of it.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    pub(crate) shard: usize,
+    /// The branch parameter (RFC 3261 magic cookie; carries the shard).
+    pub branch: String,
+    /// A complete Via value for the node: `SIP/2.0/UDP host:port;branch=...;rport`.
+    pub via: String,
+}
+
+pub(crate) fn listener_closed(id: ClientTxId) {
+    tracing::trace!(?id, "client transaction event after its listener went away");
+}

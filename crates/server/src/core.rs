@@ -1,0 +1,577 @@
+//! The receive pipeline and the transaction shards.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use voxline_sip::{
+    Limits, Message, Method, ParseError, Role, ValidationPolicy, error_response, validate_request,
+    validate_response,
+};
+use voxline_transaction::{
+    ClientTxId, Incoming, Peer, ServerTxId, ShardRouter, SipMessage, TableConfig, TransactionTable,
+};
+use voxline_transport::{ListenSpec, Outbox, Packet, Receiver, TransportError, TransportHandle};
+
+use crate::ServerConfig;
+use crate::client::{ClientEvent, ClientEvents, OutgoingRequest};
+use crate::identity::LocalIdentity;
+use crate::request::ServerRequest;
+use crate::routing::response_peer;
+use crate::service::SipService;
+use crate::shard::{Output, Shard};
+
+/// Methods the node implements (the Allow header of its OPTIONS answers).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
+
+/// Why the core refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The transports could not start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The transaction layer refused.
+    #[error("transaction layer: {0}")]
+    Transaction(#[from] voxline_transaction::TransactionError),
+    /// A response built by a service does not parse.
+    #[error("response does not parse: {0}")]
+    BadResponse(ParseError),
+    /// A message could not be edited.
+    #[error("cannot edit message: {0}")]
+    Edit(voxline_sip::EditError),
+    /// The core is not attached to its transports yet, or stopped.
+    #[error("the SIP core is not running")]
+    NotRunning,
+}
+
+/// The SIP core shared by the transports, the timer tasks and the services.
+pub struct Core {
+    shards: Vec<Shard>,
+    router: ShardRouter,
+    service: Arc<dyn SipService>,
+    transport: OnceLock<TransportHandle>,
+    identity: OnceLock<LocalIdentity>,
+    base_identity: LocalIdentity,
+    limits: Limits,
+    supported: Vec<String>,
+    supported_refs: Vec<&'static str>,
+    server_header: String,
+    epoch: Instant,
+    next_shard: AtomicUsize,
+    stopped: AtomicBool,
+    tag_hasher: std::collections::hash_map::RandomState,
+}
+
+impl Core {
+    pub(crate) fn new(config: &ServerConfig, service: Arc<dyn SipService>) -> Arc<Self> {
+        let count = if config.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.shards
+        };
+        let router = ShardRouter::new(count);
+        let table_config = TableConfig {
+            timers: config.timers.trying(config.trying),
+            max_transactions: (config.max_transactions / count).max(1),
+        };
+        let shards = (0..count)
+            .map(|i| {
+                Shard::new(TransactionTable::with_shard(
+                    table_config,
+                    router.clone(),
+                    i,
+                ))
+            })
+            .collect();
+        // Option tags live as long as the process; leak them once so the
+        // validation policy can borrow them without a lock.
+        let supported_refs = config
+            .supported
+            .iter()
+            .map(|s| &*Box::leak(s.clone().into_boxed_str()))
+            .collect();
+        Arc::new(Core {
+            shards,
+            router,
+            service,
+            transport: OnceLock::new(),
+            identity: OnceLock::new(),
+            base_identity: config.identity.clone(),
+            limits: Limits {
+                max_message_size: config.transport.max_message_size,
+                ..Limits::DEFAULT
+            },
+            supported: config.supported.clone(),
+            supported_refs,
+            server_header: config.server_header.clone(),
+            epoch: Instant::now(),
+            next_shard: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            tag_hasher: std::collections::hash_map::RandomState::new(),
+        })
+    }
+
+    /// Connects the core to its running transports and starts the timers.
+    pub(crate) fn attach(self: &Arc<Self>, handle: TransportHandle, locals: &[ListenSpec]) {
+        let _ = self.transport.set(handle);
+        let _ = self.identity.set(
+            self.base_identity
+                .clone()
+                .with_listeners(locals.iter().map(|l| l.address)),
+        );
+        for i in 0..self.shards.len() {
+            tokio::spawn(run_timers(self.clone(), i));
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        for s in &self.shards {
+            s.wake.notify_one();
+        }
+    }
+
+    /// Who this node is (domains, names, listeners).
+    pub fn identity(&self) -> &LocalIdentity {
+        self.identity.get().unwrap_or(&self.base_identity)
+    }
+
+    /// The transport handle (for stateless sends).
+    pub fn transport(&self) -> Option<&TransportHandle> {
+        self.transport.get()
+    }
+
+    /// The value of the Server / User-Agent header.
+    pub fn server_header(&self) -> &str {
+        &self.server_header
+    }
+
+    /// Option tags the node supports.
+    pub fn supported(&self) -> &[String] {
+        &self.supported
+    }
+
+    /// Live transactions across all shards (a gauge).
+    pub fn transaction_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().table.len()).sum()
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    // ----- receive path -------------------------------------------------
+
+    fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
+        let method = msg.method();
+        if let Some(m) = &method {
+            metrics::counter!("voxline_sip_requests_total", "method" => method_label(m))
+                .increment(1);
+        }
+        let policy = ValidationPolicy {
+            role: Role::Proxy,
+            supported: &self.supported_refs,
+            ..ValidationPolicy::default()
+        };
+        if let Err(rejection) = validate_request(&msg, &policy) {
+            metrics::counter!("voxline_sip_rejected_total", "status" => rejection.status.to_string()).increment(1);
+            if method != Some(Method::Ack) {
+                let reply = rejection.response(&msg, Some(&self.stateless_tag(&msg)));
+                self.send_stateless(out, &response_peer(&msg, &peer), reply);
+            }
+            return;
+        }
+        if method == Some(Method::Options) && self.is_for_me(&msg) {
+            self.answer_options(&msg, &peer, out);
+            return;
+        }
+        let info_shard = match msg.info() {
+            Ok(info) => self.router.shard_of(&info),
+            Err(e) => {
+                if method != Some(Method::Ack) {
+                    let reply = self.stateless_response(&msg, 400, &format!("Bad Request - {e}"));
+                    self.send_stateless(out, &response_peer(&msg, &peer), reply);
+                }
+                return;
+            }
+        };
+        let from = response_peer(&msg, &peer);
+        let now = self.now();
+        let shard = &self.shards[info_shard];
+        let mut state = shard.lock();
+        let incoming = state.table.handle_incoming(now, msg, from);
+        let mut cancel_for = None;
+        if let Incoming::Cancel { id, invite, .. } = &incoming {
+            let status = if invite.is_some() { 200 } else { 481 };
+            if let Some(reply) = state
+                .table
+                .request(voxline_transaction::TxId::Server(*id))
+                .map(|req| req.build_response(status))
+            {
+                let _ = state.table.send_response(now, *id, reply);
+            }
+            if let Some(invite) = invite {
+                match state.cancels.remove(invite) {
+                    Some(watch) => cancel_for = Some(watch),
+                    None => {
+                        // Nobody handles the CANCEL: end the INVITE with 487.
+                        if let Some(reply) = state
+                            .table
+                            .request(voxline_transaction::TxId::Server(*invite))
+                            .map(|req| req.build_response(487))
+                        {
+                            let _ = state.table.send_response(now, *invite, reply);
+                        }
+                    }
+                }
+            }
+        }
+        let output = state.drain();
+        drop(state);
+        self.finish(info_shard, output);
+        match incoming {
+            Incoming::Request { id, request } => {
+                self.service
+                    .on_request(ServerRequest::new(self.clone(), id, request, peer));
+            }
+            Incoming::Cancel { request, .. } => {
+                if let Some(watch) = cancel_for {
+                    let _ = watch.send(request);
+                }
+            }
+            Incoming::Ack { request, .. } => self.service.on_ack(request, peer),
+            Incoming::Refused { request } => {
+                metrics::counter!("voxline_sip_overload_rejected_total").increment(1);
+                let retry = rand::random_range(5..=15u32).to_string();
+                let reply = voxline_sip::ResponseBuilder::new(&request, 503, "Service Unavailable")
+                    .to_tag(&self.stateless_tag(&request))
+                    .header("Retry-After", &retry)
+                    .build();
+                self.send_stateless(out, &from, reply);
+            }
+            Incoming::Malformed { message, error } => {
+                if message.method() != Some(Method::Ack) {
+                    let reply =
+                        self.stateless_response(&message, 400, &format!("Bad Request - {error}"));
+                    self.send_stateless(out, &from, reply);
+                }
+            }
+            Incoming::Absorbed(_) => {
+                metrics::counter!("voxline_sip_retransmissions_absorbed_total").increment(1);
+            }
+            Incoming::Response { .. } | Incoming::Stray(_) => {}
+        }
+    }
+
+    fn on_response(self: &Arc<Self>, msg: Message, peer: Peer) {
+        if let Some(status) = msg.status() {
+            metrics::counter!("voxline_sip_responses_received_total", "class" => status_class(status)).increment(1);
+        }
+        if validate_response(&msg).is_err() {
+            metrics::counter!("voxline_sip_dropped_total", "reason" => "bad_response").increment(1);
+            return;
+        }
+        let shard_index = match msg.info() {
+            Ok(info) => self.router.shard_of(&info),
+            Err(_) => {
+                metrics::counter!("voxline_sip_dropped_total", "reason" => "bad_response")
+                    .increment(1);
+                return;
+            }
+        };
+        let now = self.now();
+        let shard = &self.shards[shard_index];
+        let mut state = shard.lock();
+        let incoming = state.table.handle_incoming(now, msg, peer);
+        let mut stray = None;
+        match incoming {
+            Incoming::Response { id, response } => {
+                if let Some(tx) = state.clients.get(&id) {
+                    let _ = tx.send(ClientEvent::Response(response));
+                }
+            }
+            Incoming::Stray(response) => stray = Some(response),
+            _ => {}
+        }
+        let output = state.drain();
+        drop(state);
+        self.finish(shard_index, output);
+        if let Some(response) = stray {
+            self.service.on_stray_response(response, peer);
+        }
+    }
+
+    /// Whether a request is addressed to this node itself (not to a user):
+    /// a SIP Request-URI without user part naming one of our hosts.
+    fn is_for_me(&self, msg: &Message) -> bool {
+        match msg.request_uri() {
+            Ok(uri) => uri
+                .as_sip()
+                .is_some_and(|u| u.user.is_none() && self.identity().is_self(u)),
+            Err(_) => false,
+        }
+    }
+
+    /// The stateless answer to an OPTIONS addressed to the node (RFC 3261
+    /// §11.2): capabilities, no transaction (a retransmission gets the same
+    /// answer again).
+    fn answer_options(&self, msg: &Message, peer: &Peer, out: &mut Outbox<'_>) {
+        let tag = self.stateless_tag(msg);
+        let supported = self.supported.join(", ");
+        let reply = voxline_sip::ResponseBuilder::new(msg, 200, "OK")
+            .to_tag(&tag)
+            .header("Allow", ALLOW)
+            .header("Accept", "application/sdp")
+            .header("Supported", &supported)
+            .header("Server", &self.server_header)
+            .build();
+        metrics::counter!("voxline_sip_options_answered_total").increment(1);
+        self.send_stateless(out, &response_peer(msg, peer), reply);
+    }
+
+    /// A To tag derived from the request, so retransmissions of a request
+    /// answered statelessly get the same tag.
+    fn stateless_tag(&self, msg: &Message) -> String {
+        let mut h = self.tag_hasher.build_hasher();
+        h.write(msg.call_id().unwrap_or("").as_bytes());
+        h.write(msg.from_tag().unwrap_or("").as_bytes());
+        if let Ok(via) = msg.top_via() {
+            h.write(via.branch.unwrap_or("").as_bytes());
+        }
+        format!("vx{:016x}", h.finish())
+    }
+
+    fn stateless_response(&self, msg: &Message, status: u16, reason: &str) -> Bytes {
+        let tag = self.stateless_tag(msg);
+        voxline_sip::ResponseBuilder::new(msg, status, reason)
+            .to_tag(&tag)
+            .header("Server", &self.server_header)
+            .build()
+    }
+
+    fn send_stateless(&self, out: &mut Outbox<'_>, target: &Peer, data: Bytes) {
+        metrics::counter!("voxline_sip_responses_sent_total", "kind" => "stateless").increment(1);
+        if let Err(e) = out.send(target, data) {
+            tracing::debug!(dest = %target.addr, error = %e, "stateless reply not sent");
+        }
+    }
+
+    // ----- transactions from services -----------------------------------
+
+    /// Sends a final or provisional response on a server transaction.
+    pub(crate) fn send_response(&self, id: ServerTxId, msg: Message) -> Result<(), ServerError> {
+        if let Some(status) = msg.status() {
+            metrics::counter!("voxline_sip_responses_sent_total", "class" => status_class(status))
+                .increment(1);
+        }
+        let shard = self.shards.get(id.shard()).ok_or(ServerError::NotRunning)?;
+        let mut state = shard.lock();
+        let result = state.table.send_response(self.now(), id, msg);
+        let output = state.drain();
+        drop(state);
+        self.finish(id.shard(), output);
+        result.map_err(ServerError::from)
+    }
+
+    /// Registers interest in a CANCEL for the INVITE server transaction `id`.
+    pub(crate) fn watch_cancel(&self, id: ServerTxId) -> oneshot::Receiver<Message> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(shard) = self.shards.get(id.shard()) {
+            shard.lock().cancels.insert(id, tx);
+        }
+        rx
+    }
+
+    /// Picks a shard for a new client transaction and makes its branch and
+    /// the node's Via for `target`.
+    pub fn prepare_request(&self, target: &Peer) -> OutgoingRequest {
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let branch = self
+            .router
+            .branch(shard, format_args!("{:016x}", rand::random::<u64>()));
+        let sent_by = self
+            .transport
+            .get()
+            .and_then(|t| t.local_addr_for(target))
+            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string());
+        let via = format!(
+            "SIP/2.0/{} {sent_by};branch={branch};rport",
+            target.transport.via_token()
+        );
+        OutgoingRequest { shard, branch, via }
+    }
+
+    /// Starts a client transaction for `request` (which must carry
+    /// `prepared.via` on top) towards `target`.
+    pub fn send_request(
+        &self,
+        prepared: &OutgoingRequest,
+        request: Bytes,
+        target: Peer,
+    ) -> Result<(ClientTxId, ClientEvents), ServerError> {
+        let msg = Message::parse(request).map_err(ServerError::BadResponse)?;
+        if let Some(m) = msg.method() {
+            metrics::counter!("voxline_sip_requests_sent_total", "method" => method_label(&m))
+                .increment(1);
+        }
+        let shard = self
+            .shards
+            .get(prepared.shard)
+            .ok_or(ServerError::NotRunning)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut state = shard.lock();
+        let id = state.table.send_request(self.now(), msg, target)?;
+        state.clients.insert(id, tx);
+        let output = state.drain();
+        drop(state);
+        self.finish(prepared.shard, output);
+        Ok((id, rx))
+    }
+
+    /// Cancels a pending INVITE client transaction (RFC 3261 §9.1): the
+    /// CANCEL goes out once a provisional response has arrived.
+    pub fn cancel_request(&self, id: ClientTxId) -> Result<(), ServerError> {
+        let shard = self.shards.get(id.shard()).ok_or(ServerError::NotRunning)?;
+        let mut state = shard.lock();
+        let result = state.table.cancel_client(self.now(), id);
+        let output = state.drain();
+        drop(state);
+        self.finish(id.shard(), output);
+        result.map(|_| ()).map_err(ServerError::from)
+    }
+
+    /// Abandons a client transaction (Timer C without a provisional, §16.8).
+    pub fn terminate_request(&self, id: ClientTxId) -> Result<(), ServerError> {
+        let shard = self.shards.get(id.shard()).ok_or(ServerError::NotRunning)?;
+        let mut state = shard.lock();
+        let result = state.table.terminate(self.now(), id.into());
+        let output = state.drain();
+        drop(state);
+        self.finish(id.shard(), output);
+        result.map_err(ServerError::from)
+    }
+
+    /// Sends bytes outside any transaction (ACK for 2xx, stateless forwarding).
+    pub fn send_stateless_to(&self, target: &Peer, data: Bytes) -> Result<(), ServerError> {
+        let t = self.transport.get().ok_or(ServerError::NotRunning)?;
+        t.send(target, data).map_err(ServerError::from)
+    }
+
+    /// Sends what a table operation produced and re-arms the shard's timer.
+    fn finish(&self, shard_index: usize, output: Output) {
+        let Some(shard) = self.shards.get(shard_index) else {
+            return;
+        };
+        shard.maybe_wake(output.deadline, self.epoch);
+        if output.transmits.is_empty() {
+            return;
+        }
+        let Some(transport) = self.transport.get() else {
+            return;
+        };
+        let mut failed = Vec::new();
+        for t in output.transmits {
+            if let Err(e) = transport.send(&t.dest, t.msg.to_bytes()) {
+                tracing::debug!(dest = %t.dest.addr, error = %e, "transaction transmit failed");
+                failed.push(t.tx);
+            }
+        }
+        if !failed.is_empty() {
+            let mut state = shard.lock();
+            for tx in failed {
+                let _ = state.table.transport_error(self.now(), tx);
+            }
+            let output = state.drain();
+            drop(state);
+            // Transport errors produce events, not transmits; no recursion needed.
+            shard.maybe_wake(output.deadline, self.epoch);
+        }
+    }
+
+    /// Fires due timers of one shard.
+    fn fire_timers(&self, shard_index: usize) -> Option<Instant> {
+        let shard = self.shards.get(shard_index)?;
+        let mut state = shard.lock();
+        state.table.handle_timeout(self.now());
+        let output = state.drain();
+        let deadline = output.deadline;
+        metrics::gauge!("voxline_sip_transactions", "shard" => shard_index.to_string())
+            .set(state.table.len() as f64);
+        drop(state);
+        self.finish(shard_index, output);
+        deadline
+    }
+}
+
+/// The transports' view of the core.
+pub(crate) struct CoreReceiver(pub(crate) Arc<Core>);
+
+impl Receiver for CoreReceiver {
+    fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>) {
+        let core = &self.0;
+        let Packet { data, peer, parsed } = packet;
+        let msg = match parsed {
+            Some(m) => m,
+            None => match Message::parse_with(data.clone(), &core.limits) {
+                Ok(m) => m,
+                Err(e) => {
+                    metrics::counter!("voxline_sip_dropped_total", "reason" => "unparseable")
+                        .increment(1);
+                    if let Some(reply) = error_response(&data, &e, None) {
+                        let _ = out.send(&peer, reply);
+                    }
+                    return;
+                }
+            },
+        };
+        if msg.is_request() {
+            core.on_request(msg, peer, out);
+        } else {
+            core.on_response(msg, peer);
+        }
+    }
+}
+
+async fn run_timers(core: Arc<Core>, shard_index: usize) {
+    let Some(shard) = core.shards.get(shard_index) else {
+        return;
+    };
+    loop {
+        if core.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = core.fire_timers(shard_index);
+        shard.arm(deadline, core.epoch);
+        match deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(d)) => {}
+                    _ = shard.wake.notified() => {}
+                }
+            }
+            None => shard.wake.notified().await,
+        }
+    }
+}
+
+fn method_label(m: &Method) -> String {
+    if m.is_extension() {
+        "other".to_owned()
+    } else {
+        m.as_str().to_owned()
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
+    }
+}

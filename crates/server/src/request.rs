@@ -1,0 +1,114 @@
+//! A request handed to a service, with the means to answer it.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+use voxline_sip::{Message, ResponseBuilder, reason_phrase};
+use voxline_transaction::{Peer, ServerTxId};
+
+use crate::core::{Core, ServerError};
+
+/// A received request and its server transaction.
+///
+/// Answer it with [`respond`](Self::respond) or [`send`](Self::send); a
+/// request dropped without a final response times out in the transaction
+/// layer and is counted.
+pub struct ServerRequest {
+    core: Arc<Core>,
+    id: ServerTxId,
+    msg: Message,
+    peer: Peer,
+    to_tag: String,
+}
+
+impl ServerRequest {
+    pub(crate) fn new(core: Arc<Core>, id: ServerTxId, msg: Message, peer: Peer) -> Self {
+        ServerRequest {
+            core,
+            id,
+            msg,
+            peer,
+            to_tag: format!("{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    /// The request.
+    pub fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    /// Where it came from (source address, transport, listener, connection).
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Its server transaction.
+    pub fn id(&self) -> ServerTxId {
+        self.id
+    }
+
+    /// The core, for sending requests downstream.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The To tag this node uses in its responses to this request (the
+    /// same for every response, as a UAS must).
+    pub fn to_tag(&self) -> &str {
+        &self.to_tag
+    }
+
+    /// A response builder for this request: Via, From, To (with our tag
+    /// for anything but 100), Call-ID and CSeq copied, the Server header set.
+    pub fn response(&self, status: u16, reason: &'static str) -> ResponseBuilder<'_> {
+        let b = ResponseBuilder::new(&self.msg, status, reason)
+            .header("Server", self.core.server_header());
+        if status > 100 {
+            b.to_tag(&self.to_tag)
+        } else {
+            b
+        }
+    }
+
+    /// Sends a plain response with the standard reason phrase.
+    pub fn respond(&self, status: u16) -> Result<(), ServerError> {
+        self.send(self.response(status, reason_phrase(status)).build())
+    }
+
+    /// Sends a response built by the caller (e.g. from [`response`](Self::response)).
+    pub fn send(&self, response: Bytes) -> Result<(), ServerError> {
+        let msg = Message::parse(response).map_err(ServerError::BadResponse)?;
+        self.core.send_response(self.id, msg)
+    }
+
+    /// Relays a response received from downstream (a proxy's best
+    /// response, RFC 3261 §16.7 step 9): the top Via is removed and the rest
+    /// is passed on byte for byte.
+    pub fn forward_response(&self, response: &Message) -> Result<(), ServerError> {
+        let mut out = BytesMut::with_capacity(response.as_bytes().len());
+        response
+            .edit()
+            .pop_via()
+            .write_to(&mut out)
+            .map_err(ServerError::Edit)?;
+        self.send(out.freeze())
+    }
+
+    /// Resolves when a CANCEL for this INVITE arrives (the core has already
+    /// answered the CANCEL with 200). Without a watcher the core answers
+    /// the INVITE with 487 itself.
+    pub fn cancelled(&self) -> oneshot::Receiver<Message> {
+        self.core.watch_cancel(self.id)
+    }
+}
+
+impl std::fmt::Debug for ServerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerRequest")
+            .field("id", &self.id)
+            .field("method", &self.msg.method_str())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}

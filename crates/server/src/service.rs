@@ -1,0 +1,30 @@
+//! The hook a node's roles implement.
+
+use voxline_sip::Message;
+use voxline_transaction::Peer;
+
+use crate::request::ServerRequest;
+
+/// What a node does with requests once the core has validated them and
+/// created their server transaction.
+///
+/// Called on transport tasks: implementations must not block; work that
+/// waits (databases, DNS, downstream hops) is spawned onto the runtime.
+pub trait SipService: Send + Sync + 'static {
+    /// A new request (not ACK, not CANCEL) with its server transaction.
+    /// Every request must eventually get a final response through `req`
+    /// (the transaction layer's lifetime timer ends forgotten ones).
+    fn on_request(&self, req: ServerRequest);
+
+    /// An ACK for a 2xx response: transaction-less, routed like any
+    /// in-dialog request (RFC 3261 §13.2.2.4, §16).
+    fn on_ack(&self, ack: Message, peer: Peer) {
+        let _ = (ack, peer);
+    }
+
+    /// A response that matches no client transaction (RFC 3261 §16.7: a
+    /// late 2xx retransmission, say). Dropped unless the service forwards it.
+    fn on_stray_response(&self, response: Message, peer: Peer) {
+        let _ = (response, peer);
+    }
+}

@@ -1,0 +1,427 @@
+//! The node configuration: one TOML file, every key documented in
+//! `docs/config.md`, unknown keys rejected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use voxline_admin::AdminConfig;
+use voxline_auth::AuthConfig;
+use voxline_config::{Problems, Validate, Validator};
+use voxline_location::LocationConfig;
+use voxline_relay::RelayConfig;
+use voxline_transaction::TransportKind;
+
+/// The embedded all-in-one default (`voxline run` without `--config`).
+pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/all-in-one.toml");
+
+/// Name used for the embedded default in messages.
+pub const DEFAULT_ORIGIN: &str = "<embedded default>";
+
+/// A role a node can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Public SIP entry: load balancing, Path, NAT handling, flood protection.
+    Edge,
+    /// REGISTER processing, digest auth, user location.
+    Registrar,
+    /// Call routing.
+    Proxy,
+    /// RTP/RTCP media relay controlled over ng.
+    Relay,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `[node]`
+    pub node: NodeSection,
+    /// `[log]`
+    pub log: LogSection,
+    /// `[sip]`
+    pub sip: SipSection,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[location]`
+    pub location: LocationConfig,
+    /// `[relay]`
+    pub relay: RelayConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+}
+
+/// `[node]`: identity, roles and storage of this process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node name in logs and metrics.
+    pub name: String,
+    /// Roles this node runs.
+    pub roles: Vec<RoleName>,
+    /// Directory for SQLite files, snapshots and logs.
+    pub data_dir: PathBuf,
+    /// Runtime worker threads (0: one per CPU).
+    pub threads: usize,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: "voxline".into(),
+            roles: vec![RoleName::Registrar, RoleName::Proxy, RoleName::Relay],
+            data_dir: PathBuf::from("./voxline-data"),
+            threads: 0,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter (`info`, `voxline_server=debug,info`); the
+    /// `VOXLINE_LOG` environment variable overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[sip]`: listeners, domains and protocol settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipSection {
+    /// Domains whose subscribers this node serves.
+    pub domains: Vec<String>,
+    /// Extra host names that address this node (besides its listener IPs).
+    pub aliases: Vec<String>,
+    /// Listening sockets.
+    pub listen: Vec<ListenEntry>,
+    /// Server / User-Agent header value.
+    pub server_header: String,
+    /// Most live transactions; above it new requests get 503.
+    pub max_transactions: usize,
+    /// Transaction table shards (0: one per CPU).
+    pub shards: usize,
+    /// `[sip.timers]`
+    pub timers: TimersSection,
+    /// `[sip.transport]`
+    pub transport: TransportSection,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            domains: vec!["localhost".into(), "127.0.0.1".into()],
+            aliases: Vec::new(),
+            listen: vec![
+                ListenEntry {
+                    transport: "udp".into(),
+                    address: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                ListenEntry {
+                    transport: "tcp".into(),
+                    address: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+            ],
+            server_header: concat!("Voxline/", env!("CARGO_PKG_VERSION")).into(),
+            max_transactions: 1_000_000,
+            shards: 0,
+            timers: TimersSection::default(),
+            transport: TransportSection::default(),
+        }
+    }
+}
+
+/// One `[[sip.listen]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenEntry {
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// `ip:port`.
+    pub address: SocketAddr,
+}
+
+/// `[sip.timers]`: RFC 3261 base timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimersSection {
+    /// T1, the round-trip estimate, ms.
+    pub t1_ms: u64,
+    /// T2, the cap on non-INVITE retransmit intervals, ms.
+    pub t2_ms: u64,
+    /// T4, the time a message may stay in the network, ms.
+    pub t4_ms: u64,
+}
+
+impl Default for TimersSection {
+    fn default() -> Self {
+        TimersSection {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+/// `[sip.transport]`: socket tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportSection {
+    /// UDP sockets per listener (0: one per CPU).
+    pub udp_workers: usize,
+    /// Kernel receive buffer per UDP socket, bytes.
+    pub udp_recv_buffer: usize,
+    /// Largest message accepted, bytes.
+    pub max_message_size: usize,
+    /// Most TCP connections.
+    pub tcp_max_connections: usize,
+    /// Idle TCP connections are closed after this many seconds.
+    pub tcp_idle_timeout_secs: u64,
+}
+
+impl Default for TransportSection {
+    fn default() -> Self {
+        TransportSection {
+            udp_workers: 0,
+            udp_recv_buffer: 8 << 20,
+            max_message_size: 65_535,
+            tcp_max_connections: 10_000,
+            tcp_idle_timeout_secs: 600,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Loads and validates a file.
+    pub fn load_file(path: &Path) -> Result<NodeConfig, LoadError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
+        Self::load_str(&path.display().to_string(), &text).map_err(LoadError::Invalid)
+    }
+
+    /// Loads and validates TOML text read from `origin`.
+    pub fn load_str(origin: &str, text: &str) -> Result<NodeConfig, Problems> {
+        voxline_config::load(origin, text)
+    }
+
+    /// The embedded default.
+    pub fn embedded_default() -> Result<NodeConfig, Problems> {
+        Self::load_str(DEFAULT_ORIGIN, DEFAULT_CONFIG)
+    }
+
+    /// Whether the node runs `role`.
+    pub fn has_role(&self, role: RoleName) -> bool {
+        self.node.roles.contains(&role)
+    }
+
+    /// The transport settings of the SIP core.
+    pub fn transport_config(&self) -> voxline_transport::TransportConfig {
+        let t = &self.sip.transport;
+        voxline_transport::TransportConfig {
+            listen: self
+                .sip
+                .listen
+                .iter()
+                .filter_map(|l| {
+                    Some(voxline_transport::ListenSpec {
+                        transport: TransportKind::parse(&l.transport)?,
+                        address: l.address,
+                    })
+                })
+                .collect(),
+            udp_workers: t.udp_workers,
+            udp_recv_buffer: t.udp_recv_buffer,
+            max_message_size: t.max_message_size,
+            tcp_max_connections: t.tcp_max_connections,
+            tcp_idle_timeout: Duration::from_secs(t.tcp_idle_timeout_secs),
+            ..voxline_transport::TransportConfig::default()
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The file has problems.
+    Invalid(Problems),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            LoadError::Invalid(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl Validate for NodeConfig {
+    fn validate(&self, v: &mut Validator) {
+        v.section("node", &self.node);
+        v.section("sip", &self.sip);
+        if self.has_role(RoleName::Relay) {
+            v.section("relay", &RelayRules(&self.relay));
+        }
+        if self.has_role(RoleName::Registrar) && self.sip.domains.is_empty() {
+            v.error(
+                "sip.domains",
+                "the registrar role needs at least one domain",
+            );
+        }
+    }
+}
+
+impl Validate for NodeSection {
+    fn validate(&self, v: &mut Validator) {
+        if self.roles.is_empty() {
+            v.error(
+                "roles",
+                "name at least one role: edge, registrar, proxy, relay",
+            );
+        }
+        for (i, r) in self.roles.iter().enumerate() {
+            if self.roles[..i].contains(r) {
+                v.error("roles", format!("role {r:?} is listed twice"));
+            }
+        }
+        if self.name.trim().is_empty() {
+            v.error("name", "must not be empty");
+        }
+    }
+}
+
+impl Validate for SipSection {
+    fn validate(&self, v: &mut Validator) {
+        if self.listen.is_empty() {
+            v.error("listen", "at least one listener is required");
+        }
+        for (i, l) in self.listen.iter().enumerate() {
+            match TransportKind::parse(&l.transport) {
+                Some(TransportKind::Udp | TransportKind::Tcp) => {}
+                _ => v.error(
+                    &format!("listen[{i}].transport"),
+                    format!(
+                        "unsupported transport {:?}: use \"udp\" or \"tcp\"",
+                        l.transport
+                    ),
+                ),
+            }
+            for (j, other) in self.listen[..i].iter().enumerate() {
+                if other.address == l.address && other.transport.eq_ignore_ascii_case(&l.transport)
+                {
+                    v.error(
+                        &format!("listen[{i}].address"),
+                        format!("duplicates listen[{j}] ({} {})", l.transport, l.address),
+                    );
+                }
+            }
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            if d.trim().is_empty() || d.contains(char::is_whitespace) {
+                v.error(
+                    &format!("domains[{i}]"),
+                    "a domain is a host name or IP address",
+                );
+            }
+        }
+        if self.max_transactions < 64 {
+            v.error("max_transactions", "must be at least 64");
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+            v.error("timers.t2_ms", "T1 must be positive and T2 at least T1");
+        }
+        if self.transport.max_message_size < 1500 || self.transport.max_message_size > 65_535 {
+            v.error(
+                "transport.max_message_size",
+                "must be between 1500 and 65535",
+            );
+        }
+        if self.transport.tcp_max_connections == 0 {
+            v.error("transport.tcp_max_connections", "must be positive");
+        }
+    }
+}
+
+struct RelayRules<'a>(&'a RelayConfig);
+
+impl Validate for RelayRules<'_> {
+    fn validate(&self, v: &mut Validator) {
+        let r = self.0;
+        if r.port_min >= r.port_max {
+            v.error("port_min", "must be below port_max");
+        }
+        if r.interfaces.is_empty() {
+            v.error("interfaces", "at least one interface is required");
+        }
+        if r.timeout_secs == 0 {
+            v.error("timeout_secs", "must be positive");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_matches_design() {
+        let c = NodeConfig::embedded_default().unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(c.sip.domains, ["localhost", "127.0.0.1"]);
+        let listen: Vec<_> = c
+            .sip
+            .listen
+            .iter()
+            .map(|l| (l.transport.as_str(), l.address.to_string()))
+            .collect();
+        assert!(listen.contains(&("udp", "127.0.0.1:5060".to_owned())));
+        assert!(listen.contains(&("tcp", "127.0.0.1:5060".to_owned())));
+        assert!(
+            c.has_role(RoleName::Registrar)
+                && c.has_role(RoleName::Proxy)
+                && c.has_role(RoleName::Relay)
+        );
+        assert_eq!(c.node.data_dir, PathBuf::from("./voxline-data"));
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.relay.ng_udp.to_string(), "127.0.0.1:22222");
+        assert_eq!((c.relay.port_min, c.relay.port_max), (30000, 39999));
+    }
+
+    #[test]
+    fn problems_name_key_and_line() {
+        let text = "[node]\nroles = [\"registrar\", \"registrar\"]\n[sip]\nmax_transactions = 1\nbogus = 3\n";
+        let p = NodeConfig::load_str("t.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("t.toml:2:1: key `node.roles`"), "{p}");
+        assert!(p.contains("t.toml:4:1: key `sip.max_transactions`"), "{p}");
+        assert!(p.contains("t.toml:5:1: key `sip.bogus`"), "{p}");
+    }
+}

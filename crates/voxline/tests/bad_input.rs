@@ -1,0 +1,131 @@
+//! Malformed input gets a 400 when one can be addressed, is dropped
+//! otherwise, and never stops the node from serving.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use support::{Node, config};
+
+fn options(branch: &str) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch};rport\r\n\
+From: <sip:t@localhost>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        PORT.with(|p| p.get())
+    )
+}
+
+thread_local! {
+    static PORT: std::cell::Cell<u16> = const { std::cell::Cell::new(5060) };
+}
+
+fn exchange(sock: &UdpSocket, data: &[u8]) -> Option<String> {
+    sock.send(data).unwrap();
+    let mut buf = vec![0u8; 65_535];
+    match sock.recv(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn malformed_datagrams_get_400_or_are_dropped_and_the_node_keeps_serving() {
+    let node = Node::start(&config("\"proxy\"", ""));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(node.sip_udp.unwrap()).unwrap();
+    PORT.with(|p| p.set(node.sip_udp.unwrap().port()));
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+
+    let good = options("ok1");
+    let vias: String = (0..1000)
+        .map(|i| {
+            format!(
+                "Via: SIP/2.0/UDP 10.0.0.{}:5060;branch=z9hG4bK{i}\r\n",
+                i % 250
+            )
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("garbage", b"\x00\x01\x02 hello".to_vec(), None),
+        (
+            "nul in header",
+            good.replace("Call-ID: ok1", "Call-ID: o\0k").into_bytes(),
+            Some("SIP/2.0 400"),
+        ),
+        (
+            "negative content-length",
+            good.replace("Content-Length: 0", "Content-Length: -4")
+                .into_bytes(),
+            Some("SIP/2.0 400"),
+        ),
+        (
+            "lying content-length",
+            good.replace("Content-Length: 0", "Content-Length: 900")
+                .into_bytes(),
+            Some("SIP/2.0 400"),
+        ),
+        (
+            "64 KiB header",
+            good.replace(
+                "Max-Forwards: 70",
+                &format!("X-Big: {}", "a".repeat(65_000)),
+            )
+            .into_bytes(),
+            None,
+        ),
+        (
+            "1000 vias",
+            good.replacen("Via: ", &format!("{vias}Via: "), 1)
+                .into_bytes(),
+            None,
+        ),
+        (
+            "bad version",
+            good.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")
+                .into_bytes(),
+            Some("SIP/2.0 505"),
+        ),
+        (
+            "missing call-id",
+            good.replace("Call-ID: ok1\r\n", "").into_bytes(),
+            Some("SIP/2.0 400"),
+        ),
+        ("half a message", good.as_bytes()[..40].to_vec(), None),
+        (
+            "a response to nobody",
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n\r\n".to_vec(),
+            None,
+        ),
+    ];
+    for (name, data, expect) in cases {
+        let reply = exchange(&sock, &data);
+        match expect {
+            Some(prefix) => {
+                let r = reply.unwrap_or_else(|| panic!("{name}: expected {prefix}, got nothing"));
+                assert!(r.starts_with(prefix), "{name}: got {r}");
+                if prefix.contains("400") {
+                    assert!(
+                        r.lines().next().unwrap().len() > "SIP/2.0 400 Bad Request".len() - 1,
+                        "{name}: reason names the problem: {r}"
+                    );
+                }
+            }
+            None => {
+                if let Some(r) = reply {
+                    assert!(
+                        r.starts_with("SIP/2.0 4") || r.starts_with("SIP/2.0 5"),
+                        "{name}: unexpected {r}"
+                    );
+                }
+            }
+        }
+        // The node still answers a good request after each bad one.
+        let ok = exchange(&sock, options(&format!("after{}", name.len())).as_bytes())
+            .unwrap_or_else(|| panic!("no answer after {name}"));
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "after {name}: {ok}");
+    }
+    assert!(node.metric("voxline_sip_dropped_total", "") >= 1.0);
+}
