@@ -39,6 +39,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 mod challenge;
 mod client;
 mod config;
