@@ -19,7 +19,8 @@ pub fn run(ip: std::net::IpAddr, base: u16, sessions: usize) -> anyhow::Result<(
     let mut socks = Vec::with_capacity(sessions * 2);
     for i in 0..sessions * 2 {
         let port = base + u16::try_from(i)?;
-        let s = UdpSocket::bind(SocketAddr::new(ip, port)).with_context(|| format!("bind {port}"))?;
+        let s =
+            UdpSocket::bind(SocketAddr::new(ip, port)).with_context(|| format!("bind {port}"))?;
         s.set_nonblocking(true)?;
         socks.push(s);
     }
@@ -41,8 +42,17 @@ pub fn run(ip: std::net::IpAddr, base: u16, sessions: usize) -> anyhow::Result<(
             let Some(sock) = socks.get(i) else { continue };
             let mut got = 0;
             {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
-                if let Ok(res) = recvmmsg(sock.as_raw_fd(), &mut rh, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                if let Ok(res) = recvmmsg(
+                    sock.as_raw_fd(),
+                    &mut rh,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                ) {
                     for (k, r) in res.enumerate() {
                         lens[k] = r.bytes;
                         learned[i] = r.address;
@@ -51,13 +61,24 @@ pub fn run(ip: std::net::IpAddr, base: u16, sessions: usize) -> anyhow::Result<(
                 }
             }
             let peer = i ^ 1;
-            let (Some(dest), Some(out)) = (learned[peer], socks.get(peer)) else { continue };
+            let (Some(dest), Some(out)) = (learned[peer], socks.get(peer)) else {
+                continue;
+            };
             if got == 0 {
                 continue;
             }
-            let iovs: Vec<[IoSlice<'_>; 1]> = (0..got).map(|k| [IoSlice::new(&bufs[k][..lens[k]])]).collect();
+            let iovs: Vec<[IoSlice<'_>; 1]> = (0..got)
+                .map(|k| [IoSlice::new(&bufs[k][..lens[k]])])
+                .collect();
             let addrs = vec![Some(dest); got];
-            let _ = sendmmsg(out.as_raw_fd(), &mut sh, iovs.iter(), &addrs, [], MsgFlags::MSG_DONTWAIT);
+            let _ = sendmmsg(
+                out.as_raw_fd(),
+                &mut sh,
+                iovs.iter(),
+                &addrs,
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            );
         }
     }
 }

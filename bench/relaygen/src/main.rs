@@ -9,10 +9,11 @@
 //! - `ngbench`: offer+answer pairs per second over ng.
 
 mod forwarder;
+mod ngload;
 mod procstat;
 mod traffic;
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,7 +102,7 @@ enum Cmd {
     },
 }
 
-fn sdp(addr: SocketAddr) -> String {
+pub(crate) fn sdp(addr: SocketAddr) -> String {
     format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
         ip = addr.ip(),
@@ -141,39 +142,47 @@ fn media_req(call_id: String, from: &str, to: Option<&str>, addr: SocketAddr) ->
     }
 }
 
-/// Creates `n` sessions; returns the endpoints and the call-ids.
-async fn setup(ng: &Arc<NgClient>, n: usize, run_id: &str) -> anyhow::Result<(Vec<traffic::Endpoint>, Vec<String>)> {
+/// Generator sockets per side.
+const SOCKETS_PER_SIDE: usize = 16;
+
+/// Creates `n` sessions; every session's caller side uses one of the
+/// generator's A sockets, its callee side one of the B sockets. Returns the
+/// flows (2 per session) and the call-ids.
+async fn setup(
+    ng: &Arc<NgClient>,
+    n: usize,
+    run_id: &str,
+    addrs: &[SocketAddr],
+) -> anyhow::Result<(Vec<(usize, SocketAddr)>, Vec<String>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let (ng, sem) = (ng.clone(), sem.clone());
         let call_id = format!("{run_id}-{i}");
+        let (sa, sb) = (2 * (i % SOCKETS_PER_SIDE), 2 * (i % SOCKETS_PER_SIDE) + 1);
+        let (a, b) = (addrs[sa], addrs[sb]);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await?;
-            let a = UdpSocket::bind("127.0.0.1:0")?;
-            let b = UdpSocket::bind("127.0.0.1:0")?;
-            a.set_nonblocking(true)?;
-            b.set_nonblocking(true)?;
-            let o = ng.offer(&media_req(call_id.clone(), "a", None, a.local_addr()?)).await?;
-            let ans = ng.answer(&media_req(call_id.clone(), "a", Some("b"), b.local_addr()?)).await?;
-            let to_b = media_addr(&o.sdp)?;
-            let to_a = media_addr(&ans.sdp)?;
+            let o = ng.offer(&media_req(call_id.clone(), "a", None, a)).await?;
+            let ans = ng
+                .answer(&media_req(call_id.clone(), "a", Some("b"), b))
+                .await?;
             anyhow::Ok((
-                traffic::Endpoint { socket: a, dest: to_a },
-                traffic::Endpoint { socket: b, dest: to_b },
+                (sa, media_addr(&ans.sdp)?),
+                (sb, media_addr(&o.sdp)?),
                 call_id,
             ))
         }));
     }
-    let mut eps = Vec::with_capacity(2 * n);
+    let mut flows = Vec::with_capacity(2 * n);
     let mut ids = Vec::with_capacity(n);
     for t in tasks {
         let (a, b, id) = t.await??;
-        eps.push(a);
-        eps.push(b);
+        flows.push(a);
+        flows.push(b);
         ids.push(id);
     }
-    Ok((eps, ids))
+    Ok((flows, ids))
 }
 
 async fn teardown(ng: &Arc<NgClient>, ids: Vec<String>) {
@@ -207,7 +216,9 @@ fn main() -> anyhow::Result<()> {
             port_max,
             workers,
         } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let config = voxline_relay::RelayConfig {
                     ng_udp: ng,
@@ -225,7 +236,8 @@ fn main() -> anyhow::Result<()> {
                 };
                 let relay = voxline_relay::Relay::start(config).await?;
                 println!("ready {}", relay.ng_udp_addr());
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
@@ -234,7 +246,11 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Cmd::Forwarder { ip, base_port, sessions } => forwarder::run(ip, base_port, sessions),
+        Cmd::Forwarder {
+            ip,
+            base_port,
+            sessions,
+        } => forwarder::run(ip, base_port, sessions),
         Cmd::Run {
             target,
             ng,
@@ -247,35 +263,44 @@ fn main() -> anyhow::Result<()> {
             duration_secs,
             run_id,
         } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let rss_before = procstat::rss_kib(pid).unwrap_or(0);
-            let (endpoints, ids, client, setup_secs) = match (ng, forwarder_base) {
+            let mut plan = traffic::Plan::with_sockets(2 * SOCKETS_PER_SIDE)?;
+            let addrs: Vec<SocketAddr> = plan
+                .sockets
+                .iter()
+                .map(|s| s.local_addr())
+                .collect::<Result<_, _>>()?;
+            let (ids, client, setup_secs) = match (ng, forwarder_base) {
                 (Some(ng), _) => {
                     let client = Arc::new(rt.block_on(NgClient::connect(ng, policy()))?);
                     let t = Instant::now();
-                    let (eps, ids) = rt.block_on(setup(&client, sessions, &run_id))?;
-                    (eps, ids, Some(client), t.elapsed().as_secs_f64())
+                    let (flows, ids) = rt.block_on(setup(&client, sessions, &run_id, &addrs))?;
+                    plan.flows = flows;
+                    (ids, Some(client), t.elapsed().as_secs_f64())
                 }
                 (None, Some(base)) => {
-                    let mut eps = Vec::with_capacity(2 * sessions);
                     for i in 0..2 * sessions {
-                        let s = UdpSocket::bind("127.0.0.1:0")?;
-                        s.set_nonblocking(true)?;
                         let dest = SocketAddr::from(([127, 0, 0, 1], base + u16::try_from(i)?));
-                        eps.push(traffic::Endpoint { socket: s, dest });
+                        let sock = 2 * ((i / 2) % SOCKETS_PER_SIDE) + i % 2;
+                        plan.flows.push((sock, dest));
                     }
-                    (eps, Vec::new(), None, 0.0)
+                    (Vec::new(), None, 0.0)
                 }
                 (None, None) => bail!("need --ng or --forwarder-base"),
             };
             std::thread::sleep(Duration::from_millis(200));
             let rss_after = procstat::rss_kib(pid).unwrap_or(0);
+            let mut drops_start = (0, 0, 0);
+            let mut drops_end = (0, 0, 0);
             let mut cpu_start = 0.0;
             let mut cpu_end = 0.0;
             let mut t_start = Instant::now();
             let mut t_end = Instant::now();
             let w = traffic::run(
-                &endpoints,
+                &plan,
                 pps,
                 size,
                 Duration::from_secs(warmup_secs),
@@ -283,9 +308,11 @@ fn main() -> anyhow::Result<()> {
                 |start| {
                     let c = procstat::cpu_seconds(pid).unwrap_or(0.0);
                     if start {
+                        drops_start = procstat::udp_drops();
                         cpu_start = c;
                         t_start = Instant::now();
                     } else {
+                        drops_end = procstat::udp_drops();
                         cpu_end = c;
                         t_end = Instant::now();
                     }
@@ -293,13 +320,16 @@ fn main() -> anyhow::Result<()> {
             )?;
             let wall = t_end.duration_since(t_start).as_secs_f64().max(1e-9);
             let cpu = (cpu_end - cpu_start) / wall;
-            let offered = endpoints.len() as f64 * f64::from(pps);
+            let offered = plan.flows.len() as f64 * f64::from(pps);
             let received_pps = w.received as f64 / w.seconds.max(1e-9);
             let loss = if w.sent > 0 {
                 (1.0 - w.received as f64 / w.sent as f64).max(0.0)
             } else {
                 1.0
             };
+            // Steady state: after the traffic window transient buffers
+            // (ng reply caches) have expired.
+            let rss_after_traffic = procstat::rss_kib(pid).unwrap_or(0);
             if let Some(client) = &client {
                 rt.block_on(teardown(client, ids));
             }
@@ -309,6 +339,10 @@ fn main() -> anyhow::Result<()> {
                 "offered_pps": offered,
                 "sent": w.sent,
                 "send_errors": w.send_errors,
+                "late_slices": w.late_slices,
+                "kernel_rcvbuf_drops": drops_end.0 - drops_start.0,
+                "kernel_noport_drops": drops_end.1 - drops_start.1,
+                "loadavg": procstat::loadavg(),
                 "received": w.received,
                 "received_pps": received_pps.round(),
                 "loss_pct": (loss * 100.0 * 1000.0).round() / 1000.0,
@@ -316,7 +350,9 @@ fn main() -> anyhow::Result<()> {
                 "cpu_pct_per_10k_pps": (cpu * 100.0 / (received_pps / 10_000.0).max(1e-9) * 100.0).round() / 100.0,
                 "rss_before_kib": rss_before,
                 "rss_after_setup_kib": rss_after,
-                "mem_per_session_bytes": if sessions > 0 { (rss_after.saturating_sub(rss_before) * 1024) / sessions as u64 } else { 0 },
+                "rss_after_traffic_kib": rss_after_traffic,
+                "mem_per_session_bytes_setup": if sessions > 0 { (rss_after.saturating_sub(rss_before) * 1024) / sessions as u64 } else { 0 },
+                "mem_per_session_bytes": if sessions > 0 { (rss_after_traffic.saturating_sub(rss_before) * 1024) / sessions as u64 } else { 0 },
                 "setup_secs": (setup_secs * 1000.0).round() / 1000.0,
             });
             println!("{line}");
@@ -330,50 +366,35 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             run_id,
         } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async move {
+            let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
+            let self0 = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0);
+            let r = ngload::run(ng, pairs, concurrency, &run_id)?;
+            let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+            let own = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0) - self0;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
                 let client = Arc::new(NgClient::connect(ng, policy()).await?);
-                let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
-                let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
-                let t = Instant::now();
-                let mut tasks = Vec::with_capacity(pairs);
-                for i in 0..pairs {
-                    let (client, sem) = (client.clone(), sem.clone());
-                    let call_id = format!("{run_id}-{i}");
-                    tasks.push(tokio::spawn(async move {
-                        let _p = sem.acquire_owned().await?;
-                        let a = SocketAddr::from(([127, 0, 0, 1], 20_000 + (i % 10_000) as u16 * 2));
-                        client.offer(&media_req(call_id.clone(), "a", None, a)).await?;
-                        client.answer(&media_req(call_id.clone(), "a", Some("b"), a)).await?;
-                        anyhow::Ok(call_id)
-                    }));
-                }
-                let mut ids = Vec::new();
-                let mut failed = 0usize;
-                for task in tasks {
-                    match task.await? {
-                        Ok(id) => ids.push(id),
-                        Err(_) => failed += 1,
-                    }
-                }
-                let secs = t.elapsed().as_secs_f64();
-                let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
-                let ok = ids.len();
-                teardown(&client, ids).await;
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "target": target,
-                        "pairs": pairs,
-                        "ok": ok,
-                        "failed": failed,
-                        "seconds": (secs * 1000.0).round() / 1000.0,
-                        "pairs_per_sec": (ok as f64 / secs).round(),
-                        "target_cpu_pct": (cpu / secs * 1000.0).round() / 10.0,
-                    })
-                );
+                teardown(&client, r.call_ids).await;
                 anyhow::Ok(())
-            })
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "target": target,
+                    "pairs": pairs,
+                    "window": concurrency,
+                    "ok": r.ok,
+                    "failed": r.failed,
+                    "seconds": (r.seconds * 1000.0).round() / 1000.0,
+                    "pairs_per_sec": (r.ok as f64 / r.seconds).round(),
+                    "target_cpu_pct": (cpu / r.seconds * 1000.0).round() / 10.0,
+                    "generator_cpu_pct": (own / r.seconds * 1000.0).round() / 10.0,
+                    "loadavg": procstat::loadavg(),
+                })
+            );
+            Ok(())
         }
     }
 }

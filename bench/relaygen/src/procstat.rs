@@ -21,3 +21,31 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
+
+/// System-wide UDP drop counters: (RcvbufErrors, NoPorts, SndbufErrors).
+pub fn udp_drops() -> (u64, u64, u64) {
+    let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") else {
+        return (0, 0, 0);
+    };
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return (0, 0, 0);
+    };
+    let get = |key: &str| {
+        names
+            .split_whitespace()
+            .position(|n| n == key)
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("RcvbufErrors"), get("NoPorts"), get("SndbufErrors"))
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}

@@ -263,12 +263,27 @@ impl Dataplane {
 
     /// Queues a command for worker `worker` and wakes it.
     pub fn send(&self, worker: usize, cmd: StreamCommand) -> Result<(), DataplaneError> {
+        self.queue(worker, cmd)?;
+        self.wake(worker)
+    }
+
+    /// Queues a command without waking the worker; call [`Dataplane::wake`]
+    /// after a batch (one eventfd write per batch instead of per command).
+    pub fn queue(&self, worker: usize, cmd: StreamCommand) -> Result<(), DataplaneError> {
         let w = self
             .workers
             .get(worker)
             .ok_or(DataplaneError::NoWorker(worker))?;
         w.tx.send(cmd)
-            .map_err(|_| DataplaneError::WorkerGone(worker))?;
+            .map_err(|_| DataplaneError::WorkerGone(worker))
+    }
+
+    /// Wakes worker `worker` to apply queued commands.
+    pub fn wake(&self, worker: usize) -> Result<(), DataplaneError> {
+        let w = self
+            .workers
+            .get(worker)
+            .ok_or(DataplaneError::NoWorker(worker))?;
         let _ = w.wake.write(1);
         Ok(())
     }

@@ -25,7 +25,6 @@ struct Stream {
     config: StreamConfig,
     /// Current destination (configured, or latched).
     endpoint: Option<SocketAddr>,
-    endpoint_sa: Option<SockaddrStorage>,
     latched: bool,
 }
 
@@ -139,6 +138,7 @@ impl Worker {
         counters: Arc<StreamCounters>,
         config: StreamConfig,
     ) {
+        // Callers normally hand over non-blocking sockets; make sure.
         if let Err(e) = socket.set_nonblocking(true) {
             tracing::warn!(error = %e, "set_nonblocking failed");
         }
@@ -172,7 +172,6 @@ impl Worker {
                     tos: 0,
                 },
                 endpoint: None,
-                endpoint_sa: None,
                 latched: false,
             });
         }
@@ -189,7 +188,6 @@ impl Worker {
         }
         if config.endpoint != s.config.endpoint || !s.latched {
             s.endpoint = config.endpoint;
-            s.endpoint_sa = config.endpoint.map(SockaddrStorage::from);
             s.latched = false;
             if let Ok(mut g) = s.counters.latched.lock() {
                 *g = None;
@@ -266,7 +264,6 @@ impl Worker {
                     };
                     if may_latch {
                         s.endpoint = Some(src);
-                        s.endpoint_sa = Some(SockaddrStorage::from(src));
                         s.latched = true;
                         if let Ok(mut g) = s.counters.latched.lock() {
                             *g = Some(src);
@@ -330,15 +327,13 @@ impl Worker {
         let Some(Some(out)) = self.slots.get(slot) else {
             return;
         };
-        let Some(dest) = out.endpoint_sa else {
+        let Some(endpoint) = out.endpoint else {
             return;
         };
-        if out
-            .endpoint
-            .is_some_and(|e| e.ip().is_unspecified() || e.port() == 0)
-        {
+        if endpoint.ip().is_unspecified() || endpoint.port() == 0 {
             return;
         }
+        let dest = SockaddrStorage::from(endpoint);
         let fd = out.socket.as_raw_fd();
         let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|k| {
             let len = self.lens.get(k).copied().unwrap_or(0).min(BUF_SIZE);

@@ -61,7 +61,7 @@ impl PortBinder for Binder<'_> {
     fn bind_pair(&mut self, addr: IpAddr, rtp_port: u16) -> bool {
         let rtp = SocketAddr::new(addr, rtp_port);
         let rtcp = SocketAddr::new(addr, rtp_port.wrapping_add(1));
-        match (UdpSocket::bind(rtp), UdpSocket::bind(rtcp)) {
+        match (bind_nonblocking(rtp), bind_nonblocking(rtcp)) {
             (Ok(a), Ok(b)) => {
                 self.pending.insert(rtp, a);
                 self.pending.insert(rtcp, b);
@@ -73,6 +73,15 @@ impl PortBinder for Binder<'_> {
             }
         }
     }
+}
+
+/// A non-blocking UDP socket bound to `addr` (SOCK_NONBLOCK: no extra
+/// syscall).
+fn bind_nonblocking(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let ty = socket2::Type::DGRAM.nonblocking();
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 pub(crate) struct Control {
@@ -219,7 +228,16 @@ impl Control {
         let Some(dp) = self.dataplane.as_ref() else {
             return;
         };
+        let mut touched: Vec<usize> = Vec::new();
         for e in effects {
+            let worker = match &e {
+                Effect::Open { worker, .. }
+                | Effect::Configure { worker, .. }
+                | Effect::Close { worker, .. } => *worker,
+            };
+            if !touched.contains(&worker) {
+                touched.push(worker);
+            }
             let r = match e {
                 Effect::Open {
                     key,
@@ -233,7 +251,7 @@ impl Control {
                     };
                     let counters = Arc::new(StreamCounters::default());
                     self.counters.insert(key.0, counters.clone());
-                    dp.send(
+                    dp.queue(
                         worker,
                         StreamCommand::Add {
                             key,
@@ -264,12 +282,15 @@ impl Control {
                         self.closed.errors += s.errors;
                         self.closed.sent += s.sent;
                     }
-                    dp.send(worker, StreamCommand::Remove { key })
+                    dp.queue(worker, StreamCommand::Remove { key })
                 }
             };
             if let Err(e) = r {
                 tracing::error!(error = %e, "data plane command failed");
             }
+        }
+        for w in touched {
+            let _ = dp.wake(w);
         }
     }
 

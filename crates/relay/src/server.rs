@@ -14,71 +14,34 @@ use voxline_relay_dataplane::unix_ms;
 use crate::control::Control;
 use crate::fairness::FairQueue;
 
-fn with_control<T>(control: &Mutex<Control>, f: impl FnOnce(&mut Control) -> T) -> Option<T> {
+pub(crate) fn with_control<T>(
+    control: &Mutex<Control>,
+    f: impl FnOnce(&mut Control) -> T,
+) -> Option<T> {
     match control.lock() {
         Ok(mut c) => Some(f(&mut c)),
         Err(poisoned) => Some(f(&mut poisoned.into_inner())),
     }
 }
 
-type Queue = Mutex<FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>>;
+type Queue = FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>;
 
-fn lock_queue(
-    q: &Queue,
-) -> std::sync::MutexGuard<'_, FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>> {
-    match q.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-/// Serves ng over UDP. A reader task drains the socket as fast as it can
-/// into per-source bounded queues (a flooding source overflows only its own
-/// queue); a second task executes commands taking sources round-robin.
+/// Serves ng over UDP on a dedicated OS thread: it drains the socket with
+/// batched `recvmmsg` into per-source bounded queues (a flooding source
+/// overflows only its own queue), then executes a few queued commands taking
+/// sources round-robin, and goes back to reading.
 pub(crate) async fn run_udp(
     socket: UdpSocket,
     control: Arc<Mutex<Control>>,
     per_source: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let socket = Arc::new(socket);
-    let queue: Arc<Queue> = Arc::new(Mutex::new(FairQueue::new(per_source)));
-    let ready = Arc::new(tokio::sync::Notify::new());
-    let executor = {
-        let (socket, queue, ready) = (socket.clone(), queue.clone(), ready.clone());
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = lock_queue(&queue).pop();
-                match next {
-                    Some((_, (src, msg))) => {
-                        let reply =
-                            with_control(&control, |c| c.handle_message(&msg, src, unix_ms()))
-                                .flatten();
-                        if let Some(reply) = reply
-                            && let Err(e) = socket.send_to(&reply, src).await
-                        {
-                            tracing::debug!(error = %e, %src, "ng reply send failed");
-                        }
-                    }
-                    None => {
-                        tokio::select! {
-                            _ = ready.notified() => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-        })
-    };
-    // The reader is an OS thread doing batched recvmmsg: it must drain the
-    // socket faster than any single source can fill it.
-    let reader = match socket.as_ref().as_fd().try_clone_to_owned() {
+    let thread = match socket.as_fd().try_clone_to_owned() {
         Ok(fd) => {
-            let (queue, ready, stop) = (queue.clone(), ready.clone(), shutdown.clone());
+            let stop = shutdown.clone();
             std::thread::Builder::new()
-                .name("ng-reader".into())
-                .spawn(move || read_loop(fd, &queue, &ready, &stop))
+                .name("ng-udp".into())
+                .spawn(move || serve_udp(fd, &control, per_source, &stop))
                 .ok()
         }
         Err(e) => {
@@ -87,19 +50,22 @@ pub(crate) async fn run_udp(
         }
     };
     let _ = shutdown.changed().await;
-    ready.notify_one();
-    let _ = executor.await;
-    if let Some(r) = reader {
-        let _ = tokio::task::spawn_blocking(move || r.join()).await;
+    if let Some(t) = thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
+    drop(socket);
 }
 
 const READ_BATCH: usize = 16;
+/// Datagrams read before executing queued commands.
+const READ_BURST: usize = 256;
+/// Commands executed before reading again.
+const EXEC_BURST: usize = 32;
 
-fn read_loop(
+fn serve_udp(
     fd: std::os::fd::OwnedFd,
-    queue: &Queue,
-    ready: &tokio::sync::Notify,
+    control: &Mutex<Control>,
+    per_source: usize,
     stop: &watch::Receiver<bool>,
 ) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -107,61 +73,95 @@ fn read_loop(
     use std::io::IoSliceMut;
     use std::os::fd::AsRawFd;
 
+    let sender = std::net::UdpSocket::from(match fd.try_clone() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot clone the ng socket");
+            return;
+        }
+    });
+    let mut queue: Queue = FairQueue::new(per_source);
     let mut bufs = vec![vec![0u8; 65_536]; READ_BATCH];
     let mut hdrs: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(READ_BATCH, None);
     while !*stop.borrow() {
+        let timeout = if queue.is_empty() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::ZERO
+        };
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        let readable = match poll(&mut fds, timeout) {
+            Ok(n) => n > 0,
+            Err(nix::errno::Errno::EINTR) => false,
             Err(e) => {
                 tracing::error!(error = %e, "ng poll failed");
                 return;
             }
-        }
-        let mut got: Vec<(usize, SocketAddr, usize)> = Vec::with_capacity(READ_BATCH);
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
-            if let Ok(results) = recvmmsg(
-                fd.as_raw_fd(),
-                &mut hdrs,
-                iovs.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            ) {
-                for (i, r) in results.enumerate() {
-                    let src = r.address.and_then(|a: SockaddrStorage| {
-                        a.as_sockaddr_in()
-                            .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-                            .or_else(|| {
-                                a.as_sockaddr_in6()
-                                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-                            })
-                    });
-                    if let Some(src) = src {
-                        got.push((i, src, r.bytes));
+        };
+        let mut read = 0;
+        while readable && read < READ_BURST {
+            let mut got: [(usize, Option<SocketAddr>); READ_BATCH] = [(0, None); READ_BATCH];
+            let mut n = 0;
+            {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                if let Ok(results) = recvmmsg(
+                    fd.as_raw_fd(),
+                    &mut hdrs,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                ) {
+                    for (slot, r) in got.iter_mut().zip(results) {
+                        let src = r.address.and_then(|a: SockaddrStorage| {
+                            a.as_sockaddr_in()
+                                .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                                .or_else(|| {
+                                    a.as_sockaddr_in6().map(|v6| {
+                                        SocketAddr::from(std::net::SocketAddrV6::from(*v6))
+                                    })
+                                })
+                        });
+                        *slot = (r.bytes, src);
+                        n += 1;
                     }
                 }
             }
-        }
-        // Copy payloads now that the buffers are no longer borrowed.
-        let mut q = lock_queue(queue);
-        for (i, src, n) in got {
-            let payload = bufs
-                .get(i)
-                .and_then(|b| b.get(..n))
-                .unwrap_or_default()
-                .to_vec();
-            if !q.push(src.ip(), (src, payload)) {
-                metrics::counter!("voxline_relay_ng_dropped_total").increment(1);
+            for (i, (len, src)) in got.iter().take(n).enumerate() {
+                let Some(src) = src else { continue };
+                let payload = bufs
+                    .get(i)
+                    .and_then(|b| b.get(..*len))
+                    .unwrap_or_default()
+                    .to_vec();
+                if !queue.push(src.ip(), (*src, payload)) {
+                    metrics::counter!("voxline_relay_ng_dropped_total").increment(1);
+                }
+            }
+            read += n;
+            if n < READ_BATCH {
+                break;
             }
         }
-        drop(q);
-        ready.notify_one();
+        if queue.is_empty() {
+            continue;
+        }
+        let mut c = match control.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for _ in 0..EXEC_BURST {
+            let Some((_, (src, msg))) = queue.pop() else {
+                break;
+            };
+            if let Some(reply) = c.handle_message(&msg, src, unix_ms())
+                && let Err(e) = sender.send_to(&reply, src)
+            {
+                tracing::debug!(error = %e, %src, "ng reply send failed");
+            }
+        }
     }
 }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Side-by-side relay benchmark, all in one run on this machine:
+#   Voxline relay (voxline-relaygen serve-relay, 1 worker)
+#   rtpengine in userspace mode (Debian rtpengine-daemon, --table=-1)
+#   the trivial recvmmsg->sendmmsg forwarder (the ceiling)
+# Each system under test is pinned to CPU 0, the generator to CPU 1.
+# For each target and each session count: N sessions (over ng, except for
+# the forwarder), 172-byte RTP at 50 packets/s per direction per stream,
+# warm-up then a measured window; then ng offer+answer pairs/s.
+# Output: JSON lines in $OUT (default bench/relay/results/<date>.jsonl).
+#
+# Usage: bench/relay/run.sh [SESSIONS...]     (default: 500 1000 2000 3000 4000)
+# Env:   DURATION (s, default 10), WARMUP (s, default 3), NG_PAIRS (default 4000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SESSIONS=("${@:-500 1000 2000 3000 4000}")
+read -r -a SESSIONS <<< "${SESSIONS[*]}"
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+NG_PAIRS=${NG_PAIRS:-4000}
+OUT=${OUT:-bench/relay/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+mkdir -p "$(dirname "$OUT")"
+
+for bin in taskset rtpengine; do
+  command -v "$bin" >/dev/null || { echo "missing $bin (Debian: util-linux, rtpengine-daemon)"; exit 1; }
+done
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/relay}
+cargo build --release -p voxline-relaygen
+GEN="$CARGO_TARGET_DIR/release/voxline-relaygen"
+
+NG_VOX=127.0.0.1:42222
+NG_RTPE=127.0.0.1:42223
+FWD_BASE=10000
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_ng() { # address
+  for _ in $(seq 50); do
+    if python3 - "$1" <<'PY' 2>/dev/null; then return 0; fi
+import socket, sys
+h, p = sys.argv[1].split(':')
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+s.sendto(b'w d7:command4:pinge', (h, int(p)))
+assert b'pong' in s.recv(100)
+PY
+    sleep 0.2
+  done
+  echo "no ng answer on $1"; exit 1
+}
+
+gen() { taskset -c 1 "$GEN" "$@" | tee -a "$OUT"; }
+
+echo "# $(date -u) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# --- Voxline relay
+taskset -c 0 "$GEN" serve-relay --ng "$NG_VOX" --port-min 20000 --port-max 59999 --workers 1 >/dev/null 2>&1 &
+PIDS+=($!); VOX=$!
+wait_ng "$NG_VOX"
+# --- rtpengine, userspace only, foreground
+taskset -c 0 rtpengine --foreground --table=-1 --interface=127.0.0.1 --listen-ng="$NG_RTPE" \
+  --port-min=20000 --port-max=59999 --log-level=3 --log-stderr --delete-delay=0 --timeout=3600 \
+  >/dev/null 2>&1 &
+PIDS+=($!); RTPE=$!
+wait_ng "$NG_RTPE"
+
+for n in "${SESSIONS[@]}"; do
+  gen run --target voxline --ng "$NG_VOX" --pid "$VOX" --sessions "$n" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "vox-$n"
+  gen run --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --sessions "$n" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "rtpe-$n"
+  taskset -c 0 "$GEN" forwarder --base-port "$FWD_BASE" --sessions "$n" >/dev/null 2>&1 &
+  FWD=$!; PIDS+=($FWD)
+  sleep 0.5
+  gen run --target forwarder --forwarder-base "$FWD_BASE" --pid "$FWD" --sessions "$n" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION"
+  kill "$FWD"; wait "$FWD" 2>/dev/null || true
+done
+
+gen ngbench --target voxline --ng "$NG_VOX" --pid "$VOX" --pairs "$NG_PAIRS" --run-id ngv
+gen ngbench --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --pairs "$NG_PAIRS" --run-id ngr
+
+echo "results in $OUT" >&2
