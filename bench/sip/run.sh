@@ -111,8 +111,8 @@ header() {
 if [ "$SCENARIO" = generator ]; then
   SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/responder.XXXXXX")
   for rep in $(seq 1 "$REPS"); do
-    taskset -c "$SERVER_CPU" "$LOADGEN" responder --listen "127.0.0.1:$KAMAILIO_PORT" \
-      --duration $((DURATION + WARMUP + 10)) >"$SERVER_RUNDIR/log" 2>&1 &
+    setsid nice -n "$BENCH_NICE" taskset -c "$SERVER_CPU" "$LOADGEN" responder --listen "127.0.0.1:$KAMAILIO_PORT" \
+      --duration $((2 * (DURATION + WARMUP) + 30)) >"$SERVER_RUNDIR/log" 2>&1 &
     SERVER_PID=$!
     wait_sip "$KAMAILIO_PORT"
     measure responder "$rep" "${ARGS[@]}" | jq -c '. + {kind: "closed"}' >>"$RESULTS.k"
@@ -151,7 +151,7 @@ mv "$RESULTS.k" "$RESULTS"
 
 echo "scenario $SCENARIO: ${ARGS[*]} ${EXTRA[*]}; window ${DURATION} s after ${WARMUP} s warm-up; medians of $REPS runs"
 echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "server on cpu $SERVER_CPU (kamailio: $KAMAILIO_CHILDREN workers, -m $KAMAILIO_SHM_MB), generator on cpu $LOADGEN_CPU"
+echo "nice $BENCH_NICE; server on cpu $SERVER_CPU (kamailio: $KAMAILIO_CHILDREN workers, -m $KAMAILIO_SHM_MB), generator on cpu $LOADGEN_CPU"
 if [ "$SCENARIO" = overload ]; then
   header calls
   for s in $SERVERS; do

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,8 +19,21 @@ struct Kamailio {
 }
 
 impl Drop for Kamailio {
+    /// Kamailio forks its workers; it runs in its own process group, so the whole group
+    /// is stopped (SIGTERM, then SIGKILL if it lingers), leaving no orphaned worker.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -61,6 +75,7 @@ fn start(cfg: &str, defines: &[&str]) -> Kamailio {
         cmd.args(["-A", d]);
     }
     let child = cmd
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
