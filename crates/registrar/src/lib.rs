@@ -1,0 +1,234 @@
+//! The registrar role: REGISTER processing per RFC 3261 §10.3 with Path
+//! (RFC 3327) and outbound basics (RFC 5626), digest authentication, and
+//! the location store for bindings.
+//!
+//! The reading of a REGISTER into a location update is pure
+//! ([`request::read_register`]); [`Registrar::handle`] adds authentication,
+//! the store and the response.
+
+pub mod config;
+pub mod request;
+
+pub use config::RegistrarConfig;
+
+use std::time::SystemTime;
+
+use voxline_location::{Binding, LocationError, LocationStore, Timestamp};
+use voxline_server::ServerRequest;
+use voxline_sip::{HeaderName, Role, ValidationPolicy, validate_request};
+use voxline_sip_auth::{AuthOutcome, SipAuth};
+
+use crate::request::{Refusal, Registration, read_register};
+
+/// Option tags the registrar supports.
+pub const SUPPORTED: &[&str] = &["path", "outbound"];
+
+/// The registrar of a node.
+pub struct Registrar {
+    config: RegistrarConfig,
+    location: LocationStore,
+    auth: Option<SipAuth>,
+}
+
+impl Registrar {
+    /// A registrar over `location`; `auth` is required when
+    /// `config.authenticate` is set.
+    pub fn new(config: RegistrarConfig, location: LocationStore, auth: Option<SipAuth>) -> Self {
+        Registrar {
+            config,
+            location,
+            auth,
+        }
+    }
+
+    /// The location store.
+    pub fn location(&self) -> &LocationStore {
+        &self.location
+    }
+
+    /// Handles one REGISTER for one of our domains and answers it.
+    pub async fn handle(&self, req: ServerRequest, is_local_domain: impl Fn(&str) -> bool) {
+        let msg = req.message();
+        let policy = ValidationPolicy {
+            role: Role::Registrar,
+            supported: SUPPORTED,
+            ..ValidationPolicy::default()
+        };
+        if let Err(rejection) = validate_request(msg, &policy) {
+            let _ = req.send(rejection.response(msg, Some(req.to_tag())));
+            return;
+        }
+        let registration = match read_register(msg, req.peer(), &self.config, is_local_domain) {
+            Ok(r) => r,
+            Err(refusal) => return refuse(&req, refusal),
+        };
+        if self.config.authenticate {
+            let Some(auth) = &self.auth else {
+                let _ = req.send(
+                    req.response(500, "Server Internal Error - authentication not configured")
+                        .build(),
+                );
+                return;
+            };
+            let aor = registration.aor();
+            let (user, domain) = aor.rsplit_once('@').unwrap_or((aor, ""));
+            match auth.check(&req, domain).await {
+                AuthOutcome::Answered => return,
+                AuthOutcome::Accepted(who) => {
+                    if who.username != user || !who.realm.eq_ignore_ascii_case(domain) {
+                        metrics::counter!("voxline_registrar_forbidden_total").increment(1);
+                        let _ = req.send(
+                            req.response(
+                                403,
+                                "Forbidden - credentials do not match the address-of-record",
+                            )
+                            .build(),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        let now = Timestamp::now();
+        let result = match &registration {
+            Registration::Query { aor } => self.location.lookup(aor, now).await,
+            Registration::Update { aor, update } => self
+                .location
+                .apply(aor, update, now)
+                .await
+                .map(|a| a.bindings),
+        };
+        match result {
+            Ok(bindings) => {
+                metrics::counter!("voxline_registrar_registers_total", "result" => "ok")
+                    .increment(1);
+                self.accept(&req, &bindings, now);
+            }
+            Err(e) => store_error(&req, &e),
+        }
+    }
+
+    /// 200 OK listing every current binding with its remaining expires.
+    fn accept(&self, req: &ServerRequest, bindings: &[Binding], now: Timestamp) {
+        let msg = req.message();
+        let contacts: Vec<String> = bindings.iter().map(|b| contact_value(b, now)).collect();
+        let paths: Vec<&str> = if msg.supported().any(|t| t.eq_ignore_ascii_case("path")) {
+            msg.header_lines(HeaderName::Path).collect()
+        } else {
+            Vec::new()
+        };
+        let date = http_date(SystemTime::now());
+        let mut b = req.response(200, "OK");
+        for c in &contacts {
+            b = b.header("Contact", c);
+        }
+        for p in &paths {
+            b = b.header("Path", p);
+        }
+        b = b
+            .header("Date", &date)
+            .header("Supported", "path, outbound");
+        let _ = req.send(b.build());
+    }
+}
+
+/// `<uri>;params;expires=N` for one binding.
+fn contact_value(b: &Binding, now: Timestamp) -> String {
+    let mut v = format!("<{}>{}", b.contact, b.params);
+    if let Some(i) = &b.instance {
+        v.push_str(";+sip.instance=");
+        v.push_str(i);
+    }
+    if let Some(r) = b.reg_id {
+        v.push_str(&format!(";reg-id={r}"));
+    }
+    if b.q != 1000 {
+        v.push_str(&format!(";q={}.{:03}", b.q / 1000, b.q % 1000));
+    }
+    v.push_str(&format!(";expires={}", b.expires_in(now)));
+    v
+}
+
+fn refuse(req: &ServerRequest, refusal: Refusal) {
+    metrics::counter!("voxline_registrar_registers_total", "result" => "refused").increment(1);
+    let reply = match refusal {
+        Refusal::BadRequest(reason) => req.response(400, reason).build(),
+        Refusal::IntervalTooBrief(min) => {
+            let min = min.to_string();
+            req.response(423, "Interval Too Brief")
+                .header("Min-Expires", &min)
+                .build()
+        }
+        Refusal::ForeignDomain => req
+            .response(403, "Forbidden - domain not served here")
+            .build(),
+    };
+    let _ = req.send(reply);
+}
+
+fn store_error(req: &ServerRequest, e: &LocationError) {
+    metrics::counter!("voxline_registrar_registers_total", "result" => "error").increment(1);
+    let reply = match e {
+        LocationError::OutOfOrder { .. } => req
+            .response(500, "Server Internal Error - CSeq out of order")
+            .header("Retry-After", "1")
+            .build(),
+        LocationError::TooManyContacts { .. } => {
+            req.response(403, "Forbidden - too many contacts").build()
+        }
+        LocationError::Invalid(_) => req.response(400, "Bad Request - invalid contact").build(),
+        LocationError::Unavailable(_) | LocationError::Contention => {
+            tracing::warn!(error = %e, "location store unavailable; answering 503");
+            let retry = rand::random_range(5..=30u32).to_string();
+            req.response(503, "Service Unavailable - location store unreachable")
+                .header("Retry-After", &retry)
+                .build()
+        }
+        other => {
+            tracing::error!(error = %other, "location store failed");
+            req.response(500, "Server Internal Error").build()
+        }
+    };
+    let _ = req.send(reply);
+}
+
+/// An RFC 7231 IMF-fixdate (the SIP-date of RFC 3261 §20.17).
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
+    format!("{weekday}, {day:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date(SystemTime::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_316_708);
+        assert_eq!(http_date(t), "Sun, 22 Nov 2026 03:05:08 GMT");
+        assert!(voxline_sip::is_sip_date(&http_date(t)));
+    }
+}
