@@ -284,24 +284,25 @@ impl<'a> CommaSplit<'a> {
 }
 
 /// Index of the first top-level comma at or after `from`, or `s.len()`.
+/// Commas inside quoted strings and angle brackets do not count.
 pub(crate) fn next_top_comma(s: &[u8], from: usize) -> usize {
     let mut i = from;
-    let mut angle = false;
-    while let Some(&c) = s.get(i) {
-        match c {
-            b'"' => match quoted_end(s, i) {
-                Some(e) => {
-                    i = e;
-                    continue;
-                }
+    while let Some(rest) = s.get(i..) {
+        let Some(off) = memchr::memchr3(b',', b'"', b'<', rest) else {
+            return s.len();
+        };
+        let at = i + off;
+        match s.get(at) {
+            Some(b',') => return at,
+            Some(b'"') => match quoted_end(s, at) {
+                Some(e) => i = e,
                 None => return s.len(),
             },
-            b'<' => angle = true,
-            b'>' => angle = false,
-            b',' if !angle => return i,
-            _ => {}
+            _ => match memchr::memchr(b'>', s.get(at..).unwrap_or_default()) {
+                Some(e) => i = at + e + 1,
+                None => return s.len(),
+            },
         }
-        i += 1;
     }
     s.len()
 }

@@ -42,7 +42,8 @@ impl Message {
 
     /// Frames a datagram with explicit limits.
     pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-        if buf.len() > limits.max_message_size.saturating_add(4096) {
+        if buf.len() > limits.max_message_size.saturating_add(4096) || buf.len() > u32::MAX as usize
+        {
             // Cheap early exit; framing re-checks precisely (bytes after
             // Content-Length are ignored, so a slightly larger datagram may
             // still carry a message within the limit).

@@ -15,11 +15,23 @@ pub struct Params<'a> {
 /// except separators. Liberal on purpose (hosts, IPv6 references, tokens).
 #[inline]
 fn is_value_char(c: u8) -> bool {
-    !is_lws(c)
-        && !matches!(c, b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?')
-        && c >= 0x20
-        && c != 0x7f
+    VALUE[c as usize]
 }
+
+const fn value_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 256 {
+        t[i] = !matches!(
+            i as u8,
+            b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?' | 0x7f
+        );
+        i += 1;
+    }
+    t
+}
+
+static VALUE: [bool; 256] = value_table();
 
 impl<'a> Params<'a> {
     /// An empty list.

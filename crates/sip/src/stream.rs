@@ -43,6 +43,11 @@ impl StreamFramer {
     /// A framer with the given limits (`max_message_size` bounds the
     /// buffered bytes of one message).
     pub fn new(limits: Limits) -> StreamFramer {
+        // Offsets are 32-bit: cap the message size accordingly.
+        let limits = Limits {
+            max_message_size: limits.max_message_size.min(u32::MAX as usize / 2),
+            ..limits
+        };
         StreamFramer {
             buf: BytesMut::new(),
             limits,
