@@ -6,11 +6,13 @@
 # Each system under test is pinned to CPU 0, the generator to CPU 1.
 # For each target and each session count: N sessions (over ng, except for
 # the forwarder), 172-byte RTP at 50 packets/s per direction per stream,
-# warm-up then a measured window; then ng offer+answer pairs/s.
+# warm-up then a measured window; then ng offer+answer pairs/s; then memory
+# per session on fresh processes (MEM_SESSIONS sessions, default 4000).
 # Output: JSON lines in $OUT (default bench/relay/results/<date>.jsonl).
 #
 # Usage: bench/relay/run.sh [SESSIONS...]     (default: 500 1000 2000 3000 4000)
-# Env:   DURATION (s, default 10), WARMUP (s, default 3), NG_PAIRS (default 4000)
+# Env:   DURATION (s, default 10), WARMUP (s, default 3), NG_PAIRS (default 4000),
+#        MEM_SESSIONS (default 4000), SKIP_TRAFFIC=1 (only ng and memory), OUT
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -65,6 +67,7 @@ taskset -c 0 rtpengine --foreground --table=-1 --interface=127.0.0.1 --listen-ng
 PIDS+=($!); RTPE=$!
 wait_ng "$NG_RTPE"
 
+[ -n "${SKIP_TRAFFIC:-}" ] && SESSIONS=()
 for n in "${SESSIONS[@]}"; do
   gen run --target voxline --ng "$NG_VOX" --pid "$VOX" --sessions "$n" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "vox-$n"
@@ -78,7 +81,24 @@ for n in "${SESSIONS[@]}"; do
   kill "$FWD"; wait "$FWD" 2>/dev/null || true
 done
 
+# ng setup rate on the long-running targets.
 gen ngbench --target voxline --ng "$NG_VOX" --pid "$VOX" --pairs "$NG_PAIRS" --run-id ngv
 gen ngbench --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --pairs "$NG_PAIRS" --run-id ngr
+
+# Memory per session: fresh processes, MEM_SESSIONS sessions, 1 pps, RSS
+# read after the window (ng reply caches, 10 s, have expired by then).
+cleanup; PIDS=(); sleep 1
+taskset -c 0 "$GEN" serve-relay --ng "$NG_VOX" --port-min 20000 --port-max 59999 --workers 1 >/dev/null 2>&1 &
+PIDS+=($!); VOX=$!
+taskset -c 0 rtpengine --foreground --table=-1 --interface=127.0.0.1 --listen-ng="$NG_RTPE" \
+  --port-min=20000 --port-max=59999 --log-level=3 --log-stderr --delete-delay=0 --timeout=3600 \
+  >/dev/null 2>&1 &
+PIDS+=($!); RTPE=$!
+wait_ng "$NG_VOX"; wait_ng "$NG_RTPE"
+for t in voxline rtpengine; do
+  if [ "$t" = voxline ]; then ng=$NG_VOX; pid=$VOX; else ng=$NG_RTPE; pid=$RTPE; fi
+  gen run --target "$t" --ng "$ng" --pid "$pid" --sessions "${MEM_SESSIONS:-4000}" --pps 1 \
+    --warmup-secs 1 --duration-secs 12 --run-id "mem-$t" --memory-run
+done
 
 echo "results in $OUT" >&2

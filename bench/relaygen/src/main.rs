@@ -84,6 +84,9 @@ enum Cmd {
         /// Tag making call-ids unique across runs.
         #[arg(long, default_value = "run")]
         run_id: String,
+        /// Mark the output line as the memory measurement (fresh process).
+        #[arg(long)]
+        memory_run: bool,
     },
     /// Offer+answer pairs per second over ng.
     Ngbench {
@@ -262,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             warmup_secs,
             duration_secs,
             run_id,
+            memory_run,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -335,7 +339,9 @@ fn main() -> anyhow::Result<()> {
             }
             let line = serde_json::json!({
                 "target": target,
+                "memory_run": memory_run,
                 "sessions": sessions,
+                "window_secs": w.seconds,
                 "offered_pps": offered,
                 "sent": w.sent,
                 "send_errors": w.send_errors,

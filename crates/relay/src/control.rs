@@ -334,6 +334,22 @@ impl Control {
         metrics::counter!("voxline_relay_bytes_total").absolute(sums.bytes);
         metrics::counter!("voxline_relay_packet_errors_total").absolute(sums.errors);
         metrics::counter!("voxline_relay_packets_forwarded_total").absolute(sums.sent);
+        // RTCP-reported quality across all streams that saw a report.
+        let (mut reports, mut lost_sum, mut jitter_max) = (0u64, 0u64, 0u32);
+        for c in self.counters.values() {
+            if let Some(r) = c.snapshot().rtcp {
+                reports += 1;
+                lost_sum += u64::from(r.fraction_lost);
+                jitter_max = jitter_max.max(r.jitter);
+            }
+        }
+        metrics::gauge!("voxline_relay_rtcp_streams").set(reports as f64);
+        metrics::gauge!("voxline_relay_rtcp_fraction_lost_avg").set(if reports > 0 {
+            lost_sum as f64 / reports as f64 / 256.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("voxline_relay_rtcp_jitter_max").set(f64::from(jitter_max));
         for (ifc, used) in self.table.port_usage() {
             metrics::gauge!("voxline_relay_ports_used", "interface" => ifc.name.clone())
                 .set(used as f64);

@@ -18,7 +18,9 @@
 //! `voxline_relay_ng_dropped_total`, `voxline_relay_sessions_ended_total{reason}`,
 //! `voxline_relay_packets_total`, `voxline_relay_bytes_total`,
 //! `voxline_relay_packet_errors_total`, `voxline_relay_packets_forwarded_total`,
-//! `voxline_relay_ports_used{interface}`.
+//! `voxline_relay_ports_used{interface}`, and from RTCP SR/RR reports
+//! `voxline_relay_rtcp_streams`, `voxline_relay_rtcp_fraction_lost_avg` (0–1)
+//! and `voxline_relay_rtcp_jitter_max` (timestamp units).
 
 pub mod client;
 pub mod config;

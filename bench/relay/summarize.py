@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Summarise a bench/relay/run.sh JSONL file as Markdown tables."""
+import json
+import sys
+from collections import defaultdict
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+traffic = [r for r in rows if "received_pps" in r and not r.get("memory_run")]
+memory = [r for r in rows if r.get("memory_run")]
+ng = [r for r in rows if "pairs_per_sec" in r]
+targets = ["voxline", "rtpengine", "forwarder"]
+
+print("| sessions | target | offered pps | sent pps | received pps | loss % | target CPU % | CPU % per 10k pps | load avg |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in sorted(traffic, key=lambda r: (r["sessions"], targets.index(r["target"]))):
+    sent_pps = r["sent"] / max(r.get("window_secs", 10), 1e-9) if "window_secs" in r else None
+    print(f"| {r['sessions']} | {r['target']} | {r['offered_pps']:.0f} | "
+          f"{'' if sent_pps is None else f'{sent_pps:.0f}'} | {r['received_pps']:.0f} | {r['loss_pct']:.3f} | "
+          f"{r['cpu_pct']:.1f} | {r['cpu_pct_per_10k_pps']:.2f} | {r['loadavg']:.1f} |")
+
+best = defaultdict(lambda: (0, None))
+for r in traffic:
+    if r["loss_pct"] <= 0.1 and r["received_pps"] > best[r["target"]][0]:
+        best[r["target"]] = (r["received_pps"], r)
+print()
+print("| target | highest received pps at ≤ 0.1 % loss | sessions | CPU % per 10k pps (mean over steps) | memory per session | ng offer+answer pairs/s |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
+for t in targets:
+    steps = [r for r in traffic if r["target"] == t]
+    cpu = sum(r["cpu_pct_per_10k_pps"] for r in steps) / max(len(steps), 1)
+    mem = next((r["mem_per_session_bytes"] for r in memory if r["target"] == t), None)
+    pairs = next((r["pairs_per_sec"] for r in ng if r["target"] == t), None)
+    pps, r = best[t]
+    print(f"| {t} | {pps:.0f} | {r['sessions'] if r else '-'} | {cpu:.2f} | "
+          f"{'-' if mem is None else f'{mem / 1024:.1f} KiB'} | {'-' if pairs is None else f'{pairs:.0f}'} |")
