@@ -17,8 +17,13 @@ pub enum ClientEvent {
     Terminated,
 }
 
-/// The stream of [`ClientEvent`]s of one client transaction.
-pub type ClientEvents = mpsc::UnboundedReceiver<ClientEvent>;
+/// Where the events of client transactions go: each event is paired with
+/// the tag the sender chose when it started the transaction, so one task
+/// can drive many branches through one channel.
+pub type ClientSink = mpsc::UnboundedSender<(u64, ClientEvent)>;
+
+/// The receiving end of a [`ClientSink`].
+pub type ClientEvents = mpsc::UnboundedReceiver<(u64, ClientEvent)>;
 
 /// A request being prepared: the shard its transaction will live in and
 /// the branch and Via value to put on top of it.

@@ -17,7 +17,7 @@ use voxline_transaction::{
 use voxline_transport::{ListenSpec, Outbox, Packet, Receiver, TransportError, TransportHandle};
 
 use crate::ServerConfig;
-use crate::client::{ClientEvent, ClientEvents, OutgoingRequest};
+use crate::client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 use crate::identity::LocalIdentity;
 use crate::request::ServerRequest;
 use crate::routing::response_peer;
@@ -289,8 +289,8 @@ impl Core {
         let mut stray = None;
         match incoming {
             Incoming::Response { id, response } => {
-                if let Some(tx) = state.clients.get(&id) {
-                    let _ = tx.send(ClientEvent::Response(response));
+                if let Some((tag, tx)) = state.clients.get(&id) {
+                    let _ = tx.send((*tag, ClientEvent::Response(response)));
                 }
             }
             Incoming::Stray(response) => stray = Some(response),
@@ -386,17 +386,16 @@ impl Core {
     }
 
     /// Picks a shard for a new client transaction and makes its branch and
-    /// the node's Via for `target`.
-    pub fn prepare_request(&self, target: &Peer) -> OutgoingRequest {
+    /// the node's Via for `target`. `loop_hash` (8 hex digits in the
+    /// branch) lets a proxy recognise its own requests coming back.
+    pub fn prepare_request(&self, target: &Peer, loop_hash: Option<u32>) -> OutgoingRequest {
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let branch = self
-            .router
-            .branch(shard, format_args!("{:016x}", rand::random::<u64>()));
-        let sent_by = self
-            .transport
-            .get()
-            .and_then(|t| t.local_addr_for(target))
-            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string());
+        let unique = match loop_hash {
+            Some(h) => format!("{h:08x}{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+            None => format!("{:016x}", rand::random::<u64>()),
+        };
+        let branch = self.router.branch(shard, unique);
+        let sent_by = self.sent_by(target);
         let via = format!(
             "SIP/2.0/{} {sent_by};branch={branch};rport",
             target.transport.via_token()
@@ -404,14 +403,26 @@ impl Core {
         OutgoingRequest { shard, branch, via }
     }
 
+    /// The `host:port` this node writes into Via/Record-Route for messages
+    /// sent to `target` (the listener they leave from).
+    pub fn sent_by(&self, target: &Peer) -> String {
+        self.transport
+            .get()
+            .and_then(|t| t.local_addr_for(target))
+            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string())
+    }
+
     /// Starts a client transaction for `request` (which must carry
-    /// `prepared.via` on top) towards `target`.
+    /// `prepared.via` on top) towards `target`. Its events go to `sink`,
+    /// tagged with `tag`.
     pub fn send_request(
         &self,
         prepared: &OutgoingRequest,
         request: Bytes,
         target: Peer,
-    ) -> Result<(ClientTxId, ClientEvents), ServerError> {
+        tag: u64,
+        sink: ClientSink,
+    ) -> Result<ClientTxId, ServerError> {
         let msg = Message::parse(request).map_err(ServerError::BadResponse)?;
         if let Some(m) = msg.method() {
             metrics::counter!("voxline_sip_requests_sent_total", "method" => method_label(&m))
@@ -421,13 +432,24 @@ impl Core {
             .shards
             .get(prepared.shard)
             .ok_or(ServerError::NotRunning)?;
-        let (tx, rx) = mpsc::unbounded_channel();
         let mut state = shard.lock();
         let id = state.table.send_request(self.now(), msg, target)?;
-        state.clients.insert(id, tx);
+        state.clients.insert(id, (tag, sink));
         let output = state.drain();
         drop(state);
         self.finish(prepared.shard, output);
+        Ok(id)
+    }
+
+    /// [`send_request`](Self::send_request) with a channel of its own.
+    pub fn send_request_alone(
+        &self,
+        prepared: &OutgoingRequest,
+        request: Bytes,
+        target: Peer,
+    ) -> Result<(ClientTxId, ClientEvents), ServerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.send_request(prepared, request, target, 0, tx)?;
         Ok((id, rx))
     }
 

@@ -23,7 +23,7 @@ mod routing;
 mod service;
 mod shard;
 
-pub use client::{ClientEvent, ClientEvents, OutgoingRequest};
+pub use client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 pub use core::{Core, ServerError};
 pub use identity::LocalIdentity;
 pub use request::ServerRequest;

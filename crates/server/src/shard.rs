@@ -6,17 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use voxline_sip::Message;
 use voxline_transaction::{ClientTxId, ServerTxId, TransactionTable, Transmit, TxEvent, TxId};
 
-use crate::client::{ClientEvent, listener_closed};
+use crate::client::{ClientEvent, ClientSink, listener_closed};
 
 /// Everything a shard guards with its lock.
 pub(crate) struct ShardState {
     pub(crate) table: TransactionTable<Message>,
     /// Who hears about each client transaction.
-    pub(crate) clients: HashMap<ClientTxId, mpsc::UnboundedSender<ClientEvent>>,
+    pub(crate) clients: HashMap<ClientTxId, (u64, ClientSink)>,
     /// Who hears about a CANCEL of each INVITE server transaction.
     pub(crate) cancels: HashMap<ServerTxId, oneshot::Sender<Message>>,
 }
@@ -104,8 +104,8 @@ impl ShardState {
             TxEvent::Terminated {
                 id: TxId::Client(id),
             } => {
-                if let Some(tx) = self.clients.remove(&id) {
-                    let _ = tx.send(ClientEvent::Terminated);
+                if let Some((tag, tx)) = self.clients.remove(&id) {
+                    let _ = tx.send((tag, ClientEvent::Terminated));
                 }
             }
             TxEvent::Terminated {
@@ -133,8 +133,8 @@ impl ShardState {
 
     fn notify(&mut self, id: ClientTxId, event: ClientEvent) {
         match self.clients.get(&id) {
-            Some(tx) => {
-                if tx.send(event).is_err() {
+            Some((tag, tx)) => {
+                if tx.send((*tag, event)).is_err() {
                     self.clients.remove(&id);
                     listener_closed(id);
                 }
