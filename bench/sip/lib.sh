@@ -127,6 +127,16 @@ server_pids() {
   pgrep -P "$SERVER_PID" || true
 }
 
+# server_cpu_ticks : user + system CPU time (clock ticks) of the server's processes.
+server_cpu_ticks() {
+  local total=0 pid t
+  for pid in $(server_pids); do
+    t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
 # server_memory_kb pss|rss : summed over the server's processes.
 server_memory_kb() {
   local field=Pss total=0 pid v

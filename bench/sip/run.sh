@@ -77,12 +77,28 @@ start() { # server
 }
 port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT"; }
 
-# One measurement: prints the JSON line, tagged with server and rep.
+# One measurement: prints the JSON line, tagged with server and rep, plus the CPU share
+# the server got in the window (sampled from /proc while the generator runs): on a shared
+# machine the server core is not always the server's alone, so throughput is also given
+# per second of server CPU time ("per core").
 measure() { # server rep args...
-  local server=$1 rep=$2 json
+  local server=$1 rep=$2 json cpu_file sampler ticks
   shift 2
+  cpu_file=$(mktemp "$LOG_DIR/cpu.XXXXXX")
+  (
+    sleep "$WARMUP"
+    a=$(server_cpu_ticks)
+    sleep "$DURATION"
+    echo $(($(server_cpu_ticks) - a)) >"$cpu_file"
+  ) &
+  sampler=$!
   json=$(loadgen "$@" --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP" "${EXTRA[@]}")
-  json=$(jq -c --arg s "$server" --argjson r "$rep" '. + {server: $s, rep: $r}' <<<"$json")
+  wait "$sampler" || true
+  ticks=$(cat "$cpu_file")
+  json=$(jq -c --arg s "$server" --argjson r "$rep" --argjson t "${ticks:-0}" \
+    --argjson hz "$(getconf CLK_TCK)" --argjson d "$DURATION" \
+    '. + {server: $s, rep: $r, server_cpu_pct: (100 * $t / $hz / $d)}
+       | . + {per_server_cpu_s: (if .server_cpu_pct > 0 then .completed_per_s * 100 / .server_cpu_pct else 0 end)}' <<<"$json")
   echo "$json" >>"$RESULTS"
   echo "$json"
 }
@@ -93,7 +109,7 @@ col() { # jq-expr server : median over reps of the expression
 
 row() { # server kind
   local s=$1 k=$2
-  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s\n' "$s" \
+  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s %8s %10s\n' "$s" \
     "$(col '.completed_per_s | floor' "$s" "$k")" \
     "$(jq -r --arg s "$s" --arg k "$k" 'select(.server == $s and .kind == $k) | .completed_per_s | floor' "$RESULTS" | sort -g | head -1)-$(jq -r --arg s "$s" --arg k "$k" 'select(.server == $s and .kind == $k) | .completed_per_s | floor' "$RESULTS" | sort -g | tail -1)" \
     "$(col '.retransmissions' "$s" "$k")" \
@@ -101,11 +117,13 @@ row() { # server kind
     "$(col '.latency_us.p50 / 1000' "$s" "$k")" \
     "$(col '.latency_us.p99 / 1000' "$s" "$k")" \
     "$(col '.uas_retransmissions' "$s" "$k")" \
-    "$(col '.generator_cpu_pct | floor' "$s" "$k")"
+    "$(col '.generator_cpu_pct | floor' "$s" "$k")" \
+    "$(col '.server_cpu_pct | floor' "$s" "$k")" \
+    "$(col '.per_server_cpu_s | floor' "$s" "$k")"
 }
 
 header() {
-  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s\n' server "$1/s" "min-max" retrans "fail+t/o" "p50 ms" "p99 ms" "uas-retr" "gen-cpu%"
+  printf '%-9s %12s %12s %12s %9s %9s %9s %9s %8s %8s %10s\n' server "$1/s" "min-max" retrans "fail+t/o" "p50 ms" "p99 ms" "uas-retr" "gen-cpu%" "srv-cpu%" "per-core/s"
 }
 
 if [ "$SCENARIO" = generator ]; then
@@ -169,6 +187,7 @@ else
   done
   if [[ "$SERVERS" == *kamailio*voxline* ]] && grep -q '"server":"voxline"' "$RESULTS"; then
     k=$(col '.completed_per_s' kamailio main); v=$(col '.completed_per_s' voxline main)
-    echo "voxline/kamailio: $(awk -v v="$v" -v k="$k" 'BEGIN { printf "%.2f", v / k }')x"
+    kc=$(col '.per_server_cpu_s' kamailio main); vc=$(col '.per_server_cpu_s' voxline main)
+    echo "voxline/kamailio: $(awk -v v="$v" -v k="$k" 'BEGIN { printf "%.2f", v / k }')x (per second of server CPU: $(awk -v v="$vc" -v k="$kc" 'BEGIN { printf "%.2f", v / k }')x)"
   fi
 fi
