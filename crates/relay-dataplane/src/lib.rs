@@ -186,6 +186,11 @@ pub struct DataplaneConfig {
     /// Worker threads (at least 1). Pin the process with `taskset` to
     /// choose cores.
     pub workers: usize,
+    /// Expected most streams in total (e.g. ports in the range); tables are
+    /// reserved up front so they never reallocate (and leave freed copies
+    /// in the resident set) while sessions are created. Untouched capacity
+    /// costs address space, not memory.
+    pub streams_hint: usize,
 }
 
 struct WorkerHandle {
@@ -213,6 +218,7 @@ impl Dataplane {
     pub fn start(config: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
+        let per_worker = config.streams_hint / config.workers.max(1);
         for i in 0..config.workers.max(1) {
             let (tx, rx) = mpsc::channel();
             let wake = Arc::new(
@@ -228,15 +234,17 @@ impl Dataplane {
             let (wake2, stop2) = (wake.clone(), stop.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("relay-worker-{i}"))
-                .spawn(move || match worker::Worker::new(i, rx, wake2, stop2) {
-                    Ok(mut w) => {
-                        let _ = ready_tx.send(Ok(()));
-                        w.run();
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                })
+                .spawn(
+                    move || match worker::Worker::new(i, rx, wake2, stop2, per_worker) {
+                        Ok(mut w) => {
+                            let _ = ready_tx.send(Ok(()));
+                            w.run();
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    },
+                )
                 .map_err(DataplaneError::Start)?;
             match ready_rx.recv() {
                 Ok(Ok(())) => {}

@@ -50,6 +50,7 @@ impl Worker {
         rx: mpsc::Receiver<StreamCommand>,
         wake: Arc<EventFd>,
         stop: Arc<AtomicBool>,
+        capacity: usize,
     ) -> std::io::Result<Worker> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -62,9 +63,9 @@ impl Worker {
             wake,
             stop,
             epoll,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(capacity),
             free: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::with_capacity(capacity),
             bufs: Box::new([[0u8; BUF_SIZE]; BATCH]),
             recv_hdrs: MultiHeaders::preallocate(BATCH, None),
             send_hdrs: MultiHeaders::preallocate(BATCH, None),

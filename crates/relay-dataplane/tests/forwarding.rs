@@ -59,7 +59,11 @@ fn wait_for(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn forwards_both_ways_with_latching_tos_and_counters() {
-    let dp = Dataplane::start(DataplaneConfig { workers: 2 }).unwrap();
+    let dp = Dataplane::start(DataplaneConfig {
+        workers: 2,
+        streams_hint: 16,
+    })
+    .unwrap();
     let (port_a, port_b) = (bind(), bind());
     let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
     let (client_a, client_b) = (bind(), bind());
@@ -154,6 +158,8 @@ fn forwards_both_ways_with_latching_tos_and_counters() {
 
     // Removing a stream stops forwarding into it.
     dp.send(0, StreamCommand::Remove { key: ka }).unwrap();
+    // Applied once the socket is closed (its port can be bound again).
+    wait_for(|| UdpSocket::bind(addr_a).is_ok());
     client_b.send_to(&rtp(4), addr_b).unwrap();
     wait_for(|| cb.snapshot().packets == 3);
     client_a
@@ -169,7 +175,11 @@ fn forwards_both_ways_with_latching_tos_and_counters() {
 
 #[test]
 fn media_handover_follows_new_source() {
-    let dp = Dataplane::start(DataplaneConfig { workers: 1 }).unwrap();
+    let dp = Dataplane::start(DataplaneConfig {
+        workers: 1,
+        streams_hint: 0,
+    })
+    .unwrap();
     let (port_a, port_b) = (bind(), bind());
     let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
     let (a1, a2, b) = (bind(), bind(), bind());

@@ -89,7 +89,10 @@ pub(crate) struct Control {
     dataplane: Option<Dataplane>,
     counters: HashMap<u64, Arc<StreamCounters>>,
     pending: HashMap<SocketAddr, UdpSocket>,
-    cache: CookieCache<(SocketAddr, Vec<u8>)>,
+    /// Keyed by a keyed hash of (source, cookie): no per-entry key
+    /// allocations; collisions are negligible (64 bits, secret seed).
+    cache: CookieCache<u64>,
+    cookie_hasher: std::collections::hash_map::RandomState,
     command_counts: [u64; 7],
     duplicates: u64,
     closed: CounterSnapshot,
@@ -110,12 +113,14 @@ impl Control {
         port_range: (u16, u16),
         now_ms: u64,
     ) -> Control {
+        let streams = usize::from(port_range.1.saturating_sub(port_range.0)) + 1;
         Control {
             table,
             dataplane: Some(dataplane),
-            counters: HashMap::new(),
+            counters: HashMap::with_capacity(streams),
             pending: HashMap::new(),
             cache: CookieCache::new(COOKIE_CACHE_ENTRIES, COOKIE_CACHE_TTL_MS),
+            cookie_hasher: std::collections::hash_map::RandomState::new(),
             command_counts: [0; 7],
             duplicates: 0,
             closed: CounterSnapshot::default(),
@@ -142,7 +147,7 @@ impl Control {
                 return None;
             }
         };
-        let key = (src, frame.cookie.to_vec());
+        let key = std::hash::BuildHasher::hash_one(&self.cookie_hasher, (src, frame.cookie));
         if let Some(cached) = self.cache.get(&key, now_ms) {
             self.duplicates += 1;
             metrics::counter!("voxline_relay_ng_duplicates_total").increment(1);
@@ -315,8 +320,7 @@ impl Control {
                 .increment(1);
         }
         self.execute(effects);
-        self.cache
-            .get(&(SocketAddr::from(([0, 0, 0, 0], 0)), Vec::new()), now_ms);
+        self.cache.get(&0, now_ms); // expires old replies
         let sums = self.sums();
         let (t0, p0, b0, e0) = self.rate;
         let dt = now_ms.saturating_sub(t0);

@@ -109,8 +109,10 @@ impl Relay {
                 None => None,
             };
         let ng_tcp = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let streams_hint = usize::from(config.port_max.saturating_sub(config.port_min)) + 1;
         let dataplane = Dataplane::start(DataplaneConfig {
             workers: config.workers,
+            streams_hint: streams_hint * config.interfaces.len(),
         })?;
         let table = session::SessionTable::new(&config);
         let control = Arc::new(Mutex::new(control::Control::new(

@@ -114,7 +114,8 @@ async fn offer_answer_media_latching_tos_query_delete() {
         .await
         .unwrap();
     assert_eq!(d.stats.unwrap().totals_rtp.packets, 8);
-    // Sockets are closed: media no longer flows.
+    // Sockets are closed (the ports can be bound again): media no longer flows.
+    eventually(5, || std::net::UdpSocket::bind(to_a).is_ok()).await;
     a.send(&rtp(50), to_a);
     b.expect_nothing(Duration::from_millis(200));
     let again = ng

@@ -21,18 +21,6 @@ pub(super) fn latch_policy(flags: &Flags) -> LatchPolicy {
     }
 }
 
-pub(super) fn random_token(len: usize) -> String {
-    use rand::RngExt as _;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| {
-            let i = rng.random_range(0..ALPHABET.len());
-            char::from(ALPHABET.get(i).copied().unwrap_or(b'x'))
-        })
-        .collect()
-}
-
 pub(super) fn apply_tos(call: &mut Call, tos: Option<i64>, default: u8) {
     match tos {
         Some(t) if t < 0 => {}
@@ -62,8 +50,10 @@ pub(super) fn new_leg(
         media: Vec::new(),
         latching: LatchPolicy::Once,
         strict_source: false,
-        ice_ufrag: random_token(8),
-        ice_pwd: random_token(26),
+        ice_seed: {
+            use rand::RngExt as _;
+            rand::rng().random()
+        },
     });
     id
 }
@@ -181,6 +171,11 @@ pub(super) fn sync_media(
             let Some(leg) = call.legs.get_mut(pos) else {
                 continue;
             };
+            // Exact capacity: a Vec's first growth would reserve 4 sections.
+            if leg.media.len() <= i {
+                leg.media
+                    .reserve_exact(sdp.media_count().saturating_sub(leg.media.len()));
+            }
             while leg.media.len() <= i {
                 let index = u32::try_from(leg.media.len() + 1).unwrap_or(u32::MAX);
                 leg.media.push(LegMedia {

@@ -63,7 +63,10 @@ impl SessionTable {
             .collect();
         SessionTable {
             config: table_config,
-            calls: HashMap::new(),
+            // At most one call per 4 ports (2 legs x RTP/RTCP pairs).
+            calls: HashMap::with_capacity(
+                (usize::from(config.port_max.saturating_sub(config.port_min)) + 1) / 4,
+            ),
             pools,
             next_key: 1,
             totals: Totals::default(),
@@ -135,6 +138,16 @@ impl SessionTable {
         let dir = req.direction.as_ref();
         let from_if = self.interface_index(dir.map(|d| d[0].as_str()), &mut warnings);
         let to_if = self.interface_index(dir.map(|d| d[1].as_str()), &mut warnings);
+        if let (Some(af), Some(ifc)) = (req.address_family, self.config.interfaces.get(to_if)) {
+            let v4 = ifc.sdp_address().is_ipv4();
+            if v4 != (af == voxline_ng::command::AddressFamily::Ip4) {
+                warnings.push(format!(
+                    "address-family {} not available on interface '{}'",
+                    af.as_str(),
+                    ifc.name
+                ));
+            }
+        }
         let is_new = !self.calls.contains_key(&req.call_id);
         if is_new && self.config.max_sessions > 0 && self.calls.len() >= self.config.max_sessions {
             self.totals.rejected += 1;
@@ -151,7 +164,8 @@ impl SessionTable {
                 last_signal_ms: now_ms,
                 tos: tos_default,
                 worker,
-                legs: Vec::new(),
+                // Two legs per call; forks and serial branches grow it.
+                legs: Vec::with_capacity(2),
                 next_leg: 1,
             });
         call.last_signal_ms = now_ms;

@@ -102,16 +102,42 @@ pub struct Leg {
     pub latching: LatchPolicy,
     /// `strict source`.
     pub strict_source: bool,
-    /// Relay ICE credentials towards this leg.
-    pub ice_ufrag: String,
-    /// Relay ICE password towards this leg.
-    pub ice_pwd: String,
+    /// Random seed of the relay's ICE credentials towards this leg (stable
+    /// across re-offers); see [`Leg::ice_ufrag`] and [`Leg::ice_pwd`].
+    pub ice_seed: u64,
 }
 
 impl Leg {
+    /// The relay's ICE username fragment towards this leg (8 characters).
+    pub fn ice_ufrag(&self) -> String {
+        ice_token(self.ice_seed, 8)
+    }
+
+    /// The relay's ICE password towards this leg (26 characters).
+    pub fn ice_pwd(&self) -> String {
+        ice_token(self.ice_seed ^ 0x5bd1_e995_9e37_79b9, 26)
+    }
+
     pub(super) fn has_tag(&self, tag: &str) -> bool {
         self.tag == tag || self.fork_tags.iter().any(|t| t == tag)
     }
+}
+
+/// Expands a seed into `len` alphanumeric characters (splitmix64).
+fn ice_token(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let i = usize::try_from(z % ALPHABET.len() as u64).unwrap_or(0);
+            char::from(ALPHABET.get(i).copied().unwrap_or(b'x'))
+        })
+        .collect()
 }
 
 /// One call (call-id).

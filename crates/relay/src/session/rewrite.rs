@@ -106,8 +106,8 @@ pub(super) fn rewrite(
         }
         if add_ice {
             let foundation = format!("vxl{}", leg.interface);
-            sdp.add_media_attr(i, &format!("ice-ufrag:{}", leg.ice_ufrag));
-            sdp.add_media_attr(i, &format!("ice-pwd:{}", leg.ice_pwd));
+            sdp.add_media_attr(i, &format!("ice-ufrag:{}", leg.ice_ufrag()));
+            sdp.add_media_attr(i, &format!("ice-pwd:{}", leg.ice_pwd()));
             sdp.add_media_attr(
                 i,
                 &format!(
