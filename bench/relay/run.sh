@@ -33,7 +33,7 @@ GEN="$CARGO_TARGET_DIR/release/voxline-relaygen"
 
 NG_VOX=127.0.0.1:42222
 NG_RTPE=127.0.0.1:42223
-FWD_BASE=10000
+FWD_PORTS=$(mktemp)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -73,12 +73,13 @@ for n in "${SESSIONS[@]}"; do
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "vox-$n"
   gen run --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --sessions "$n" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "rtpe-$n"
-  taskset -c 0 "$GEN" forwarder --base-port "$FWD_BASE" --sessions "$n" >/dev/null 2>&1 &
+  rm -f "$FWD_PORTS"
+  taskset -c 0 "$GEN" forwarder --sessions "$n" --ports-file "$FWD_PORTS" >/dev/null &
   FWD=$!; PIDS+=($FWD)
-  sleep 0.5
-  gen run --target forwarder --forwarder-base "$FWD_BASE" --pid "$FWD" --sessions "$n" \
+  for _ in $(seq 100); do [ -s "$FWD_PORTS" ] && break; sleep 0.1; done
+  gen run --target forwarder --forwarder-ports "$FWD_PORTS" --pid "$FWD" --sessions "$n" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION"
-  kill "$FWD"; wait "$FWD" 2>/dev/null || true
+  kill "$FWD" 2>/dev/null || true; wait "$FWD" 2>/dev/null || true
 done
 
 # ng setup rate on the long-running targets.

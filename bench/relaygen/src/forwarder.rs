@@ -14,16 +14,25 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 
 const BATCH: usize = 32;
 
-/// Binds ports `base .. base + 2 * sessions` on `ip` and forwards forever.
-pub fn run(ip: std::net::IpAddr, base: u16, sessions: usize) -> anyhow::Result<()> {
+/// Binds `2 * sessions` free ports on `ip`, writes them (one per line, in
+/// pair order) to `ports_file`, then forwards forever.
+pub fn run(
+    ip: std::net::IpAddr,
+    sessions: usize,
+    ports_file: &std::path::Path,
+) -> anyhow::Result<()> {
     let mut socks = Vec::with_capacity(sessions * 2);
-    for i in 0..sessions * 2 {
-        let port = base + u16::try_from(i)?;
-        let s =
-            UdpSocket::bind(SocketAddr::new(ip, port)).with_context(|| format!("bind {port}"))?;
+    let mut list = String::new();
+    for _ in 0..sessions * 2 {
+        let s = UdpSocket::bind(SocketAddr::new(ip, 0)).context("bind")?;
         s.set_nonblocking(true)?;
+        list.push_str(&format!("{}\n", s.local_addr()?.port()));
         socks.push(s);
     }
+    // Written whole, then renamed: a reader never sees a partial list.
+    let tmp = ports_file.with_extension("tmp");
+    std::fs::write(&tmp, list).context("writing the ports file")?;
+    std::fs::rename(&tmp, ports_file).context("renaming the ports file")?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     for (i, s) in socks.iter().enumerate() {
         epoll.add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;

@@ -47,14 +47,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
-    /// Run the trivial forwarder on ports base .. base + 2 * sessions.
+    /// Run the trivial forwarder on 2 * sessions free ports, listed in
+    /// `ports_file`.
     Forwarder {
         #[arg(long, default_value = "127.0.0.1")]
         ip: IpAddr,
         #[arg(long)]
-        base_port: u16,
-        #[arg(long)]
         sessions: usize,
+        #[arg(long)]
+        ports_file: std::path::PathBuf,
     },
     /// One load step: set up sessions, send RTP, print a JSON line.
     Run {
@@ -64,9 +65,9 @@ enum Cmd {
         /// ng address (omit with --forwarder-base).
         #[arg(long)]
         ng: Option<SocketAddr>,
-        /// Ports of the trivial forwarder instead of ng sessions.
+        /// Ports file of the trivial forwarder, instead of ng sessions.
         #[arg(long)]
-        forwarder_base: Option<u16>,
+        forwarder_ports: Option<std::path::PathBuf>,
         /// Target process id, for CPU and memory.
         #[arg(long)]
         pid: u32,
@@ -251,13 +252,13 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Forwarder {
             ip,
-            base_port,
             sessions,
-        } => forwarder::run(ip, base_port, sessions),
+            ports_file,
+        } => forwarder::run(ip, sessions, &ports_file),
         Cmd::Run {
             target,
             ng,
-            forwarder_base,
+            forwarder_ports,
             pid,
             sessions,
             pps,
@@ -277,7 +278,7 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|s| s.local_addr())
                 .collect::<Result<_, _>>()?;
-            let (ids, client, setup_secs) = match (ng, forwarder_base) {
+            let (ids, client, setup_secs) = match (ng, forwarder_ports) {
                 (Some(ng), _) => {
                     let client = Arc::new(rt.block_on(NgClient::connect(ng, policy()))?);
                     let t = Instant::now();
@@ -285,15 +286,20 @@ fn main() -> anyhow::Result<()> {
                     plan.flows = flows;
                     (ids, Some(client), t.elapsed().as_secs_f64())
                 }
-                (None, Some(base)) => {
+                (None, Some(file)) => {
+                    let ports: Vec<u16> = std::fs::read_to_string(&file)?
+                        .lines()
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
                     for i in 0..2 * sessions {
-                        let dest = SocketAddr::from(([127, 0, 0, 1], base + u16::try_from(i)?));
+                        let port = *ports.get(i).context("ports file too short")?;
+                        let dest = SocketAddr::from(([127, 0, 0, 1], port));
                         let sock = 2 * ((i / 2) % SOCKETS_PER_SIDE) + i % 2;
                         plan.flows.push((sock, dest));
                     }
                     (Vec::new(), None, 0.0)
                 }
-                (None, None) => bail!("need --ng or --forwarder-base"),
+                (None, None) => bail!("need --ng or --forwarder-ports"),
             };
             std::thread::sleep(Duration::from_millis(200));
             let rss_after = procstat::rss_kib(pid).unwrap_or(0);
