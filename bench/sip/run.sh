@@ -95,9 +95,9 @@ measure() { # server rep args...
   json=$(loadgen "$@" --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP" "${EXTRA[@]}")
   wait "$sampler" || true
   ticks=$(cat "$cpu_file")
-  json=$(jq -c --arg s "$server" --argjson r "$rep" --argjson t "${ticks:-0}" \
+  json=$(jq -c --arg s "$server" --arg b "$SCENARIO" --argjson r "$rep" --argjson t "${ticks:-0}" \
     --argjson hz "$(getconf CLK_TCK)" --argjson d "$DURATION" \
-    '. + {server: $s, rep: $r, server_cpu_pct: (100 * $t / $hz / $d)}
+    '. + {server: $s, rep: $r, bench: $b, server_cpu_pct: (100 * $t / $hz / $d)}
        | . + {per_server_cpu_s: (if .server_cpu_pct > 0 then .completed_per_s * 100 / .server_cpu_pct else 0 end)}' <<<"$json")
   echo "$json" >>"$RESULTS"
   echo "$json"
