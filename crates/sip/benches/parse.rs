@@ -3,6 +3,10 @@
 //! (top Via branch, CSeq, Call-ID, From and To tags); the same work through
 //! `ezk-sip-types` for comparison.
 //!
+//! Each case is measured twice: wall time (criterion's default) and the
+//! thread's CPU time, which excludes time the thread spent preempted on a
+//! busy machine.
+//!
 //! Run pinned: `taskset -c 1 cargo bench -p voxline-sip --bench parse`.
 
 use std::hint::black_box;
@@ -65,14 +69,14 @@ fn ezk(buf: &Bytes) -> usize {
         + body.len()
 }
 
-fn bench(c: &mut Criterion) {
+fn cases<M: criterion::measurement::Measurement>(c: &mut Criterion<M>, clock: &str) {
     let invite = Bytes::from_static(INVITE);
     let register = Bytes::from_static(REGISTER);
     // Both parsers must agree before they are timed.
     assert_eq!(voxline(&invite), ezk(&invite));
     assert_eq!(voxline(&register), ezk(&register));
 
-    let mut g = c.benchmark_group("parse");
+    let mut g = c.benchmark_group(format!("parse-{clock}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("invite/voxline", |b| b.iter(|| voxline(black_box(&invite))));
     g.bench_function("invite/ezk-sip-types", |b| {
@@ -84,12 +88,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("register/ezk-sip-types", |b| {
         b.iter(|| ezk(black_box(&register)))
     });
-    g.finish();
-
     // Forwarding: parse, then splice a Via, Record-Route and Max-Forwards
-    // into a reused buffer.
+    // into a reused buffer and pop the Route.
     let mut out = bytes::BytesMut::with_capacity(4096);
-    c.bench_function("forward/invite/voxline", |b| {
+    g.bench_function("forward-invite/voxline", |b| {
         b.iter(|| {
             let msg = voxline_sip::Message::parse(black_box(&invite).clone()).expect("frames");
             out.clear();
@@ -103,11 +105,113 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
+    g.finish();
+}
+
+fn wall(c: &mut Criterion) {
+    cases(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<cpu_time::ThreadCpuTime>) {
+    cases(c, "cpu");
+}
+
+/// A criterion measurement of the calling thread's CPU time.
+mod cpu_time {
+    use criterion::Throughput;
+    use criterion::measurement::{Measurement, ValueFormatter};
+    use nix::time::{ClockId, clock_gettime};
+
+    /// Thread CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+    pub struct ThreadCpuTime;
+
+    fn now_ns() -> u64 {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0)
+    }
+
+    impl Measurement for ThreadCpuTime {
+        type Intermediate = u64;
+        type Value = u64;
+        fn start(&self) -> u64 {
+            now_ns()
+        }
+        fn end(&self, start: u64) -> u64 {
+            now_ns().saturating_sub(start)
+        }
+        fn add(&self, a: &u64, b: &u64) -> u64 {
+            a + b
+        }
+        fn zero(&self) -> u64 {
+            0
+        }
+        fn to_f64(&self, v: &u64) -> f64 {
+            *v as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            &Nanos
+        }
+    }
+
+    struct Nanos;
+
+    impl ValueFormatter for Nanos {
+        fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+            let (factor, unit) = if typical < 1e3 {
+                (1.0, "ns")
+            } else if typical < 1e6 {
+                (1e-3, "µs")
+            } else {
+                (1e-6, "ms")
+            };
+            values.iter_mut().for_each(|v| *v *= factor);
+            unit
+        }
+        fn scale_throughputs(
+            &self,
+            typical: f64,
+            throughput: &Throughput,
+            values: &mut [f64],
+        ) -> &'static str {
+            let per = match *throughput {
+                Throughput::Elements(n) | Throughput::ElementsAndBytes { elements: n, .. } => {
+                    n as f64
+                }
+                Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n as f64,
+                Throughput::Bits(n) => n as f64,
+            };
+            let per_sec = per * 1e9 / typical;
+            let (factor, unit) = if per_sec < 1e3 {
+                (1.0, "elem/s")
+            } else if per_sec < 1e6 {
+                (1e-3, "Kelem/s")
+            } else {
+                (1e-6, "Melem/s")
+            };
+            values.iter_mut().for_each(|v| *v = per * 1e9 / *v * factor);
+            unit
+        }
+        fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+            "ns"
+        }
+    }
+}
+
+fn short() -> Criterion {
+    Criterion::default()
+        .measurement_time(std::time::Duration::from_secs(3))
+        .warm_up_time(std::time::Duration::from_secs(1))
 }
 
 criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench
+    name = wall_benches;
+    config = short();
+    targets = wall
 }
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_benches;
+    config = short().with_measurement(cpu_time::ThreadCpuTime);
+    targets = cpu
+}
+criterion_main!(wall_benches, cpu_benches);
