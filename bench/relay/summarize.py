@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Summarise a bench/relay/run.sh JSONL file as Markdown tables."""
+"""Summarise bench/relay/run.sh JSONL files as Markdown tables."""
 import json
 import sys
 from collections import defaultdict
 
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [json.loads(l) for f in sys.argv[1:] for l in open(f) if l.startswith("{")]
 traffic = [r for r in rows if "received_pps" in r and not r.get("memory_run")]
 memory = [r for r in rows if r.get("memory_run")]
 ng = [r for r in rows if "pairs_per_sec" in r]
