@@ -410,3 +410,27 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_sdp_parses_and_media_address_round_trips() {
+        let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let body = sdp(addr);
+        let parsed = voxline_sdp::Sdp::parse(&body).unwrap();
+        assert_eq!(parsed.media(0).unwrap().port, 40000);
+        assert_eq!(media_addr(&body).unwrap(), addr);
+        assert!(media_addr("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn reads_own_process_numbers() {
+        let pid = std::process::id();
+        assert!(procstat::rss_kib(pid).unwrap() > 0);
+        assert!(procstat::cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(procstat::cpu_seconds(u32::MAX).is_none());
+    }
+}
