@@ -98,6 +98,17 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
+    /// Just packets, bytes, errors and sent (atomics only, no lock): for
+    /// periodic totals over many streams.
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+        )
+    }
+
     /// A consistent-enough copy for reporting.
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {

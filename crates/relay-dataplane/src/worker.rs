@@ -89,11 +89,12 @@ impl Worker {
                 }
             };
             let now_ms = crate::unix_ms();
+            // Commands are applied every turn; the eventfd only ends the wait.
+            self.drain_commands();
             for ev in events.iter().take(n) {
                 let token = ev.data();
                 if token == WAKE_TOKEN {
                     let _ = self.wake.read();
-                    self.drain_commands();
                 } else if let Ok(slot) = usize::try_from(token) {
                     self.on_readable(slot, now_ms);
                 }

@@ -100,6 +100,7 @@ pub(crate) struct Control {
     rate: (u64, u64, u64, u64),
     rates: (u64, u64, u64),
     port_range: (u16, u16),
+    unwoken: Vec<usize>,
 }
 
 fn snapshot(map: &HashMap<u64, Arc<StreamCounters>>, key: StreamKey) -> CounterSnapshot {
@@ -128,6 +129,7 @@ impl Control {
             rate: (now_ms, 0, 0, 0),
             rates: (0, 0, 0),
             port_range,
+            unwoken: Vec::new(),
         }
     }
 
@@ -233,15 +235,14 @@ impl Control {
         let Some(dp) = self.dataplane.as_ref() else {
             return;
         };
-        let mut touched: Vec<usize> = Vec::new();
         for e in effects {
             let worker = match &e {
                 Effect::Open { worker, .. }
                 | Effect::Configure { worker, .. }
                 | Effect::Close { worker, .. } => *worker,
             };
-            if !touched.contains(&worker) {
-                touched.push(worker);
+            if !self.unwoken.contains(&worker) {
+                self.unwoken.push(worker);
             }
             let r = match e {
                 Effect::Open {
@@ -294,19 +295,28 @@ impl Control {
                 tracing::error!(error = %e, "data plane command failed");
             }
         }
-        for w in touched {
-            let _ = dp.wake(w);
+    }
+
+    /// Wakes the workers that have commands queued since the last call.
+    /// Callers run this after a burst of commands: one wake-up (and context
+    /// switch) per burst instead of per command. Workers also apply queued
+    /// commands on their own within 100 ms.
+    pub(crate) fn flush_wakes(&mut self) {
+        if let Some(dp) = self.dataplane.as_ref() {
+            for w in self.unwoken.drain(..) {
+                let _ = dp.wake(w);
+            }
         }
     }
 
     fn sums(&self) -> CounterSnapshot {
         let mut t = self.closed;
         for c in self.counters.values() {
-            let s = c.snapshot();
-            t.packets += s.packets;
-            t.bytes += s.bytes;
-            t.errors += s.errors;
-            t.sent += s.sent;
+            let (packets, bytes, errors, sent) = c.totals();
+            t.packets += packets;
+            t.bytes += bytes;
+            t.errors += errors;
+            t.sent += sent;
         }
         t
     }
@@ -320,6 +330,7 @@ impl Control {
                 .increment(1);
         }
         self.execute(effects);
+        self.flush_wakes();
         self.cache.get(&0, now_ms); // expires old replies
         let sums = self.sums();
         let (t0, p0, b0, e0) = self.rate;
@@ -341,10 +352,14 @@ impl Control {
         // RTCP-reported quality across all streams that saw a report.
         let (mut reports, mut lost_sum, mut jitter_max) = (0u64, 0u64, 0u32);
         for c in self.counters.values() {
-            if let Some(r) = c.snapshot().rtcp {
+            if c.rtcp_seen.load(std::sync::atomic::Ordering::Relaxed) {
                 reports += 1;
-                lost_sum += u64::from(r.fraction_lost);
-                jitter_max = jitter_max.max(r.jitter);
+                lost_sum += u64::from(
+                    c.rtcp_fraction_lost
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+                jitter_max =
+                    jitter_max.max(c.rtcp_jitter.load(std::sync::atomic::Ordering::Relaxed));
             }
         }
         metrics::gauge!("voxline_relay_rtcp_streams").set(reports as f64);
@@ -428,6 +443,7 @@ impl Control {
         let counters = &self.counters;
         let effects = self.table.clear(now_ms, &|k| snapshot(counters, k));
         self.execute(effects);
+        self.flush_wakes();
         if let Some(dp) = self.dataplane.take() {
             dp.shutdown();
         }

@@ -161,6 +161,7 @@ fn serve_udp(
             {
                 tracing::debug!(error = %e, %src, "ng reply send failed");
             }
+            c.flush_wakes();
         }
     }
 }
@@ -205,8 +206,12 @@ async fn serve_tcp(
                 }) => {
                     let msg = buf.get(..message_len).unwrap_or_default().to_vec();
                     buf.drain(..consumed.min(buf.len()));
-                    let reply = with_control(&control, |c| c.handle_message(&msg, peer, unix_ms()))
-                        .flatten();
+                    let reply = with_control(&control, |c| {
+                        let r = c.handle_message(&msg, peer, unix_ms());
+                        c.flush_wakes();
+                        r
+                    })
+                    .flatten();
                     if let Some(reply) = reply
                         && stream.write_all(&reply).await.is_err()
                     {
