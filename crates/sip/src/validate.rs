@@ -158,6 +158,21 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
     if ruri.as_sip().is_some_and(|u| u.headers.is_some()) {
         return Err(Rejection::bad("Bad Request - Headers in Request-URI"));
     }
+    // Header values are TEXT: no control characters but HTAB (and the CR
+    // LF of folding, which framing has already handled), except escaped
+    // as a quoted-pair inside a quoted string (RFC 4475 intmeth).
+    let head = msg
+        .as_bytes()
+        .get(..msg.as_bytes().len() - msg.body().len())
+        .unwrap_or_default();
+    let is_ctl = |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n')) || c == 0x7f;
+    if head
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| is_ctl(c) && (i == 0 || head.get(i - 1) != Some(&b'\\')))
+    {
+        return Err(Rejection::bad("Bad Request - Control character in header"));
+    }
 
     for (name, missing, multiple) in [
         (
