@@ -43,6 +43,11 @@ pub(super) fn rewrite(
     {
         sdp.set_session_connection(addr);
     }
+    // The relay is not an ICE agent (it answers no STUN connectivity
+    // checks), so by default it strips ICE: an ICE endpoint then talks to a
+    // plain (non-ICE) peer at c=/m=, which RFC 8445 §6 allows. The endpoint's
+    // own candidates would bypass the relay anyway. `ICE=force` advertises the
+    // relay's ports as host candidates, for peers that do not run checks.
     let ice_mode = req.ice.unwrap_or(IceMode::Default);
     let sdp_has_ice = (0..sdp.media_count()).any(|i| sdp.media(i).is_some_and(|m| m.ice))
         || sdp.has_session_attr("ice-ufrag");
@@ -50,11 +55,7 @@ pub(super) fn rewrite(
         IceMode::Remove | IceMode::Force => true,
         IceMode::Default => sdp_has_ice,
     };
-    let add_ice = match ice_mode {
-        IceMode::Remove => false,
-        IceMode::Force => true,
-        IceMode::Default => sdp_has_ice,
-    };
+    let add_ice = ice_mode == IceMode::Force;
     if strip_ice {
         for a in ICE_ATTRS.iter().chain(["ice-lite"].iter()) {
             sdp.remove_session_attr(a);

@@ -480,8 +480,18 @@ fn interfaces_ice_and_rtcp_mux() {
         "{}",
         o.sdp
     );
-    // Default ICE: candidates are replaced by the relay's own.
+    // Default ICE: the endpoint's candidates are stripped (the relay runs no
+    // connectivity checks); rtcp-mux passes through.
     let o = t.offer(&offer("j", "ft", ice_sdp), 0, &mut b).unwrap();
+    assert!(
+        !o.sdp.contains("candidate") && !o.sdp.contains("ice-"),
+        "{}",
+        o.sdp
+    );
+    // ICE=force: the relay's ports become host candidates.
+    let mut forced = offer("j2", "ft", ice_sdp);
+    forced.ice = Some(IceMode::Force);
+    let o = t.offer(&forced, 0, &mut b).unwrap();
     let port = ports_in(&o.sdp)[0];
     assert!(
         o.sdp.contains(&format!(
