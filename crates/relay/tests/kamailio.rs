@@ -133,7 +133,8 @@ async fn kamailio_rtpengine_module_drives_the_relay() {
             .spawn()
             .unwrap(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The UAS is ready once its SIP port is taken.
+    eventually(10, || UdpSocket::bind(("127.0.0.1", uas_port)).is_err()).await;
     let mut uac = Command::new("sipp")
         .arg(format!("127.0.0.1:{sip_port}"))
         .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &uac_port.to_string()])
