@@ -8,6 +8,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,12 +38,19 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Ends the spawned processes with their whole process group (Kamailio
+/// forks worker processes that would outlive a plain kill of the parent).
 struct Guard(Vec<Child>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            let _ = c.kill();
+            if let Ok(pgid) = i32::try_from(c.id()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = c.wait();
         }
     }
@@ -98,6 +106,7 @@ async fn kamailio_rtpengine_module_drives_the_relay() {
                 "-w",
             ])
             .arg(dir.path())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(kam_log.try_clone().unwrap())
             .stderr(kam_log)
@@ -127,6 +136,7 @@ async fn kamailio_rtpengine_module_drives_the_relay() {
                 uas_trace.to_str().unwrap(),
             ])
             .current_dir(dir.path())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
