@@ -1,5 +1,26 @@
 #!/usr/bin/env bash
-# The project's test command: installs what the tests need, then runs them.
+# The project's test command (README): installs what the tests need on a
+# fresh Debian machine, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace
+
+# Real peers and servers the tests start on loopback ports.
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+if ((${#need[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  # Packaged services must not start on their own: tests start their own.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Distribution packages may have started services that hold the default
+# ports; the tests use their own free ports, so this is only a courtesy.
+export CARGO_TERM_COLOR=never
+cargo test --workspace --no-fail-fast

@@ -398,6 +398,12 @@ impl Session {
             return;
         }
         let best = self.ctx.best();
+        if best.is_some_and(|(_, s)| s == 487) && !self.cancelled {
+            // Our own CANCEL (Timer C, serial fork timeout) ended the branch:
+            // for the caller the callee did not answer in time.
+            let _ = self.req.respond(408);
+            return;
+        }
         let result = match best
             .and_then(|(i, _)| self.branches[i].final_response.as_ref().map(|r| (i, r)))
         {
@@ -406,7 +412,17 @@ impl Session {
                 self.req
                     .send(self.req.response(500, "Server Internal Error").build())
             }
-            Some((_, resp)) => self.req.forward_response(resp),
+            Some((_, resp)) => match self.req.forward_response(resp) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // A broken downstream response (no Via of ours left,
+                    // say) must not leave the caller without an answer.
+                    tracing::debug!(error = %e, "best response not forwardable; answering with its status");
+                    let status = resp.status().unwrap_or(500);
+                    self.req
+                        .send(self.req.response(status, reason_phrase(status)).build())
+                }
+            },
             None => {
                 let status = best.map_or(408, |(_, s)| s);
                 let status = if status == 503 { 500 } else { status };

@@ -184,6 +184,7 @@ impl Core {
             }
             return;
         }
+        let msg = stamp_received(msg, &peer);
         if method == Some(Method::Options) && self.is_for_me(&msg) {
             self.answer_options(&msg, &peer, out);
             return;
@@ -242,7 +243,7 @@ impl Core {
                     let _ = watch.send(request);
                 }
             }
-            Incoming::Ack { request, .. } => self.service.on_ack(request, peer),
+            Incoming::Ack { request, .. } => self.service.on_ack(self, request, peer),
             Incoming::Refused { request } => {
                 metrics::counter!("voxline_sip_overload_rejected_total").increment(1);
                 let retry = rand::random_range(5..=15u32).to_string();
@@ -300,7 +301,7 @@ impl Core {
         drop(state);
         self.finish(shard_index, output);
         if let Some(response) = stray {
-            self.service.on_stray_response(response, peer);
+            self.service.on_stray_response(self, response, peer);
         }
     }
 
@@ -555,6 +556,27 @@ impl Receiver for CoreReceiver {
             core.on_response(msg, peer);
         }
     }
+}
+
+/// Writes `received`/`rport` into the top Via of a received request
+/// (RFC 3261 §18.2.1, RFC 3581 §4), so every response and every forwarded
+/// copy carries them. Returns the request unchanged when nothing is to add.
+fn stamp_received(msg: Message, peer: &Peer) -> Message {
+    let (received, rport) = match msg.top_via() {
+        Ok(via) => crate::routing::via_received(&via, peer),
+        Err(_) => return msg,
+    };
+    if received.is_none() && rport.is_none() {
+        return msg;
+    }
+    let received = received.map(|ip| ip.to_string());
+    let stamped = msg
+        .edit()
+        .set_via_received(received.as_deref(), rport)
+        .to_bytes()
+        .ok()
+        .and_then(|b| Message::parse(b).ok());
+    stamped.unwrap_or(msg)
 }
 
 async fn run_timers(core: Arc<Core>, shard_index: usize) {

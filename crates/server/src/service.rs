@@ -1,8 +1,11 @@
 //! The hook a node's roles implement.
 
+use std::sync::Arc;
+
 use voxline_sip::Message;
 use voxline_transaction::Peer;
 
+use crate::core::Core;
 use crate::request::ServerRequest;
 
 /// What a node does with requests once the core has validated them and
@@ -18,13 +21,13 @@ pub trait SipService: Send + Sync + 'static {
 
     /// An ACK for a 2xx response: transaction-less, routed like any
     /// in-dialog request (RFC 3261 §13.2.2.4, §16).
-    fn on_ack(&self, ack: Message, peer: Peer) {
-        let _ = (ack, peer);
+    fn on_ack(&self, core: &Arc<Core>, ack: Message, peer: Peer) {
+        let _ = (core, ack, peer);
     }
 
     /// A response that matches no client transaction (RFC 3261 §16.7: a
     /// late 2xx retransmission, say). Dropped unless the service forwards it.
-    fn on_stray_response(&self, response: Message, peer: Peer) {
-        let _ = (response, peer);
+    fn on_stray_response(&self, core: &Arc<Core>, response: Message, peer: Peer) {
+        let _ = (core, response, peer);
     }
 }

@@ -10,6 +10,8 @@ use voxline_admin::AdminConfig;
 use voxline_auth::AuthConfig;
 use voxline_config::{Problems, Validate, Validator};
 use voxline_location::LocationConfig;
+use voxline_proxy::ProxyConfig;
+use voxline_registrar::RegistrarConfig;
 use voxline_relay::RelayConfig;
 use voxline_transaction::TransportKind;
 
@@ -43,6 +45,10 @@ pub struct NodeConfig {
     pub log: LogSection,
     /// `[sip]`
     pub sip: SipSection,
+    /// `[registrar]`
+    pub registrar: RegistrarConfig,
+    /// `[proxy]`
+    pub proxy: ProxyConfig,
     /// `[auth]`
     pub auth: AuthConfig,
     /// `[location]`
@@ -286,6 +292,11 @@ impl Validate for NodeConfig {
     fn validate(&self, v: &mut Validator) {
         v.section("node", &self.node);
         v.section("sip", &self.sip);
+        v.section("registrar", &self.registrar);
+        v.section("proxy", &self.proxy);
+        for problem in self.auth.problems() {
+            v.error("auth", problem.to_string());
+        }
         if self.has_role(RoleName::Relay) {
             v.section("relay", &RelayRules(&self.relay));
         }

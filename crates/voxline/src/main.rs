@@ -1,6 +1,7 @@
 //! `voxline`: the command-line entry point. Subcommands are thin: they load
 //! the configuration and call into the crates that do the work.
 
+mod api;
 mod config;
 mod ctl;
 mod node;

@@ -4,12 +4,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use voxline_admin::AdminServer;
+use voxline_auth::DigestAuth;
+use voxline_location::{LocationConfig, LocationStore};
+use voxline_proxy::Proxy;
+use voxline_registrar::Registrar;
 use voxline_relay::{Relay, RelayHandle};
-use voxline_server::{LocalIdentity, ServerConfig, ServerRequest, SipServer, SipService};
-use voxline_transaction::{TimerConfig, TryingPolicy};
+use voxline_server::{Core, LocalIdentity, ServerConfig, ServerRequest, SipServer, SipService};
+use voxline_sip::{Message, Method, Uri};
+use voxline_sip_auth::SipAuth;
+use voxline_transaction::{Peer, TimerConfig, TryingPolicy};
 
 use crate::config::{LogFormat, NodeConfig, RoleName};
 
@@ -46,7 +50,7 @@ fn init_logging(cfg: &NodeConfig) {
 /// The running parts of a node.
 struct Node {
     sip: Option<SipServer>,
-    relay: Option<RelayHandle>,
+    relay: Option<Arc<RelayHandle>>,
     admin: Option<AdminServer>,
 }
 
@@ -66,21 +70,33 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     if cfg.has_role(RoleName::Relay) {
         let relay = Relay::start(cfg.relay.clone()).await?;
         tracing::info!(address = %relay.ng_udp_addr(), "ng listener ready");
-        node.relay = Some(relay);
+        node.relay = Some(Arc::new(relay));
     }
+    let mut location = None;
     let sip_roles = [RoleName::Edge, RoleName::Registrar, RoleName::Proxy];
     if sip_roles.iter().any(|r| cfg.has_role(*r)) {
-        let server = SipServer::start(server_config(&cfg), Arc::new(Unrouted)).await?;
+        let service = build_service(&cfg).await?;
+        location = Some(service.location.clone());
+        let server = SipServer::start(server_config(&cfg), Arc::new(service)).await?;
         for l in server.local_addrs() {
             tracing::info!(transport = %l.transport, address = %l.address, "SIP listener ready");
         }
         node.sip = Some(server);
     }
     if cfg.admin.enabled {
-        let routes = Router::new().route(
-            "/api/v1/stats",
-            get(|| async { axum::Json(serde_json::json!({})) }),
-        );
+        let routes = crate::api::routes(Arc::new(crate::api::ApiState {
+            name: cfg.node.name.clone(),
+            roles: cfg
+                .node
+                .roles
+                .iter()
+                .map(|r| format!("{r:?}").to_lowercase())
+                .collect(),
+            started: std::time::Instant::now(),
+            core: node.sip.as_ref().map(|s| s.core().clone()),
+            location,
+            relay: node.relay.clone(),
+        }));
         let admin = AdminServer::start(cfg.admin.listen, metrics, routes).await?;
         tracing::info!(address = %admin.local_addr(), "admin listener ready");
         node.admin = Some(admin);
@@ -91,7 +107,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     if let Some(s) = node.sip.take() {
         s.shutdown();
     }
-    if let Some(r) = node.relay.take() {
+    if let Some(r) = node.relay.take().and_then(|r| Arc::try_unwrap(r).ok()) {
         let _ = tokio::time::timeout(Duration::from_secs(5), r.shutdown()).await;
     }
     if let Some(a) = node.admin.take() {
@@ -124,13 +140,107 @@ pub fn server_config(cfg: &NodeConfig) -> ServerConfig {
     }
 }
 
-/// Until the roles are wired: every request not answered by the core gets
-/// 501 (OPTIONS to the node itself is answered by the core).
-struct Unrouted;
+/// The location store of the node: memory persisted in the data
+/// directory unless the config names another place or Redis.
+async fn open_location(cfg: &NodeConfig) -> anyhow::Result<LocationStore> {
+    let mut lc: LocationConfig = cfg.location.clone();
+    if lc.backend == "memory" && lc.data_dir.is_none() {
+        lc.data_dir = Some(cfg.node.data_dir.join("location"));
+    }
+    let store = LocationStore::open(&lc)
+        .await
+        .map_err(|e| anyhow::anyhow!("location store: {e}"))?;
+    store.spawn_maintenance(&lc);
+    Ok(store)
+}
 
-impl SipService for Unrouted {
+async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
+    let location = open_location(cfg).await?;
+    let digest = DigestAuth::from_config(&cfg.auth, &cfg.node.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("subscriber database: {e}"))?;
+    let auth = SipAuth::new(Arc::new(digest));
+    let registrar = cfg.has_role(RoleName::Registrar).then(|| {
+        Arc::new(Registrar::new(
+            cfg.registrar.clone(),
+            location.clone(),
+            Some(auth.clone()),
+        ))
+    });
+    let proxy = cfg.has_role(RoleName::Proxy).then(|| {
+        Proxy::new(
+            cfg.proxy.clone(),
+            Some(location.clone()),
+            Some(auth.clone()),
+        )
+    });
+    Ok(NodeService {
+        registrar,
+        proxy,
+        location,
+    })
+}
+
+/// Dispatches requests to the node's roles: REGISTER for our domains to
+/// the registrar, everything else to the proxy.
+struct NodeService {
+    registrar: Option<Arc<Registrar>>,
+    proxy: Option<Proxy>,
+    location: LocationStore,
+}
+
+impl NodeService {
+    fn is_local_register(req: &ServerRequest) -> bool {
+        let msg = req.message();
+        msg.method() == Some(Method::Register)
+            && match msg.request_uri() {
+                Ok(Uri::Sip(u)) => req
+                    .core()
+                    .identity()
+                    .is_local_domain(u.host_str.trim_matches(['[', ']'])),
+                _ => false,
+            }
+    }
+}
+
+impl SipService for NodeService {
     fn on_request(&self, req: ServerRequest) {
-        let _ = req.respond(501);
+        if Self::is_local_register(&req) {
+            if let Some(registrar) = &self.registrar {
+                let registrar = registrar.clone();
+                tokio::spawn(async move {
+                    let core = req.core().clone();
+                    registrar
+                        .handle(req, |d| core.identity().is_local_domain(d))
+                        .await;
+                });
+                return;
+            }
+        }
+        match &self.proxy {
+            Some(proxy) => {
+                let proxy = proxy.clone();
+                tokio::spawn(async move { proxy.handle(req).await });
+            }
+            None => {
+                let _ = req.send(
+                    req.response(403, "Forbidden - this node does not route requests")
+                        .build(),
+                );
+            }
+        }
+    }
+
+    fn on_ack(&self, core: &Arc<Core>, ack: Message, peer: Peer) {
+        if let Some(proxy) = &self.proxy {
+            proxy.handle_ack(core, &ack, &peer);
+        }
+    }
+
+    fn on_stray_response(&self, core: &Arc<Core>, response: Message, _peer: Peer) {
+        if let Some(proxy) = &self.proxy {
+            proxy.handle_stray_response(core, &response);
+        }
     }
 }
 

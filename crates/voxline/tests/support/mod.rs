@@ -205,15 +205,140 @@ pub struct SippRun {
 /// Runs SIPp to completion (bounded by `-timeout`) with `args`, in `dir`
 /// (where SIPp writes its trace files).
 pub fn sipp(dir: &Path, args: &[&str]) -> SippRun {
-    let out = Command::new("sipp")
-        .current_dir(dir)
-        .args(args)
-        .args(["-timeout", "60", "-nostdin", "-trace_err"])
-        .output()
-        .expect("sipp must be installed (Debian package sip-tester); scripts/test.sh installs it");
-    SippRun {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    SippProcess::spawn(dir, args).wait()
+}
+
+/// A SIPp process running in the background (a UAS, say).
+pub struct SippProcess {
+    child: Option<Child>,
+}
+
+impl SippProcess {
+    /// Starts SIPp with `args` in `dir`.
+    pub fn spawn(dir: &Path, args: &[&str]) -> SippProcess {
+        let child = Command::new("sipp")
+            .current_dir(dir)
+            .args(args)
+            .args(["-timeout", "60", "-nostdin", "-trace_err"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipp must be installed (Debian package sip-tester)");
+        SippProcess { child: Some(child) }
     }
+
+    /// Waits for SIPp to end by itself; SIPp's own -timeout does not fire
+    /// in every state, so it is killed after 90 s and reported as failed.
+    pub fn wait(mut self) -> SippRun {
+        let child = self.child.take().expect("running");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(Ok(out)) => SippRun {
+                success: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            _ => {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                SippRun {
+                    success: false,
+                    stdout: String::new(),
+                    stderr: "sipp did not finish within 90 s and was killed".into(),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Adds subscribers straight into the node's SQLite database.
+pub fn provision(node: &Node, users: &[(&str, &str)]) {
+    let url = format!("sqlite://{}", node.data_dir().join("voxline.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = voxline_auth::SubscriberStore::open(&url)
+            .await
+            .expect("open subscriber db");
+        for (user, pass) in users {
+            let (u, d) = user.split_once('@').expect("user@domain");
+            store.add(u, d, pass).await.expect("add subscriber");
+        }
+        store.close().await;
+    });
+}
+
+/// Writes an injection file and returns its path.
+pub fn injection(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let mut text = String::from("SEQUENTIAL\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write injection file");
+    path
+}
+
+/// Registers `user` (password `pass`) with SIPp from local port `port`,
+/// so that a UAS started on that port receives the user's calls.
+pub fn register_from_port(node: &Node, user: &str, pass: &str, port: u16) {
+    let (u, d) = user.split_once('@').unwrap();
+    let inf = injection(
+        node.dir.path(),
+        &format!("reg-{u}-{port}.csv"),
+        &[format!(
+            "{u};{d};[authentication username={u} password={pass}]"
+        )],
+    );
+    let target = node.sip_udp.unwrap().to_string();
+    let sf = scenario("register_auth.xml");
+    let port = port.to_string();
+    let run = sipp(
+        node.dir.path(),
+        &[
+            "-sf",
+            sf.to_str().unwrap(),
+            "-inf",
+            inf.to_str().unwrap(),
+            &target,
+            "-m",
+            "1",
+            "-set",
+            "expires",
+            "600",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ],
+    );
+    assert!(
+        run.success,
+        "registering {user} failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
 }

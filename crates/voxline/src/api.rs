@@ -1,0 +1,130 @@
+//! The node's JSON admin API (`/api/v1/...`), served by the admin listener.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use voxline_location::{Binding, LocationStore, Timestamp};
+use voxline_relay::RelayHandle;
+use voxline_server::Core;
+
+/// What the API reads from.
+pub struct ApiState {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub started: Instant,
+    pub core: Option<Arc<Core>>,
+    pub location: Option<LocationStore>,
+    pub relay: Option<Arc<RelayHandle>>,
+}
+
+pub fn routes(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/registrations", get(registrations))
+        .route("/api/v1/relays", get(relays))
+        .with_state(state)
+}
+
+async fn stats(State(s): State<Arc<ApiState>>) -> Response {
+    let now = Timestamp::now();
+    let location = match &s.location {
+        Some(l) => match l.count(now).await {
+            Ok(c) => json!({ "aors": c.aors, "bindings": c.bindings }),
+            Err(e) => json!({ "error": e.to_string() }),
+        },
+        None => Value::Null,
+    };
+    let relay = s.relay.as_ref().map(|r| relay_json(r));
+    axum::Json(json!({
+        "node": s.name,
+        "roles": s.roles,
+        "uptime_secs": s.started.elapsed().as_secs(),
+        "transactions": s.core.as_ref().map(|c| c.transaction_count()),
+        "location": location,
+        "relay": relay,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct RegQuery {
+    aor: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn registrations(State(s): State<Arc<ApiState>>, Query(q): Query<RegQuery>) -> Response {
+    let Some(location) = &s.location else {
+        return (StatusCode::NOT_FOUND, "this node keeps no user location\n").into_response();
+    };
+    let now = Timestamp::now();
+    match q.aor {
+        Some(aor) => match location.lookup(&aor, now).await {
+            Ok(bindings) => axum::Json(json!({
+                "aor": aor,
+                "bindings": bindings.iter().map(|b| binding_json(b, now)).collect::<Vec<_>>(),
+            }))
+            .into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        },
+        None => match location
+            .list(q.cursor.as_deref(), q.limit.unwrap_or(100).min(1000), now)
+            .await
+        {
+            Ok(page) => axum::Json(json!({
+                "registrations": page.entries.iter().map(|(aor, bs)| json!({
+                    "aor": aor,
+                    "bindings": bs.iter().map(|b| binding_json(b, now)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "next": page.next,
+            }))
+            .into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        },
+    }
+}
+
+async fn relays(State(s): State<Arc<ApiState>>) -> Response {
+    match &s.relay {
+        Some(r) => axum::Json(json!({ "local": relay_json(r) })).into_response(),
+        None => axum::Json(json!({})).into_response(),
+    }
+}
+
+fn relay_json(r: &RelayHandle) -> Value {
+    let st = r.stats();
+    json!({
+        "ng": r.ng_udp_addr().to_string(),
+        "sessions": st.sessions,
+        "streams": st.streams,
+        "packets": st.packets,
+        "bytes": st.bytes,
+        "forwarded": st.forwarded,
+        "errors": st.errors,
+    })
+}
+
+fn binding_json(b: &Binding, now: Timestamp) -> Value {
+    json!({
+        "contact": b.contact,
+        "expires_in": b.expires_in(now),
+        "q": f64::from(b.q) / 1000.0,
+        "call_id": b.call_id,
+        "cseq": b.cseq,
+        "transport": b.source.transport.as_str(),
+        "source": b.source.remote.to_string(),
+        "local": b.source.local.to_string(),
+        "path": b.path,
+        "instance": b.instance,
+        "reg_id": b.reg_id,
+        "user_agent": b.user_agent,
+        "nat": b.nat,
+    })
+}
