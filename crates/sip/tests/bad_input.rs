@@ -83,7 +83,10 @@ fn nul_bytes() {
     // Framed (the line structure is intact) but refused: TEXT has no NUL.
     assert_eq!(msg.header_by_name("X-Nul"), Some("a\0b"));
     let r = validate_request(&msg, &ValidationPolicy::default()).unwrap_err();
-    assert_eq!((r.status, r.reason), (400, "Bad Request - Control character in header"));
+    assert_eq!(
+        (r.status, r.reason),
+        (400, "Bad Request - Control character in header")
+    );
     let m = format!("{HEAD}Call-ID\0: x\r\n\r\n");
     assert_eq!(
         parse(m.as_bytes()),
