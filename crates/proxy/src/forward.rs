@@ -23,6 +23,8 @@ pub struct ForwardEdits<'a> {
     pub rport: Option<u16>,
     /// Record-Route values, bottom first (incoming side, then outgoing).
     pub record_route: &'a [String],
+    /// A new body (SDP rewritten by the media relay), or `None` to keep it.
+    pub body: Option<&'a [u8]>,
 }
 
 /// Writes the forwarded request.
@@ -59,6 +61,9 @@ pub fn forwarded_request(msg: &Message, e: &ForwardEdits<'_>) -> Result<Bytes, E
         ed.set_via_received(e.received, e.rport);
     }
     ed.push_via(e.via);
+    if let Some(body) = e.body {
+        ed.set_body(None, body);
+    }
     ed.ensure_content_length();
     let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 256);
     ed.write_to(&mut out)?;
@@ -102,6 +107,7 @@ Content-Length: 0
                 received: Some("198.51.100.7"),
                 rport: Some(40000),
                 record_route: &rr,
+                body: None,
             },
         )
         .unwrap();
@@ -145,6 +151,7 @@ Content-Length: 0
                 received: None,
                 rport: None,
                 record_route: &[],
+                body: None,
             },
         )
         .unwrap();

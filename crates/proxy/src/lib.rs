@@ -7,6 +7,7 @@
 //! and forks: in parallel within the best q group, serially across groups.
 //! [`session`] drives the branches; [`fork`] decides which response wins.
 
+pub mod calls;
 pub mod config;
 pub mod fork;
 pub mod forward;
@@ -28,9 +29,10 @@ use voxline_sip::{Host, Message, Method, Uri, Via, check_max_forwards};
 use voxline_sip_auth::{AuthOutcome, SipAuth, answer_store_error};
 use voxline_transaction::{Peer, TransportKind};
 
+use crate::calls::{CallControl, Refusal};
 use crate::resolve::Resolver;
 use crate::routing::{RouteInfo, creates_dialog, preprocess};
-use crate::session::{Hop, Plan, Target};
+use crate::session::{CallRole, Hop, Plan, Target};
 
 impl ProxyConfig {
     pub(crate) fn timer_c(&self) -> Duration {
@@ -48,6 +50,7 @@ pub struct Inner {
     location: Option<LocationStore>,
     auth: Option<SipAuth>,
     pub(crate) resolver: Resolver,
+    pub(crate) calls: Option<Arc<CallControl>>,
 }
 
 /// The proxy of a node.
@@ -69,6 +72,16 @@ impl Proxy {
         location: Option<LocationStore>,
         auth: Option<SipAuth>,
     ) -> Self {
+        Self::with_calls(config, location, auth, None)
+    }
+
+    /// A proxy with call control (dialogs, media anchoring, call records).
+    pub fn with_calls(
+        config: ProxyConfig,
+        location: Option<LocationStore>,
+        auth: Option<SipAuth>,
+        calls: Option<Arc<CallControl>>,
+    ) -> Self {
         let resolver = Resolver::new(config.dns, Duration::from_millis(config.dns_timeout_ms));
         Proxy {
             inner: Arc::new(Inner {
@@ -76,8 +89,14 @@ impl Proxy {
                 location,
                 auth,
                 resolver,
+                calls,
             }),
         }
+    }
+
+    /// Call control, when configured.
+    pub fn calls(&self) -> Option<&Arc<CallControl>> {
+        self.inner.calls.as_ref()
     }
 
     /// Routes one request (not REGISTER for our domains, which is the
@@ -103,6 +122,7 @@ impl Proxy {
         };
         let in_dialog = msg.to_tag().is_some();
         let method = msg.method();
+        let mut subscriber = None;
         if self.needs_auth(&core, msg, in_dialog) {
             let realm = from_domain(msg).unwrap_or_default();
             let from_user = from_user(msg).unwrap_or_default();
@@ -123,12 +143,40 @@ impl Proxy {
                         );
                         return;
                     }
+                    subscriber = Some(format!(
+                        "{}@{}",
+                        who.username,
+                        who.realm.to_ascii_lowercase()
+                    ));
                 }
             }
         }
         let groups = match self.targets(&req, &route, in_dialog).await {
             Ok(g) => g,
             Err(()) => return,
+        };
+        let (body, call) = match (&self.inner.calls, &method) {
+            (Some(calls), Some(Method::Invite)) if !in_dialog => {
+                match calls.begin(msg, req.peer(), subscriber).await {
+                    Ok(body) => (body, CallRole::Initial),
+                    Err(Refusal::Limit(l)) => {
+                        let _ = req.send(req.response(l.status, l.reason).build());
+                        return;
+                    }
+                    Err(Refusal::NoRelay) => {
+                        let _ = req.send(
+                            req.response(503, "Service Unavailable - no media relay")
+                                .header("Retry-After", "5")
+                                .build(),
+                        );
+                        return;
+                    }
+                }
+            }
+            (Some(calls), Some(_)) if in_dialog => {
+                (calls.in_dialog(msg, req.peer()).await, CallRole::InDialog)
+            }
+            _ => (None, CallRole::None),
         };
         let record_route = self.inner.config.record_route
             && !in_dialog
@@ -141,6 +189,8 @@ impl Proxy {
                 route,
                 record_route,
                 groups,
+                body,
+                call,
             },
         )
         .await;
@@ -264,7 +314,29 @@ impl Proxy {
     }
 
     /// Routes an ACK for a 2xx (no transaction, RFC 3261 §16.11 statelessly).
-    pub fn handle_ack(&self, core: &Core, ack: &Message, peer: &Peer) {
+    pub fn handle_ack(&self, core: &Arc<Core>, ack: &Message, peer: &Peer) {
+        if let Some(calls) = &self.inner.calls
+            && calls.anchors_media()
+            && calls::sdp_of(ack).is_some()
+        {
+            // The answer to a late offer: anchor it before passing it on.
+            let (proxy, core, ack, peer, calls) = (
+                self.clone(),
+                core.clone(),
+                ack.clone(),
+                *peer,
+                calls.clone(),
+            );
+            tokio::spawn(async move {
+                let body = calls.ack(&ack, peer.addr).await;
+                proxy.forward_ack(&core, &ack, &peer, body.as_deref().map(str::as_bytes));
+            });
+            return;
+        }
+        self.forward_ack(core, ack, peer, None);
+    }
+
+    fn forward_ack(&self, core: &Core, ack: &Message, peer: &Peer, body: Option<&[u8]>) {
         let Ok(route) = preprocess(ack, |u| core.identity().is_self(u)) else {
             return;
         };
@@ -304,6 +376,7 @@ impl Proxy {
                 received: received.as_deref(),
                 rport,
                 record_route: &[],
+                body,
             },
         ) else {
             return;

@@ -47,10 +47,27 @@ pub struct Plan {
     pub record_route: bool,
     /// Targets grouped by q, best group first.
     pub groups: Vec<Vec<Target>>,
+    /// A replacement body for every branch (the anchored SDP offer).
+    pub body: Option<String>,
+    /// What call control does with the responses.
+    pub call: CallRole,
+}
+
+/// How the request relates to call control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRole {
+    /// Not tracked (no call control, or a request outside calls).
+    None,
+    /// An initial INVITE with a dialog being set up.
+    Initial,
+    /// An in-dialog request (re-INVITE/UPDATE responses carry SDP answers).
+    InDialog,
 }
 
 struct Branch {
     target: Target,
+    /// Where the current attempt went.
+    peer: Option<Peer>,
     /// Remaining addresses to fail over to (RFC 3263 §4.3).
     fallback: Vec<Peer>,
     tx: Option<ClientTxId>,
@@ -72,6 +89,8 @@ struct Session {
     route: RouteInfo,
     record_route: bool,
     groups: std::vec::IntoIter<Vec<Target>>,
+    body: Option<String>,
+    call: CallRole,
     ctx: ResponseContext,
     branches: Vec<Branch>,
     /// Client transaction tag → branch index.
@@ -98,6 +117,8 @@ impl Session {
             route: plan.route,
             record_route: plan.record_route,
             groups: plan.groups.into_iter(),
+            body: plan.body,
+            call: plan.call,
             ctx: ResponseContext::new(),
             branches: Vec::new(),
             tags: HashMap::new(),
@@ -160,6 +181,7 @@ impl Session {
             let i = self.ctx.add_branch();
             self.branches.push(Branch {
                 target,
+                peer: None,
                 fallback: Vec::new(),
                 tx: None,
                 timer_c: None,
@@ -229,6 +251,7 @@ impl Session {
                 received: received.as_deref(),
                 rport,
                 record_route: &rr,
+                body: self.body.as_deref().map(str::as_bytes),
             },
         )
         .map_err(|e| e.to_string())?;
@@ -241,6 +264,7 @@ impl Session {
         self.live_txs += 1;
         let b = &mut self.branches[i];
         b.tx = Some(id);
+        b.peer = Some(peer);
         if self.is_invite {
             b.timer_c = Some(Instant::now() + self.inner.config.timer_c());
         }
@@ -282,7 +306,7 @@ impl Session {
             return;
         };
         match ev {
-            ClientEvent::Response(resp) => self.on_response(i, resp),
+            ClientEvent::Response(resp) => self.on_response(i, resp).await,
             ClientEvent::Timeout | ClientEvent::TransportError => {
                 let status = if matches!(ev, ClientEvent::Timeout) {
                     408
@@ -306,7 +330,7 @@ impl Session {
         }
     }
 
-    fn on_response(&mut self, i: usize, resp: Message) {
+    async fn on_response(&mut self, i: usize, resp: Message) {
         let Some(status) = resp.status() else { return };
         if status < 200 {
             self.branches[i].got_provisional = true;
@@ -328,7 +352,11 @@ impl Session {
         }
         let verdict = self.ctx.on_response(i, status);
         if verdict.forward && !(self.final_sent && status < 200) {
-            if let Err(e) = self.req.forward_response(&resp) {
+            let body = self.anchored_body(i, &resp).await;
+            if let Err(e) = self
+                .req
+                .forward_response_with_body(&resp, body.as_deref().map(str::as_bytes))
+            {
                 tracing::debug!(error = %e, "response not forwarded");
             }
             if status >= 200 {
@@ -340,6 +368,25 @@ impl Session {
         }
         if (300..700).contains(&status) {
             self.branches[i].final_response = Some(resp);
+        }
+    }
+
+    /// The SDP answer (or late offer) of a response, anchored on the relay.
+    async fn anchored_body(&self, i: usize, resp: &Message) -> Option<String> {
+        let calls = self.inner.calls.as_ref()?;
+        let peer = self.branches.get(i)?.peer?;
+        match self.call {
+            CallRole::None => None,
+            CallRole::Initial => {
+                calls
+                    .response(self.req.message(), resp, &peer, self.req.core())
+                    .await
+            }
+            CallRole::InDialog => {
+                calls
+                    .in_dialog_response(self.req.message(), resp, peer.addr)
+                    .await
+            }
         }
     }
 
@@ -398,6 +445,29 @@ impl Session {
             return;
         }
         let best = self.ctx.best();
+        if self.call == CallRole::Initial
+            && let Some(calls) = self.inner.calls.clone()
+        {
+            let status = match best.map(|(_, s)| s) {
+                Some(487) if !self.cancelled => 408,
+                Some(503) => 500,
+                Some(s) => s,
+                None => 408,
+            };
+            let hangup = if self.cancelled {
+                voxline_dialog::Hangup::Caller
+            } else if status == 408 {
+                voxline_dialog::Hangup::Proxy("timeout".into())
+            } else {
+                voxline_dialog::Hangup::Callee
+            };
+            let invite = self.req.message().clone();
+            tokio::spawn(async move {
+                calls
+                    .fail(&invite, status, reason_phrase(status), hangup)
+                    .await;
+            });
+        }
         if best.is_some_and(|(_, s)| s == 487) && !self.cancelled {
             // Our own CANCEL (Timer C, serial fork timeout) ended the branch:
             // for the caller the callee did not answer in time.

@@ -86,12 +86,24 @@ impl ServerRequest {
     /// response, RFC 3261 §16.7 step 9): the top Via is removed and the rest
     /// is passed on byte for byte.
     pub fn forward_response(&self, response: &Message) -> Result<(), ServerError> {
-        let mut out = BytesMut::with_capacity(response.as_bytes().len());
-        response
-            .edit()
-            .pop_via()
-            .write_to(&mut out)
-            .map_err(ServerError::Edit)?;
+        self.forward_response_with_body(response, None)
+    }
+
+    /// [`forward_response`](Self::forward_response) with the body replaced
+    /// (an SDP rewritten by the media relay).
+    pub fn forward_response_with_body(
+        &self,
+        response: &Message,
+        body: Option<&[u8]>,
+    ) -> Result<(), ServerError> {
+        let mut out =
+            BytesMut::with_capacity(response.as_bytes().len() + body.map_or(0, <[u8]>::len));
+        let mut ed = response.edit();
+        ed.pop_via();
+        if let Some(b) = body {
+            ed.set_body(None, b);
+        }
+        ed.write_to(&mut out).map_err(ServerError::Edit)?;
         self.send(out.freeze())
     }
 

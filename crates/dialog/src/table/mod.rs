@@ -195,6 +195,18 @@ impl DialogTable {
         }
     }
 
+    /// Replaces the caller's leg (known completely only once the 2xx gives
+    /// the callee's tag and the Record-Route set).
+    pub fn update_caller_leg(&self, call_id: &str, from_tag: &str, leg: Leg) {
+        let mut shard = lock(self.shard(call_id));
+        if let Some(d) = shard
+            .dialogs
+            .get_mut(&(call_id.to_owned(), from_tag.to_owned()))
+        {
+            d.caller_leg = leg;
+        }
+    }
+
     /// A 2xx to the initial INVITE: the call is up. Returns false when the
     /// dialog is unknown or already confirmed with another tag (a second
     /// forked 2xx, which the proxy passes on but does not track).
