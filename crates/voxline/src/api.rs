@@ -11,6 +11,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use voxline_location::{Binding, LocationStore, Timestamp};
+use voxline_proxy::calls::CallControl;
 use voxline_relay::RelayHandle;
 use voxline_server::Core;
 
@@ -22,6 +23,7 @@ pub struct ApiState {
     pub core: Option<Arc<Core>>,
     pub location: Option<LocationStore>,
     pub relay: Option<Arc<RelayHandle>>,
+    pub calls: Option<Arc<CallControl>>,
 }
 
 pub fn routes(state: Arc<ApiState>) -> Router {
@@ -29,6 +31,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/registrations", get(registrations))
         .route("/api/v1/relays", get(relays))
+        .route("/api/v1/calls", get(calls))
         .with_state(state)
 }
 
@@ -42,8 +45,13 @@ async fn stats(State(s): State<Arc<ApiState>>) -> Response {
         None => Value::Null,
     };
     let relay = s.relay.as_ref().map(|r| relay_json(r));
+    let dialogs = s.calls.as_ref().map(|c| {
+        let (early, confirmed) = c.dialogs().counts();
+        json!({ "early": early, "confirmed": confirmed })
+    });
     axum::Json(json!({
         "node": s.name,
+        "dialogs": dialogs,
         "roles": s.roles,
         "uptime_secs": s.started.elapsed().as_secs(),
         "transactions": s.core.as_ref().map(|c| c.transaction_count()),
@@ -88,6 +96,16 @@ async fn registrations(State(s): State<Arc<ApiState>>, Query(q): Query<RegQuery>
             .into_response(),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
         },
+    }
+}
+
+async fn calls(State(s): State<Arc<ApiState>>) -> Response {
+    match &s.calls {
+        Some(c) => {
+            let (early, confirmed) = c.dialogs().counts();
+            axum::Json(json!({ "early": early, "confirmed": confirmed, "calls": c.list() })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "this node routes no calls\n").into_response(),
     }
 }
 

@@ -10,6 +10,7 @@ use voxline_admin::AdminConfig;
 use voxline_auth::AuthConfig;
 use voxline_config::{Problems, Validate, Validator};
 use voxline_location::LocationConfig;
+use voxline_dialog::DialogConfig;
 use voxline_proxy::ProxyConfig;
 use voxline_registrar::RegistrarConfig;
 use voxline_relay::RelayConfig;
@@ -49,6 +50,8 @@ pub struct NodeConfig {
     pub registrar: RegistrarConfig,
     /// `[proxy]`
     pub proxy: ProxyConfig,
+    /// `[dialog]`
+    pub dialog: DialogConfig,
     /// `[auth]`
     pub auth: AuthConfig,
     /// `[location]`
@@ -294,6 +297,7 @@ impl Validate for NodeConfig {
         v.section("sip", &self.sip);
         v.section("registrar", &self.registrar);
         v.section("proxy", &self.proxy);
+        v.section("dialog", &self.dialog);
         for problem in self.auth.problems() {
             v.error("auth", problem.to_string());
         }

@@ -8,6 +8,7 @@ use voxline_admin::AdminServer;
 use voxline_auth::DigestAuth;
 use voxline_location::{LocationConfig, LocationStore};
 use voxline_proxy::Proxy;
+use voxline_proxy::calls::CallControl;
 use voxline_registrar::Registrar;
 use voxline_relay::{Relay, RelayHandle};
 use voxline_server::{Core, LocalIdentity, ServerConfig, ServerRequest, SipServer, SipService};
@@ -73,11 +74,16 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
         node.relay = Some(Arc::new(relay));
     }
     let mut location = None;
+    let mut calls = None;
     let sip_roles = [RoleName::Edge, RoleName::Registrar, RoleName::Proxy];
     if sip_roles.iter().any(|r| cfg.has_role(*r)) {
         let service = build_service(&cfg).await?;
         location = Some(service.location.clone());
+        calls = service.calls.clone();
         let server = SipServer::start(server_config(&cfg), Arc::new(service)).await?;
+        if let Some(calls) = &calls {
+            tokio::spawn(calls.clone().run_maintenance(server.core().clone()));
+        }
         for l in server.local_addrs() {
             tracing::info!(transport = %l.transport, address = %l.address, "SIP listener ready");
         }
@@ -96,6 +102,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
             core: node.sip.as_ref().map(|s| s.core().clone()),
             location,
             relay: node.relay.clone(),
+            calls,
         }));
         let admin = AdminServer::start(cfg.admin.listen, metrics, routes).await?;
         tracing::info!(address = %admin.local_addr(), "admin listener ready");
@@ -167,17 +174,17 @@ async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
             Some(auth.clone()),
         ))
     });
+    let calls = cfg
+        .has_role(RoleName::Proxy)
+        .then(|| Arc::new(CallControl::new(cfg.dialog.clone(), None, None)));
     let proxy = cfg.has_role(RoleName::Proxy).then(|| {
-        Proxy::new(
-            cfg.proxy.clone(),
-            Some(location.clone()),
-            Some(auth.clone()),
-        )
+        Proxy::with_calls(cfg.proxy.clone(), Some(location.clone()), Some(auth.clone()), calls.clone())
     });
     Ok(NodeService {
         registrar,
         proxy,
         location,
+        calls,
     })
 }
 
@@ -187,6 +194,7 @@ struct NodeService {
     registrar: Option<Arc<Registrar>>,
     proxy: Option<Proxy>,
     location: LocationStore,
+    calls: Option<Arc<CallControl>>,
 }
 
 impl NodeService {
