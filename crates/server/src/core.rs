@@ -62,6 +62,7 @@ pub struct Core {
     epoch: Instant,
     next_shard: AtomicUsize,
     stopped: AtomicBool,
+    draining: AtomicBool,
     tag_hasher: std::collections::hash_map::RandomState,
 }
 
@@ -110,6 +111,7 @@ impl Core {
             epoch: Instant::now(),
             next_shard: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             tag_hasher: std::collections::hash_map::RandomState::new(),
         })
     }
@@ -132,6 +134,19 @@ impl Core {
         for s in &self.shards {
             s.wake.notify_one();
         }
+    }
+
+    /// Drain mode: new out-of-dialog requests (and OPTIONS pings, so load
+    /// balancers take the node out) get 503; dialogs in progress go on.
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::Relaxed);
+        tracing::warn!(draining = on, "drain mode changed");
+        metrics::gauge!("voxline_draining").set(if on { 1.0 } else { 0.0 });
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Who this node is (domains, names, listeners).
@@ -185,6 +200,17 @@ impl Core {
             return;
         }
         let msg = stamp_received(msg, &peer);
+        if self.draining.load(Ordering::Relaxed) && refused_while_draining(&msg) {
+            metrics::counter!("voxline_sip_drain_rejected_total").increment(1);
+            let retry = rand::random_range(10..=60u32).to_string();
+            let reply =
+                voxline_sip::ResponseBuilder::new(&msg, 503, "Service Unavailable - draining")
+                    .to_tag(&self.stateless_tag(&msg))
+                    .header("Retry-After", &retry)
+                    .build();
+            self.send_stateless(out, &response_peer(&msg, &peer), reply);
+            return;
+        }
         if method == Some(Method::Options) && self.is_for_me(&msg) {
             self.answer_options(&msg, &peer, out);
             return;
@@ -306,12 +332,17 @@ impl Core {
     }
 
     /// Whether a request is addressed to this node itself (not to a user):
-    /// a SIP Request-URI without user part naming one of our hosts.
+    /// a SIP Request-URI without user part naming one of our hosts, or one
+    /// of our domains without a port (`OPTIONS sip:example.com` asks the
+    /// domain's server, wherever DNS SRV put it).
     fn is_for_me(&self, msg: &Message) -> bool {
         match msg.request_uri() {
-            Ok(uri) => uri
-                .as_sip()
-                .is_some_and(|u| u.user.is_none() && self.identity().is_self(u)),
+            Ok(uri) => uri.as_sip().is_some_and(|u| {
+                let identity = self.identity();
+                u.user.is_none()
+                    && (identity.is_self(u)
+                        || (u.port.is_none() && identity.is_local_domain(u.host_str)))
+            }),
             Err(_) => false,
         }
     }
@@ -556,6 +587,12 @@ impl Receiver for CoreReceiver {
             core.on_response(msg, peer);
         }
     }
+}
+
+/// What drain mode refuses: requests that would start something new. ACK,
+/// CANCEL and in-dialog requests (To tag present) still pass.
+fn refused_while_draining(msg: &Message) -> bool {
+    !matches!(msg.method(), Some(Method::Ack | Method::Cancel)) && msg.to_tag().is_none()
 }
 
 /// Writes `received`/`rport` into the top Via of a received request

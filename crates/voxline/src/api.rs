@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use voxline_location::{Binding, LocationStore, Timestamp};
@@ -32,6 +32,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/api/v1/registrations", get(registrations))
         .route("/api/v1/relays", get(relays))
         .route("/api/v1/calls", get(calls))
+        .route("/api/v1/drain", post(drain))
         .with_state(state)
 }
 
@@ -54,6 +55,7 @@ async fn stats(State(s): State<Arc<ApiState>>) -> Response {
         "dialogs": dialogs,
         "roles": s.roles,
         "uptime_secs": s.started.elapsed().as_secs(),
+        "draining": s.core.as_ref().map(|c| c.is_draining()),
         "transactions": s.core.as_ref().map(|c| c.transaction_count()),
         "location": location,
         "relay": relay,
@@ -103,9 +105,31 @@ async fn calls(State(s): State<Arc<ApiState>>) -> Response {
     match &s.calls {
         Some(c) => {
             let (early, confirmed) = c.dialogs().counts();
-            axum::Json(json!({ "early": early, "confirmed": confirmed, "calls": c.list() })).into_response()
+            axum::Json(json!({ "early": early, "confirmed": confirmed, "calls": c.list() }))
+                .into_response()
         }
         None => (StatusCode::NOT_FOUND, "this node routes no calls\n").into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct DrainBody {
+    #[serde(default = "yes")]
+    on: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn drain(State(s): State<Arc<ApiState>>, body: Option<axum::Json<DrainBody>>) -> Response {
+    let on = body.map_or(true, |b| b.on);
+    match &s.core {
+        Some(core) => {
+            core.set_draining(on);
+            axum::Json(json!({ "draining": on })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "this node has no SIP role\n").into_response(),
     }
 }
 

@@ -25,10 +25,13 @@ pub enum Action {
     Dispatcher,
     /// Prometheus metrics, as scraped.
     Metrics,
-    /// Stop taking new calls and registrations; finish what is in progress.
-    Drain,
-    /// Re-read the configuration file.
-    Reload,
+    /// Stop taking new calls and registrations; finish what is in progress
+    /// (`--off` to take traffic again).
+    Drain {
+        /// Leave drain mode.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 pub fn run(admin: SocketAddr, action: Action) -> ExitCode {
@@ -42,14 +45,17 @@ pub fn run(admin: SocketAddr, action: Action) -> ExitCode {
         Action::Relays => ("GET", "/api/v1/relays".to_owned()),
         Action::Dispatcher => ("GET", "/api/v1/dispatcher".to_owned()),
         Action::Metrics => ("GET", "/metrics".to_owned()),
-        Action::Drain => ("POST", "/api/v1/drain".to_owned()),
-        Action::Reload => ("POST", "/api/v1/reload".to_owned()),
+        Action::Drain { .. } => ("POST", "/api/v1/drain".to_owned()),
     };
     let rt = match crate::runtime(1) {
         Ok(rt) => rt,
         Err(e) => return crate::fail(&e),
     };
-    match rt.block_on(client::request(admin, method, &path, None)) {
+    let body = match action {
+        Action::Drain { off } => Some(format!("{{\"on\":{}}}", !off)),
+        _ => None,
+    };
+    match rt.block_on(client::request(admin, method, &path, body.as_deref())) {
         Ok(body) => {
             match serde_json::from_str::<serde_json::Value>(&body) {
                 Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(body)),

@@ -101,3 +101,50 @@ fn check_reports_every_problem_with_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn drain_mode_answers_503_and_can_be_left() {
+    let node = Node::start(&config("\"proxy\"", ""));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(node.sip_udp.unwrap()).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let port = node.sip_udp.unwrap().port();
+    let ping = |branch: &str| -> String {
+        let m = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch};rport\r\n\
+From: <sip:t@localhost>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send(m.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(ping("d1").starts_with("SIP/2.0 200"));
+    let out = std::process::Command::new(support::binary())
+        .args(["ctl", "--admin", &node.admin.unwrap().to_string(), "drain"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = ping("d2");
+    assert!(
+        r.starts_with("SIP/2.0 503") && r.contains("Retry-After:"),
+        "{r}"
+    );
+    let out = std::process::Command::new(support::binary())
+        .args([
+            "ctl",
+            "--admin",
+            &node.admin.unwrap().to_string(),
+            "drain",
+            "--off",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(ping("d3").starts_with("SIP/2.0 200"));
+}
