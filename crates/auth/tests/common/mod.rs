@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // test helpers may unwrap
 
-pub mod servers;
+/// Real PostgreSQL and MariaDB servers (shared with other crates' tests).
+pub use voxline_testdb as servers;
 pub mod suite;
 
 use voxline_auth::Decision;

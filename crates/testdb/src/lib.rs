@@ -1,8 +1,12 @@
-//! Real database servers for the tests: a PostgreSQL cluster (`initdb` +
+//! Real database servers for tests: a PostgreSQL cluster (`initdb` +
 //! `pg_ctl`) and a MariaDB server (`mariadb-install-db` + `mariadbd`), each
 //! in its own temporary directory on a free loopback port, stopped on drop.
-//! `None` (with a message on stderr) when the binaries are not installed.
-
+//! `start()` returns `None` (with a message on stderr) when the binaries are
+//! not installed, so tests can skip.
+//!
+//! Used as a dev-dependency by the crates with SQL stores (voxline-auth,
+//! voxline-cdr). Test support code: it panics on setup failures.
+#![allow(clippy::unwrap_used)] // test support: a failed setup is a failed test
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -65,9 +69,12 @@ pub struct PgCluster {
     running: bool,
 }
 
+/// The password of the `voxline` superuser of a [`PgCluster`].
 pub const PG_PASSWORD: &str = "pg-test-pw";
 
 impl PgCluster {
+    /// Creates a cluster (`initdb`) and starts it on a free port; `None` if
+    /// PostgreSQL is not installed. As root it runs as the `postgres` user.
     pub fn start() -> Option<PgCluster> {
         let Some(bindir) = postgres_bindir() else {
             eprintln!(
@@ -183,6 +190,16 @@ impl PgCluster {
         self.pg_ctl_start().unwrap();
         self.running = true;
     }
+
+    /// The TCP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether it is running (not [`PgCluster::stop`]ped).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
 }
 
 impl Drop for PgCluster {
@@ -198,6 +215,7 @@ pub struct MariaDb {
     port: u16,
 }
 
+/// The password of the `voxline` user of a [`MariaDb`].
 pub const MYSQL_PASSWORD: &str = "my-test-pw";
 
 fn find_program(candidates: &[&str]) -> Option<PathBuf> {
@@ -210,6 +228,8 @@ fn find_program(candidates: &[&str]) -> Option<PathBuf> {
 }
 
 impl MariaDb {
+    /// Creates a data directory and starts `mariadbd` on a free port with a
+    /// `voxline` database and user; `None` if MariaDB is not installed.
     pub fn start() -> Option<MariaDb> {
         let (Some(install), Some(server)) = (
             find_program(&["mariadb-install-db", "mysql_install_db"]),
@@ -313,6 +333,7 @@ impl MariaDb {
         .unwrap();
     }
 
+    /// `mysql://voxline:…@127.0.0.1:port/voxline`.
     pub fn url(&self) -> String {
         format!(
             "mysql://voxline:{MYSQL_PASSWORD}@127.0.0.1:{}/voxline",
