@@ -1,0 +1,31 @@
+-- Call detail records: one row per call attempt, written when it ends.
+-- Times are milliseconds since the Unix epoch (UTC).
+CREATE TABLE cdr (
+    id               CHAR(36)     CHARACTER SET ascii NOT NULL,
+    call_id          VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    node             VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    caller_aor       TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    caller_display   TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+    callee_aor       TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    request_uri      TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    source_addr      VARCHAR(64)  CHARACTER SET ascii NOT NULL,
+    source_transport VARCHAR(16)  CHARACTER SET ascii NOT NULL,
+    start_ms         BIGINT       NOT NULL,
+    answer_ms        BIGINT,
+    end_ms           BIGINT       NOT NULL,
+    duration_ms      BIGINT       NOT NULL,
+    status           BIGINT       NOT NULL,
+    reason           TEXT         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    hangup_by        VARCHAR(16)  CHARACTER SET ascii NOT NULL,
+    hangup_reason    VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    relay            VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+    from_caller_packets BIGINT,
+    from_caller_bytes   BIGINT,
+    from_caller_lost    BIGINT,
+    from_callee_packets BIGINT,
+    from_callee_bytes   BIGINT,
+    from_callee_lost    BIGINT,
+    PRIMARY KEY (id),
+    KEY cdr_start (start_ms),
+    KEY cdr_call_id (call_id(191))
+) ENGINE = InnoDB;

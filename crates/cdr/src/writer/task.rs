@@ -1,0 +1,446 @@
+//! The writer task: batches from the queue into the database, or into the
+//! spool while the database is unavailable; retries, replays, flushes.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Backoff, Shared, WriterOptions};
+use crate::config::redact_url;
+use crate::error::CdrError;
+use crate::record::CdrRecord;
+use crate::spool::{Spool, SpoolReader};
+use crate::store::CdrStore;
+
+pub(super) struct WriterTask {
+    options: WriterOptions,
+    rx: mpsc::Receiver<CdrRecord>,
+    shared: Arc<Shared>,
+    store: Option<CdrStore>,
+    /// The database took the last operation.
+    up: bool,
+    /// The current outage has been logged.
+    down_logged: bool,
+    backoff: Backoff,
+    /// When to try the database again (while it is down).
+    retry_at: Instant,
+    /// A replay of the spool in progress.
+    replay: Option<SpoolReader>,
+    /// Records replayed in the current replay (for its log line).
+    replayed_now: u64,
+    /// No replay before this (after a spool read error).
+    replay_at: Instant,
+    /// Records neither stored nor spooled (the spool failed too), retried
+    /// from `pending_at`.
+    pending: Vec<CdrRecord>,
+    pending_at: Instant,
+    /// The queue is closed (every handle dropped).
+    closed: bool,
+}
+
+/// Runs blocking spool work off the runtime's threads.
+async fn with_spool<T: Send + 'static>(
+    spool: &Arc<Mutex<Spool>>,
+    work: impl FnOnce(&mut Spool) -> T + Send + 'static,
+) -> T {
+    let spool = spool.clone();
+    let job = move || work(&mut spool.lock().unwrap_or_else(PoisonError::into_inner));
+    match tokio::task::spawn_blocking(job).await {
+        Ok(value) => value,
+        // The closure panicked: re-raise it here.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// An error with its sources, `a: b: c`.
+fn error_chain(e: &CdrError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl WriterTask {
+    pub(super) fn new(
+        options: WriterOptions,
+        rx: mpsc::Receiver<CdrRecord>,
+        shared: Arc<Shared>,
+    ) -> WriterTask {
+        let backoff = Backoff::new(options.retry_interval, options.retry_max_interval);
+        let now = Instant::now();
+        WriterTask {
+            options,
+            rx,
+            shared,
+            store: None,
+            up: false,
+            down_logged: false,
+            backoff,
+            retry_at: now,
+            replay: None,
+            replayed_now: 0,
+            replay_at: now,
+            pending: Vec::new(),
+            pending_at: now,
+            closed: false,
+        }
+    }
+
+    fn backlog(&self) -> u64 {
+        self.shared.stats.borrow().backlog
+    }
+
+    /// Whether to read on in the spool: records left, or a replay that has
+    /// not yet seen the end of the file (which it truncates).
+    fn replay_due(&self, now: Instant) -> bool {
+        self.up && (self.backlog() > 0 || self.replay.is_some()) && now >= self.replay_at
+    }
+
+    pub(super) async fn run(mut self) {
+        metrics::gauge!("voxline_cdr_database_up").set(0.0);
+        self.connect().await;
+        loop {
+            if self.replay_due(Instant::now()) {
+                self.replay_step().await;
+            }
+            if self.closed || self.shared.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let now = Instant::now();
+            let pending_due = !self.pending.is_empty() && now >= self.pending_at;
+            let mut batch = Vec::new();
+            if self.replay_due(now) || pending_due {
+                // Busy: take what is queued without waiting.
+                while batch.len() < self.options.batch_size {
+                    match self.rx.try_recv() {
+                        Ok(record) => batch.push(record),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            self.closed = true;
+                            break;
+                        }
+                    }
+                }
+            } else {
+                let wake_at = [
+                    (!self.up).then_some(self.retry_at),
+                    (!self.pending.is_empty()).then_some(self.pending_at),
+                    (self.up && self.backlog() > 0).then_some(self.replay_at),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                tokio::select! {
+                    received = self.rx.recv_many(&mut batch, self.options.batch_size) => {
+                        if received == 0 {
+                            self.closed = true;
+                        }
+                    }
+                    () = self.shared.wake.notified() => {}
+                    () = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {}
+                }
+            }
+            if !self.pending.is_empty() && Instant::now() >= self.pending_at {
+                batch.append(&mut self.pending);
+            }
+            batch.append(&mut self.take_overflow(false));
+            if !batch.is_empty() {
+                self.write(batch).await;
+            }
+            if !self.up && Instant::now() >= self.retry_at {
+                self.connect().await;
+            }
+        }
+        self.finish().await;
+    }
+
+    fn take_overflow(&self, close: bool) -> Vec<CdrRecord> {
+        let mut overflow = self
+            .shared
+            .overflow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        overflow.closed |= close;
+        std::mem::take(&mut overflow.records)
+    }
+
+    /// Opens the database, or checks that it answers again.
+    async fn connect(&mut self) {
+        let result = match &self.store {
+            Some(store) => store.ping().await,
+            None => match CdrStore::open_with(&self.options.db_url, &self.options.store).await {
+                Ok(store) => {
+                    self.store = Some(store);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => self.mark_up(),
+            Err(e) => self.mark_down(&e),
+        }
+    }
+
+    fn mark_up(&mut self) {
+        if self.up {
+            return;
+        }
+        self.up = true;
+        self.backoff.reset();
+        metrics::gauge!("voxline_cdr_database_up").set(1.0);
+        self.shared.stats.send_modify(|s| s.database_up = true);
+        let url = redact_url(&self.options.db_url);
+        let spooled = self.backlog();
+        if self.down_logged {
+            tracing::info!(%url, spooled, "CDR database available again; replaying the spool");
+        } else {
+            tracing::info!(%url, spooled, "CDR database open");
+        }
+        self.down_logged = false;
+    }
+
+    fn mark_down(&mut self, error: &CdrError) {
+        let delay = self.backoff.next_delay();
+        self.retry_at = Instant::now() + delay;
+        self.replay = None;
+        let was_up = std::mem::replace(&mut self.up, false);
+        if was_up {
+            metrics::gauge!("voxline_cdr_database_up").set(0.0);
+            self.shared.stats.send_modify(|s| s.database_up = false);
+        }
+        if was_up || !self.down_logged {
+            tracing::warn!(
+                url = %redact_url(&self.options.db_url),
+                error = %error_chain(error),
+                spool = %self.options.spool_path.display(),
+                retry_in_ms = millis(delay),
+                "CDR database unavailable; spooling records until it is back"
+            );
+            self.down_logged = true;
+        } else {
+            tracing::debug!(
+                error = %error_chain(error),
+                retry_in_ms = millis(delay),
+                "CDR database still unavailable"
+            );
+        }
+    }
+
+    /// Changes the stats in one step (watchers never see half an update)
+    /// and mirrors the backlog gauge.
+    fn update(&self, change: impl FnOnce(&mut super::WriterStats)) {
+        let mut backlog = 0;
+        self.shared.stats.send_modify(|s| {
+            change(s);
+            backlog = s.backlog;
+        });
+        metrics::gauge!("voxline_cdr_spool_backlog").set(backlog as f64);
+    }
+
+    fn set_backlog(&self, backlog: u64) {
+        self.update(|s| s.backlog = backlog);
+    }
+
+    /// `n` records reached the database (`backlog`: the spool's, after a
+    /// replayed chunk).
+    fn stored(&self, n: usize, backlog: Option<u64>) {
+        let n = n as u64;
+        metrics::counter!("voxline_cdr_written_total").increment(n);
+        self.update(|s| {
+            s.written += n;
+            if let Some(backlog) = backlog {
+                s.replayed += n;
+                s.backlog = backlog;
+            }
+        });
+    }
+
+    /// Stores `batch`, or spools it when the database is unavailable.
+    async fn write(&mut self, batch: Vec<CdrRecord>) {
+        if self.up
+            && let Some(store) = &self.store
+        {
+            match store.insert(&batch).await {
+                Ok(_) => {
+                    self.stored(batch.len(), None);
+                    return;
+                }
+                Err(e) => self.mark_down(&e),
+            }
+        }
+        self.spool(batch).await;
+    }
+
+    async fn spool(&mut self, batch: Vec<CdrRecord>) {
+        let n = batch.len() as u64;
+        let (batch, result) = with_spool(&self.shared.spool, move |spool| {
+            let result = spool.append(&batch).map(|()| spool.backlog());
+            (batch, result)
+        })
+        .await;
+        match result {
+            Ok(backlog) => {
+                metrics::counter!("voxline_cdr_spooled_total").increment(n);
+                self.update(|s| {
+                    s.spooled += n;
+                    s.backlog = backlog;
+                });
+            }
+            Err(e) => {
+                let delay = self.options.retry_interval;
+                tracing::error!(
+                    error = %error_chain(&e),
+                    records = n,
+                    retry_in_ms = millis(delay),
+                    "cannot write the CDR spool; keeping the records in memory"
+                );
+                metrics::counter!("voxline_cdr_spool_errors_total").increment(1);
+                self.pending.extend(batch);
+                self.pending_at = Instant::now() + delay;
+            }
+        }
+    }
+
+    /// Stores the next chunk of the spool; truncates it once all of it is
+    /// stored.
+    async fn replay_step(&mut self) {
+        let spool = self.shared.spool.clone();
+        let reader = match self.replay.take() {
+            Some(reader) => reader,
+            None => match with_spool(&spool, |s| s.reader()).await {
+                Ok(Some(reader)) => {
+                    self.replayed_now = 0;
+                    reader
+                }
+                Ok(None) => {
+                    // No file: nothing to replay after all.
+                    with_spool(&spool, |s| s.replayed(u64::MAX)).await;
+                    self.set_backlog(0);
+                    return;
+                }
+                Err(e) => return self.replay_failed(&e),
+            },
+        };
+        let max = self.options.batch_size;
+        let (mut reader, chunk) = match tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let chunk = reader.next_chunk(max);
+            (reader, chunk)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(source) => {
+                let path = self.options.spool_path.clone();
+                return self.replay_failed(&CdrError::Spool { path, source });
+            }
+        };
+        if !chunk.bad.is_empty() {
+            let bad = chunk.bad;
+            let n = bad.len() as u64;
+            let (result, backlog, path) = with_spool(&spool, move |s| {
+                (s.quarantine(&bad), s.backlog(), s.bad_path())
+            })
+            .await;
+            if let Err(e) = result {
+                return self.replay_failed(&e);
+            }
+            tracing::warn!(lines = n, file = %path.display(), "CDR spool lines that are not records were moved aside");
+            metrics::counter!("voxline_cdr_spool_invalid_total").increment(n);
+            self.update(|s| {
+                s.invalid += n;
+                s.backlog = backlog;
+            });
+        }
+        if !chunk.records.is_empty() {
+            let Some(store) = &self.store else {
+                return;
+            };
+            if let Err(e) = store.insert(&chunk.records).await {
+                return self.mark_down(&e);
+            }
+            let n = chunk.records.len();
+            self.replayed_now += n as u64;
+            let backlog = with_spool(&spool, move |s| {
+                s.replayed(n as u64);
+                s.backlog()
+            })
+            .await;
+            self.stored(n, Some(backlog));
+        }
+        if !chunk.end {
+            self.replay = Some(reader);
+            return;
+        }
+        let (reader_back, cleared) = with_spool(&spool, move |s| {
+            let cleared = s.clear_if_read(&reader);
+            (reader, cleared)
+        })
+        .await;
+        reader = reader_back;
+        match cleared {
+            Ok(true) => {
+                self.set_backlog(0);
+                tracing::info!(
+                    records = self.replayed_now,
+                    "CDR spool replayed into the database"
+                );
+            }
+            // Appended since it was read: read on.
+            Ok(false) => self.replay = Some(reader),
+            Err(e) => self.replay_failed(&e),
+        }
+    }
+
+    fn replay_failed(&mut self, error: &CdrError) {
+        let delay = self.options.retry_interval;
+        tracing::error!(
+            error = %error_chain(error),
+            retry_in_ms = millis(delay),
+            "cannot replay the CDR spool"
+        );
+        metrics::counter!("voxline_cdr_spool_errors_total").increment(1);
+        self.replay = None;
+        self.replay_at = Instant::now() + delay;
+    }
+
+    /// Stores or spools everything still queued, then stops.
+    async fn finish(&mut self) {
+        self.rx.close();
+        let mut batch = std::mem::take(&mut self.pending);
+        while let Some(record) = self.rx.recv().await {
+            batch.push(record);
+        }
+        batch.append(&mut self.take_overflow(true));
+        let n = batch.len();
+        if !batch.is_empty() {
+            self.write(batch).await;
+        }
+        if !self.pending.is_empty() {
+            tracing::error!(
+                records = self.pending.len(),
+                "CDRs lost at shutdown: neither the database nor the spool took them"
+            );
+        }
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
+        self.shared.stats.send_modify(|s| s.stopped = true);
+        tracing::debug!(flushed = n, "CDR writer stopped");
+    }
+}
