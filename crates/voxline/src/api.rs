@@ -24,11 +24,16 @@ pub struct ApiState {
     pub location: Option<LocationStore>,
     pub relay: Option<Arc<RelayHandle>>,
     pub calls: Option<Arc<CallControl>>,
+    /// The edge role's dispatcher.
+    pub edge: Option<voxline_edge::Edge>,
+    /// `[partitions]` and this node's name.
+    pub partitions: Option<(voxline_partition::PartitionMap, String)>,
 }
 
 pub fn routes(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/dispatcher", get(dispatcher))
         .route("/api/v1/registrations", get(registrations))
         .route("/api/v1/relays", get(relays))
         .route("/api/v1/calls", get(calls))
@@ -169,4 +174,28 @@ fn binding_json(b: &Binding, now: Timestamp) -> Value {
         "user_agent": b.user_agent,
         "nat": b.nat,
     })
+}
+
+/// `GET /api/v1/dispatcher`: the edge's sets and destination states, and
+/// the partitions this node serves.
+async fn dispatcher(State(s): State<Arc<ApiState>>) -> Response {
+    let partitions = s.partitions.as_ref().map(|(map, name)| {
+        let (primary, backup) = map.partitions_of(name);
+        json!({
+            "count": map.count(),
+            "node": name,
+            "primary": primary,
+            "backup": backup,
+        })
+    });
+    let edge = s
+        .edge
+        .as_ref()
+        .and_then(|e| serde_json::to_value(e.view()).ok());
+    axum::Json(json!({
+        "node": s.name,
+        "edge": edge,
+        "partitions": partitions,
+    }))
+    .into_response()
 }

@@ -10,7 +10,9 @@ use voxline_admin::AdminConfig;
 use voxline_auth::AuthConfig;
 use voxline_config::{Problems, Validate, Validator};
 use voxline_location::LocationConfig;
+use voxline_partition::{PartitionMap, PartitionsConfig};
 use voxline_dialog::DialogConfig;
+use voxline_edge::{DispatcherConfig, EdgeConfig};
 use voxline_proxy::ProxyConfig;
 use voxline_registrar::RegistrarConfig;
 use voxline_relay::RelayConfig;
@@ -60,6 +62,13 @@ pub struct NodeConfig {
     pub relay: RelayConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[edge]`: the edge role (see docs/edge.md).
+    pub edge: EdgeConfig,
+    /// `[dispatcher]`: the edge's destination sets and health checks.
+    pub dispatcher: DispatcherConfig,
+    /// `[partitions]`: which registrar node serves which users (absent:
+    /// every node serves every user).
+    pub partitions: Option<PartitionsConfig>,
 }
 
 /// `[node]`: identity, roles and storage of this process.
@@ -298,6 +307,7 @@ impl Validate for NodeConfig {
         v.section("registrar", &self.registrar);
         v.section("proxy", &self.proxy);
         v.section("dialog", &self.dialog);
+        v.section("", &EdgeRules(self));
         for problem in self.auth.problems() {
             v.error("auth", problem.to_string());
         }
@@ -398,6 +408,62 @@ impl Validate for RelayRules<'_> {
         }
         if r.timeout_secs == 0 {
             v.error("timeout_secs", "must be positive");
+        }
+    }
+}
+
+// ----- [edge], [dispatcher], [partitions] (docs/edge.md) -----------------
+
+impl NodeConfig {
+    /// The partition map of `[partitions]`, if the section is present and valid.
+    pub fn partition_map(&self) -> Option<PartitionMap> {
+        self.partitions
+            .as_ref()
+            .and_then(|p| PartitionMap::from_config(p).ok())
+    }
+}
+
+/// Rules that span `[edge]`, `[dispatcher]`, `[partitions]` and the roles.
+struct EdgeRules<'a>(&'a NodeConfig);
+
+impl Validate for EdgeRules<'_> {
+    fn validate(&self, v: &mut Validator) {
+        let c = self.0;
+        if let Some(p) = &c.partitions {
+            v.section("partitions", p);
+        }
+        if !c.has_role(RoleName::Edge) {
+            return;
+        }
+        if c.has_role(RoleName::Registrar) || c.has_role(RoleName::Proxy) {
+            v.error(
+                "node.roles",
+                "the edge role runs on its own node, in front of registrar/proxy nodes",
+            );
+        }
+        v.section("edge", &c.edge);
+        v.section("dispatcher", &c.dispatcher);
+        if c.dispatcher.sets.is_empty() {
+            v.error(
+                "dispatcher.sets",
+                "the edge role needs at least one dispatcher set",
+            );
+            return;
+        }
+        for (key, name) in [
+            ("edge.set", Some(c.edge.set.as_str())),
+            ("edge.register_set", c.edge.register_set.as_deref()),
+        ] {
+            if let Some(name) = name
+                && !c.dispatcher.sets.iter().any(|s| s.name == name)
+            {
+                v.error(key, format!("no [[dispatcher.sets]] is named {name:?}"));
+            }
+        }
+        if let Some(map) = c.partition_map()
+            && let Err(e) = voxline_edge::Dispatcher::new(&c.dispatcher, Some(&map))
+        {
+            v.error("partitions", e.to_string());
         }
     }
 }

@@ -75,10 +75,13 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     }
     let mut location = None;
     let mut calls = None;
+    let mut edge = None;
+    let mut _edge_tasks = None;
     let sip_roles = [RoleName::Edge, RoleName::Registrar, RoleName::Proxy];
     if sip_roles.iter().any(|r| cfg.has_role(*r)) {
         let service = build_service(&cfg).await?;
         location = Some(service.location.clone());
+        edge = service.edge.clone();
         calls = service.calls.clone();
         let server = SipServer::start(server_config(&cfg), Arc::new(service)).await?;
         if let Some(calls) = &calls {
@@ -86,6 +89,10 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
         }
         for l in server.local_addrs() {
             tracing::info!(transport = %l.transport, address = %l.address, "SIP listener ready");
+        }
+        // The edge role: probing and keep-alives run on the SIP core.
+        if let Some(e) = &edge {
+            _edge_tasks = Some(e.start(server.core().clone()));
         }
         node.sip = Some(server);
     }
@@ -103,6 +110,8 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
             location,
             relay: node.relay.clone(),
             calls,
+            edge,
+            partitions: cfg.partition_map().map(|m| (m, cfg.node.name.clone())),
         }));
         let admin = AdminServer::start(cfg.admin.listen, metrics, routes).await?;
         tracing::info!(address = %admin.local_addr(), "admin listener ready");
@@ -180,7 +189,26 @@ async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
     let proxy = cfg.has_role(RoleName::Proxy).then(|| {
         Proxy::with_calls(cfg.proxy.clone(), Some(location.clone()), Some(auth.clone()), calls.clone())
     });
+    let edge = match cfg.has_role(RoleName::Edge) {
+        true => {
+            let secret = voxline_edge::flow_secret(&cfg.edge, &cfg.node.data_dir)?;
+            let map = cfg.partition_map();
+            Some(voxline_edge::Edge::new(
+                cfg.edge.clone(),
+                &cfg.dispatcher,
+                map.as_ref(),
+                &secret,
+            )?)
+        }
+        false => None,
+    };
+    let partitions = cfg
+        .has_role(RoleName::Registrar)
+        .then(|| cfg.partition_map().map(|m| (m, cfg.node.name.clone())))
+        .flatten();
     Ok(NodeService {
+        edge,
+        partitions,
         registrar,
         proxy,
         location,
@@ -194,6 +222,11 @@ struct NodeService {
     registrar: Option<Arc<Registrar>>,
     proxy: Option<Proxy>,
     location: LocationStore,
+    /// The edge role (then every request goes to it).
+    edge: Option<voxline_edge::Edge>,
+    /// `[partitions]` and this node's name: REGISTERs are counted by the
+    /// node's role for the user's partition.
+    partitions: Option<(voxline_partition::PartitionMap, String)>,
     calls: Option<Arc<CallControl>>,
 }
 
@@ -213,6 +246,24 @@ impl NodeService {
 
 impl SipService for NodeService {
     fn on_request(&self, req: ServerRequest) {
+        if let Some(edge) = &self.edge {
+            let edge = edge.clone();
+            tokio::spawn(async move { edge.handle(req).await });
+            return;
+        }
+        if let Some((map, name)) = &self.partitions
+            && req.message().method() == Some(Method::Register)
+            && let Ok((user, domain)) =
+                voxline_registrar::request::address_of_record(req.message())
+        {
+            let p = map.partition_of(&format!("{user}@{domain}"));
+            metrics::counter!(
+                "voxline_partition_registers_total",
+                "partition" => p.to_string(),
+                "role" => map.role_of(name, p).as_str(),
+            )
+            .increment(1);
+        }
         if Self::is_local_register(&req) {
             if let Some(registrar) = &self.registrar {
                 let registrar = registrar.clone();
@@ -240,12 +291,20 @@ impl SipService for NodeService {
     }
 
     fn on_ack(&self, core: &Arc<Core>, ack: Message, peer: Peer) {
+        if let Some(edge) = &self.edge {
+            edge.handle_ack(core, &ack, &peer);
+            return;
+        }
         if let Some(proxy) = &self.proxy {
             proxy.handle_ack(core, &ack, &peer);
         }
     }
 
     fn on_stray_response(&self, core: &Arc<Core>, response: Message, _peer: Peer) {
+        if let Some(edge) = &self.edge {
+            edge.handle_stray_response(core, &response);
+            return;
+        }
         if let Some(proxy) = &self.proxy {
             proxy.handle_stray_response(core, &response);
         }
