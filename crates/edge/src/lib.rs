@@ -264,11 +264,6 @@ impl Edge {
             let _ = req.send(r.response(msg, Some(req.to_tag())));
             return;
         }
-        if loops::is_loop(msg, |host, port| is_our_listener(&core, host, port)) {
-            metrics::counter!("voxline_edge_loops_total").increment(1);
-            let _ = req.send(req.response(482, "Loop Detected").build());
-            return;
-        }
         let route = match preprocess(msg, |u| core.identity().is_self(u)) {
             Ok(r) => r,
             Err(bad) => {
@@ -276,6 +271,17 @@ impl Edge {
                 return;
             }
         };
+        // In-dialog requests and calls to registered users pass the edge
+        // twice with the same Request-URI (client → proxy → edge → client),
+        // routed by our own Route entries: loop detection applies only to
+        // requests the edge routes by itself. Max-Forwards ends any other loop.
+        if route.pop_routes == 0
+            && loops::is_loop(msg, |host, port| is_our_listener(&core, host, port))
+        {
+            metrics::counter!("voxline_edge_loops_total").increment(1);
+            let _ = req.send(req.response(482, "Loop Detected").build());
+            return;
+        }
         let inner = &self.inner;
         let flow = popped_flow(msg, &route, &inner.signer);
         let from_inside = self.is_inside(req.peer());

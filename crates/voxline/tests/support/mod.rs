@@ -342,3 +342,310 @@ pub fn register_from_port(node: &Node, user: &str, pass: &str, port: u16) {
         run.stdout, run.stderr
     );
 }
+
+// ----- edge and partitioned registrars (tests/edge_*.rs) ------------------
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A directory on tmpfs when there is one (SQLite commits without disk
+/// flushes), else the usual temporary directory.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    match tempfile::tempdir_in("/dev/shm") {
+        Ok(d) => d,
+        Err(_) => tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+/// Provisions `users` (`user@domain`, password) into the SQLite file `db`.
+pub fn provision_db(db: &Path, users: impl IntoIterator<Item = (String, String)>) {
+    let url = format!("sqlite://{}", db.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = voxline_auth::SubscriberStore::open(&url)
+            .await
+            .expect("open subscriber db");
+        for (user, pass) in users {
+            let (u, d) = user.split_once('@').expect("user@domain");
+            store.add(u, d, &pass).await.expect("add subscriber");
+        }
+        store.close().await;
+    });
+}
+
+/// The `[partitions]` section of the edge tests: `count` partitions spread
+/// over reg1..reg3 in thirds, each backed up by the next node.
+pub fn partitions_toml(count: u16) -> String {
+    let third = count / 3;
+    let ranges = [
+        (0, third - 1, "reg1", "reg2"),
+        (third, 2 * third - 1, "reg2", "reg3"),
+        (2 * third, count - 1, "reg3", "reg1"),
+    ];
+    let mut s = format!("[partitions]\ncount = {count}\n");
+    for (a, b, p, k) in ranges {
+        s.push_str(&format!(
+            "[[partitions.assign]]\npartitions = \"{a}-{b}\"\nprimary = \"{p}\"\nbackup = \"{k}\"\n"
+        ));
+    }
+    s
+}
+
+/// A registrar/proxy node `name` on `ip` with its location in Redis at
+/// `redis` and its subscribers in the shared SQLite file `db`.
+pub fn registrar_node_config(name: &str, ip: &str, redis: &str, db: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[node]
+name = "{name}"
+roles = ["registrar", "proxy"]
+data_dir = "@DATA@"
+[log]
+format = "json"
+[sip]
+domains = ["localhost"]
+[[sip.listen]]
+transport = "udp"
+address = "{ip}:0"
+[registrar]
+authenticate = true
+[proxy]
+authenticate = true
+dns = false
+timer_c_secs = 5
+[auth]
+secret = "edge-test-cluster-secret-0123456789"
+algorithms = ["MD5"]
+db_url = "sqlite://{db}"
+cache_ttl_secs = 60
+[location]
+backend = "{redis}"
+redis_timeout_ms = 300
+[admin]
+listen = "{ip}:0"
+{extra}
+"#,
+        db = db.display()
+    )
+}
+
+/// An edge on `ip` in front of `destinations` (name, SIP address).
+pub fn edge_node_config(ip: &str, destinations: &[(&str, SocketAddr)], extra: &str) -> String {
+    let mut d = String::new();
+    for (name, addr) in destinations {
+        d.push_str(&format!(
+            "[[dispatcher.sets.destinations]]\nuri = \"sip:{addr}\"\nname = \"{name}\"\n"
+        ));
+    }
+    format!(
+        r#"
+[node]
+name = "edge"
+roles = ["edge"]
+data_dir = "@DATA@"
+[log]
+format = "json"
+[sip]
+domains = []
+[[sip.listen]]
+transport = "udp"
+address = "{ip}:0"
+[edge]
+set = "registrars"
+failover_timeout_ms = 500
+[dispatcher]
+probe_interval_ms = 300
+probe_timeout_ms = 250
+down_threshold = 2
+up_threshold = 2
+[[dispatcher.sets]]
+name = "registrars"
+algorithm = "hash-aor"
+{d}
+[admin]
+listen = "{ip}:0"
+{extra}
+"#
+    )
+}
+
+/// A redis-server with an append-only file fsynced on every write, so a
+/// `kill -9` loses nothing it acknowledged.
+pub struct AofRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl AofRedis {
+    /// Starts it on a free loopback port.
+    pub fn start() -> AofRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = AofRedis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--save", "", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "PING"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+            }),
+            "redis-server did not start"
+        );
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data (replaying the AOF).
+    pub fn start_again(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for AofRedis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One run of the project's load generator, in-process.
+pub fn loadgen(
+    scenario: voxline_loadgen::uac::Scenario,
+    target: SocketAddr,
+    configure: impl FnOnce(&mut voxline_loadgen::engine::RunConfig),
+) -> voxline_loadgen::stats::Report {
+    let mut cfg = voxline_loadgen::engine::RunConfig::new(scenario, target);
+    cfg.password = Some("{user}".into());
+    cfg.drain = Duration::from_secs(10);
+    configure(&mut cfg);
+    voxline_loadgen::engine::run(&cfg).expect("loadgen run")
+}
+
+/// Flows that ended well, in the window and while draining.
+pub fn completed(r: &voxline_loadgen::stats::Report) -> u64 {
+    r.flows_completed + r.completed_in_drain
+}
+
+/// Registers `user` (password = user name) through `target` with SIPp from
+/// 127.0.0.1:`port`, so that a UAS later started on that port gets its calls.
+pub fn register_through(dir: &Path, target: SocketAddr, user: &str, port: u16) {
+    let (u, d) = user.split_once('@').unwrap();
+    let inf = injection(
+        dir,
+        &format!("reg-{u}-{port}.csv"),
+        &[format!(
+            "{u};{d};[authentication username={u} password={u}]"
+        )],
+    );
+    let sf = scenario("register_auth.xml");
+    let run = sipp(
+        dir,
+        &[
+            "-sf",
+            sf.to_str().unwrap(),
+            "-inf",
+            inf.to_str().unwrap(),
+            &target.to_string(),
+            "-m",
+            "1",
+            "-set",
+            "expires",
+            "600",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ],
+    );
+    assert!(
+        run.success,
+        "registering {user} failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+/// One SIPp call (uac_call.xml, with digest) from `caller` to `callee`
+/// through `target`; true when it succeeded.
+pub fn call_through(dir: &Path, target: SocketAddr, caller: &str, callee: &str) -> SippRun {
+    let (cu, d) = caller.split_once('@').unwrap();
+    let (eu, _) = callee.split_once('@').unwrap();
+    let inf = injection(
+        dir,
+        &format!("call-{cu}-{eu}-{}.csv", free_udp_port()),
+        &[format!(
+            "{cu};{eu};{d};[authentication username={cu} password={cu}]"
+        )],
+    );
+    let sf = scenario("uac_call.xml");
+    let port = free_udp_port().to_string();
+    sipp(
+        dir,
+        &[
+            "-sf",
+            sf.to_str().unwrap(),
+            "-inf",
+            inf.to_str().unwrap(),
+            &target.to_string(),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-set",
+            "hold_ms",
+            "50",
+        ],
+    )
+}
