@@ -18,6 +18,7 @@ use bytes::Bytes;
 use voxline_dialog::{
     DialogConfig, DialogInfo, DialogTable, Ended, Hangup, Leg, LimitExceeded, NewCall, Teardown,
 };
+use voxline_ng::reply::CallStats;
 use voxline_server::{ClientEvent, Core};
 use voxline_sip::{HeaderName, Message, Method, RequestBuilder, SipUri, Uri};
 use voxline_transaction::{Peer, TransportKind};
@@ -30,16 +31,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct MediaFailure(pub String);
 
 /// What the relay reported about a call's media when it ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MediaTotals {
-    /// The relay that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaReport {
+    /// The relay that carried it (its ng address).
     pub relay: String,
-    /// Packets relayed from the caller, to the caller.
-    pub packets: [u64; 2],
-    /// Bytes relayed from the caller, to the caller.
-    pub bytes: [u64; 2],
-    /// Packets lost (as the relay saw them) caller→callee, callee→caller.
-    pub lost: [u64; 2],
+    /// The relay's statistics of the call (ng `delete` reply).
+    pub stats: CallStats,
 }
 
 /// One SDP to anchor.
@@ -73,7 +70,7 @@ pub trait MediaAnchor: Send + Sync + 'static {
         &'a self,
         call_id: &'a str,
         from_tag: &'a str,
-    ) -> BoxFuture<'a, Option<MediaTotals>>;
+    ) -> BoxFuture<'a, Option<MediaReport>>;
     /// Whether media still flows for the call (`None`: cannot tell).
     fn media_active<'a>(
         &'a self,
@@ -85,7 +82,7 @@ pub trait MediaAnchor: Send + Sync + 'static {
 /// Where call records go (one per call attempt, written when it ends).
 pub trait CallRecorder: Send + Sync + 'static {
     /// Records one ended call attempt.
-    fn record(&self, ended: &Ended, media: Option<&MediaTotals>);
+    fn record(&self, ended: &Ended, media: Option<&MediaReport>);
 }
 
 /// Dialogs, media and records of one proxy.
