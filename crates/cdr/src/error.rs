@@ -43,6 +43,9 @@ pub enum CdrError {
     /// Writing an export failed.
     #[error("cannot write the CDR export")]
     Export(#[source] std::io::Error),
+    /// [`crate::CdrWriter::start`] was called outside a tokio runtime.
+    #[error("the CDR writer needs a tokio runtime")]
+    NoRuntime,
     /// The `[cdr]` section is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -361,7 +361,7 @@ pub(crate) mod tests {
             "node-1",
             source,
             start,
-            start.add(Duration::from_millis(65_500)),
+            start.saturating_add(Duration::from_millis(65_500)),
         );
         r.caller = Caller {
             aor: "sip:alice@example.com".into(),
@@ -371,7 +371,7 @@ pub(crate) mod tests {
             aor: "sip:bob@example.com".into(),
             request_uri: "sip:bob@192.0.2.20:5060;transport=udp".into(),
         };
-        r.answer = Some(start.add(Duration::from_millis(4_250)));
+        r.answer = Some(start.saturating_add(Duration::from_millis(4_250)));
         r.status = 200;
         r.reason = "OK".into();
         r.hangup = Hangup::caller(HangupReason::Bye);
@@ -399,7 +399,7 @@ pub(crate) mod tests {
         r.answer = None;
         assert_eq!(r.duration(), Duration::ZERO);
         // An answer after the end (clock trouble) is not a negative duration.
-        r.answer = Some(r.end.add(Duration::from_secs(1)));
+        r.answer = Some(r.end.saturating_add(Duration::from_secs(1)));
         assert_eq!(r.duration(), Duration::ZERO);
     }
 

@@ -279,7 +279,8 @@ mod tests {
     #[test]
     fn unreadable_rows_are_errors() {
         let good = Row::from(&sample());
-        let cases: [(&str, fn(&mut Row)); 4] = [
+        type Spoil = fn(&mut Row);
+        let cases: [(&str, Spoil); 4] = [
             ("id", |r| r.id = "x".into()),
             ("source_addr", |r| r.source_addr = "nowhere".into()),
             ("source_transport", |r| {

@@ -347,7 +347,7 @@ mod tests {
         assert_eq!(all, vec![good[0].clone(), after[0].clone()]);
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0], b"not json at all");
-        assert_eq!(bad[1], cut[..cut.len() / 2].as_bytes());
+        assert_eq!(bad[1], &cut.as_bytes()[..cut.len() / 2]);
         spool.quarantine(&bad).unwrap();
         let quarantined = std::fs::read_to_string(spool.bad_path()).unwrap();
         assert_eq!(quarantined.lines().count(), 2);

@@ -52,7 +52,7 @@ impl Timestamp {
     }
 
     /// The time `d` later (saturating).
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(ms))
     }
@@ -354,10 +354,13 @@ mod tests {
         let before = Timestamp::from_unix_ms(-5_000);
         assert_eq!(Timestamp::from(SystemTime::from(before)), before);
         assert_eq!(
-            t.add(Duration::from_millis(750)).since(t),
+            t.saturating_add(Duration::from_millis(750)).since(t),
             Duration::from_millis(750)
         );
-        assert_eq!(t.since(t.add(Duration::from_secs(1))), Duration::ZERO);
+        assert_eq!(
+            t.since(t.saturating_add(Duration::from_secs(1))),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -175,3 +175,11 @@ async fn dropping_every_handle_flushes() {
         .unwrap();
     assert_eq!(stored_ids(&url).await.len(), 70);
 }
+
+#[test]
+fn start_outside_a_runtime_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("cdr-spool.jsonl");
+    let result = CdrWriter::start(options(sqlite_url(dir.path()), &spool));
+    assert!(matches!(result, Err(voxline_cdr::CdrError::NoRuntime)));
+}

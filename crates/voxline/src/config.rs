@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use voxline_admin::AdminConfig;
 use voxline_auth::AuthConfig;
+use voxline_cdr::CdrConfig;
 use voxline_config::{Problems, Validate, Validator};
 use voxline_location::LocationConfig;
 use voxline_partition::{PartitionMap, PartitionsConfig};
@@ -62,6 +63,8 @@ pub struct NodeConfig {
     pub relay: RelayConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[cdr]`: call detail records (docs/cdr.md).
+    pub cdr: CdrConfig,
     /// `[edge]`: the edge role (see docs/edge.md).
     pub edge: EdgeConfig,
     /// `[dispatcher]`: the edge's destination sets and health checks.
@@ -306,6 +309,7 @@ impl Validate for NodeConfig {
         v.section("sip", &self.sip);
         v.section("registrar", &self.registrar);
         v.section("proxy", &self.proxy);
+        v.section("cdr", &self.cdr);
         v.section("dialog", &self.dialog);
         v.section("", &EdgeRules(self));
         for problem in self.auth.problems() {

@@ -2,6 +2,7 @@
 //! the configuration and call into the crates that do the work.
 
 mod api;
+mod cdr;
 mod config;
 mod ctl;
 mod node;
@@ -45,6 +46,14 @@ enum Command {
         #[command(subcommand)]
         action: subscriber::Action,
     },
+    /// Call detail records (in the database the node writes them to).
+    Cdr {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: cdr::Action,
+    },
     /// Talk to a running node's admin API.
     Ctl {
         /// Admin address of the node.
@@ -71,6 +80,10 @@ fn main() -> ExitCode {
         },
         Command::Subscriber { config, action } => match load(config.as_deref()) {
             Ok(cfg) => subscriber::run(&cfg, action),
+            Err(e) => fail(&e),
+        },
+        Command::Cdr { config, action } => match load(config.as_deref()) {
+            Ok(cfg) => cdr::run(&cfg, action),
             Err(e) => fail(&e),
         },
         Command::Ctl { admin, action } => ctl::run(admin, action),

@@ -101,7 +101,19 @@ struct Overflow {
 struct Handle {
     tx: mpsc::Sender<CdrRecord>,
     shared: Arc<Shared>,
-    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    /// Whether the writer task is gone (finished, failed, or being awaited
+    /// by `shutdown`).
+    fn task_gone(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+    }
 }
 
 /// The handle call processing records CDRs with. Cheap to clone; every
@@ -123,8 +135,10 @@ impl CdrWriter {
     /// Opens the spool and starts the writer task on the current tokio
     /// runtime. The database is opened by the task (and retried while it is
     /// unavailable), so this does not wait for it; records spool meanwhile.
-    /// Fails only if the spool file cannot be opened.
+    /// Fails if the spool file cannot be opened, or outside a tokio
+    /// runtime.
     pub fn start(options: WriterOptions) -> Result<CdrWriter, CdrError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| CdrError::NoRuntime)?;
         let spool = Spool::open(&options.spool_path)?;
         let backlog = spool.backlog();
         metrics::gauge!("voxline_cdr_spool_backlog").set(backlog as f64);
@@ -140,12 +154,12 @@ impl CdrWriter {
             stats,
         });
         let (tx, rx) = mpsc::channel(options.queue_size.max(1));
-        let task = tokio::spawn(task::WriterTask::new(options, rx, shared.clone()).run());
+        let task = runtime.spawn(task::WriterTask::new(options, rx, shared.clone()).run());
         Ok(CdrWriter {
             handle: Arc::new(Handle {
                 tx,
                 shared,
-                task: tokio::sync::Mutex::new(Some(task)),
+                task: Mutex::new(Some(task)),
             }),
         })
     }
@@ -156,15 +170,20 @@ impl CdrWriter {
     /// directly, to be stored by the next writer.
     pub fn record(&self, record: CdrRecord) {
         let shared = &self.handle.shared;
-        let record = match self.handle.tx.try_send(record) {
+        let (record, closed) = match self.handle.tx.try_send(record) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(record)) => record,
-            Err(mpsc::error::TrySendError::Closed(record)) => record,
+            Err(mpsc::error::TrySendError::Full(record)) => (record, false),
+            Err(mpsc::error::TrySendError::Closed(record)) => (record, true),
         };
         let mut overflow = shared
             .overflow
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // A closed queue with the task still finishing: it takes the
+        // overflow last. With the task gone (or failed), nobody would.
+        if closed && self.handle.task_gone() {
+            overflow.closed = true;
+        }
         if !overflow.closed {
             overflow.records.push(record);
             drop(overflow);
@@ -216,7 +235,12 @@ impl CdrWriter {
         let shared = &self.handle.shared;
         shared.stopping.store(true, Ordering::Release);
         shared.wake.notify_one();
-        let task = self.handle.task.lock().await.take();
+        let task = self
+            .handle
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(task) = task
             && let Err(e) = task.await
         {

@@ -30,14 +30,14 @@ pub fn id(series: u8, n: u32) -> RecordId {
 pub fn record(series: u8, n: u32, start_ms: i64) -> CdrRecord {
     let start = Timestamp::from_unix_ms(start_ms);
     let source = Source {
-        addr: if n % 2 == 0 {
+        addr: if n.is_multiple_of(2) {
             format!("192.0.2.{}:{}", n % 250 + 1, 5060 + n % 100)
                 .parse()
                 .unwrap()
         } else {
             "[2001:db8::7]:5061".parse().unwrap()
         },
-        transport: if n % 2 == 0 {
+        transport: if n.is_multiple_of(2) {
             TransportKind::Udp
         } else {
             TransportKind::Tcp
@@ -48,12 +48,12 @@ pub fn record(series: u8, n: u32, start_ms: i64) -> CdrRecord {
         "node-a",
         source,
         start,
-        start.add(Duration::from_millis(30_000 + u64::from(n))),
+        start.saturating_add(Duration::from_millis(30_000 + u64::from(n))),
     );
     r.id = id(series, n);
     r.caller = Caller {
         aor: format!("sip:user{n}@example.com"),
-        display: (n % 4 != 0).then(|| format!("Jörg \"{n}\", Ünïcode")),
+        display: (!n.is_multiple_of(4)).then(|| format!("Jörg \"{n}\", Ünïcode")),
     };
     r.callee = Callee {
         aor: "sip:bob@example.com".into(),
@@ -64,10 +64,10 @@ pub fn record(series: u8, n: u32, start_ms: i64) -> CdrRecord {
         r.reason = "Busy Here".into();
         r.hangup = Hangup::callee(HangupReason::Rejected);
     } else {
-        r.answer = Some(start.add(Duration::from_millis(2_500)));
+        r.answer = Some(start.saturating_add(Duration::from_millis(2_500)));
         r.status = 200;
         r.reason = "OK".into();
-        r.hangup = if n % 3 == 0 {
+        r.hangup = if n.is_multiple_of(3) {
             Hangup::caller(HangupReason::Bye)
         } else {
             Hangup::proxy(HangupReason::MaxDuration)
