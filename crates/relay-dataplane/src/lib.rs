@@ -70,6 +70,11 @@ pub struct StreamConfig {
     pub sink_rtcp: Option<StreamKey>,
     /// IP TOS byte for packets sent from this socket.
     pub tos: u8,
+    /// Standby stream (a session another relay owns, kept for takeover):
+    /// packets received here are counted in
+    /// [`StreamCounters::standby_packets`], reported once through the
+    /// [`StandbyHook`] and dropped, never forwarded.
+    pub standby: bool,
 }
 
 /// Counters of one stream, written by its worker, read by anyone.
@@ -95,6 +100,8 @@ pub struct StreamCounters {
     pub rtcp_seen: AtomicBool,
     /// The endpoint learnt by latching (set rarely, on a latch event).
     pub latched: Mutex<Option<SocketAddr>>,
+    /// Packets received while the stream was in standby (dropped).
+    pub standby_packets: AtomicU64,
 }
 
 impl StreamCounters {
@@ -191,6 +198,13 @@ pub enum DataplaneError {
     WorkerGone(usize),
 }
 
+/// Called by a worker (on its own thread) when the first packet arrives on
+/// a standby stream since it was (re)configured as standby: the media of a
+/// session this relay holds for another one has arrived here, so the
+/// address moved and the control plane should take the session over. Must
+/// not block.
+pub type StandbyHook = Arc<dyn Fn(StreamKey) + Send + Sync>;
+
 /// Data-plane settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -227,6 +241,15 @@ impl std::fmt::Debug for Dataplane {
 impl Dataplane {
     /// Starts `config.workers` worker threads.
     pub fn start(config: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
+        Self::start_with_hook(config, None)
+    }
+
+    /// Starts `config.workers` worker threads; `hook` hears about traffic
+    /// on standby streams.
+    pub fn start_with_hook(
+        config: DataplaneConfig,
+        hook: Option<StandbyHook>,
+    ) -> Result<Dataplane, DataplaneError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         let per_worker = config.streams_hint / config.workers.max(1);
@@ -242,11 +265,11 @@ impl Dataplane {
             // The batch headers hold raw pointers (not Send): build the
             // worker on its own thread and report how that went.
             let (ready_tx, ready_rx) = mpsc::channel();
-            let (wake2, stop2) = (wake.clone(), stop.clone());
+            let (wake2, stop2, hook2) = (wake.clone(), stop.clone(), hook.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("relay-worker-{i}"))
                 .spawn(
-                    move || match worker::Worker::new(i, rx, wake2, stop2, per_worker) {
+                    move || match worker::Worker::new(i, rx, wake2, stop2, per_worker, hook2) {
                         Ok(mut w) => {
                             let _ = ready_tx.send(Ok(()));
                             w.run();

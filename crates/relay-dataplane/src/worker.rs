@@ -13,12 +13,16 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg};
 
 use crate::rtp::{PacketClass, classify, first_report_block};
-use crate::{BATCH, Latching, StreamCommand, StreamConfig, StreamCounters, StreamKey, StreamKind};
+use crate::{
+    BATCH, Latching, StandbyHook, StreamCommand, StreamConfig, StreamCounters, StreamKey,
+    StreamKind,
+};
 
 const WAKE_TOKEN: u64 = u64::MAX;
 const BUF_SIZE: usize = 2048;
 
 struct Stream {
+    key: StreamKey,
     socket: UdpSocket,
     kind: StreamKind,
     counters: Arc<StreamCounters>,
@@ -26,6 +30,8 @@ struct Stream {
     /// Current destination (configured, or latched).
     endpoint: Option<SocketAddr>,
     latched: bool,
+    /// The standby hook has been called since the stream became standby.
+    reported: bool,
 }
 
 pub(crate) struct Worker {
@@ -42,6 +48,7 @@ pub(crate) struct Worker {
     send_hdrs: MultiHeaders<SockaddrStorage>,
     lens: [usize; BATCH],
     srcs: [Option<SocketAddr>; BATCH],
+    hook: Option<StandbyHook>,
 }
 
 impl Worker {
@@ -51,6 +58,7 @@ impl Worker {
         wake: Arc<EventFd>,
         stop: Arc<AtomicBool>,
         capacity: usize,
+        hook: Option<StandbyHook>,
     ) -> std::io::Result<Worker> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -71,6 +79,7 @@ impl Worker {
             send_hdrs: MultiHeaders::preallocate(BATCH, None),
             lens: [0; BATCH],
             srcs: [None; BATCH],
+            hook,
         })
     }
 
@@ -162,6 +171,7 @@ impl Worker {
         }
         if let Some(entry) = self.slots.get_mut(slot) {
             *entry = Some(Stream {
+                key,
                 socket,
                 kind,
                 counters,
@@ -172,9 +182,11 @@ impl Worker {
                     sink_rtp: None,
                     sink_rtcp: None,
                     tos: 0,
+                    standby: false,
                 },
                 endpoint: None,
                 latched: false,
+                reported: false,
             });
         }
         self.by_key.insert(key, slot);
@@ -194,6 +206,9 @@ impl Worker {
             if let Ok(mut g) = s.counters.latched.lock() {
                 *g = None;
             }
+        }
+        if !config.standby {
+            s.reported = false;
         }
         s.config = config;
     }
@@ -230,6 +245,9 @@ impl Worker {
             }
         };
         if received == 0 {
+            return;
+        }
+        if self.standby_traffic(slot, received) {
             return;
         }
         // 2. Source policy, classification, counters; pick sends.
@@ -319,6 +337,27 @@ impl Worker {
         if n_rtcp > 0 {
             self.forward(sink_rtcp, &to_rtcp[..n_rtcp]);
         }
+    }
+
+    /// Counts and drops a batch received on a standby stream, calling the
+    /// hook on the first one. True if the stream is in standby.
+    fn standby_traffic(&mut self, slot: usize, received: usize) -> bool {
+        let Some(Some(s)) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        if !s.config.standby {
+            return false;
+        }
+        s.counters
+            .standby_packets
+            .fetch_add(received as u64, Ordering::Relaxed);
+        if !s.reported {
+            s.reported = true;
+            if let Some(hook) = self.hook.as_ref() {
+                hook(s.key);
+            }
+        }
+        true
     }
 
     fn forward(&mut self, sink: Option<StreamKey>, which: &[usize]) {

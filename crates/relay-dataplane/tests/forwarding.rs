@@ -6,6 +6,7 @@ use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
@@ -84,6 +85,7 @@ fn forwards_both_ways_with_latching_tos_and_counters() {
         sink_rtp: Some(kb),
         sink_rtcp: Some(kb),
         tos: 184,
+        standby: false,
     };
     let cfg_b = StreamConfig {
         endpoint: Some(client_b.local_addr().unwrap()),
@@ -92,6 +94,7 @@ fn forwards_both_ways_with_latching_tos_and_counters() {
         sink_rtp: Some(ka),
         sink_rtcp: Some(ka),
         tos: 184,
+        standby: false,
     };
     dp.send(
         0,
@@ -194,6 +197,7 @@ fn media_handover_follows_new_source() {
         sink_rtp: Some(sink),
         sink_rtcp: Some(sink),
         tos: 0,
+        standby: false,
     };
     dp.send(
         0,
@@ -226,4 +230,99 @@ fn media_handover_follows_new_source() {
     let (n, from) = a2.recv_from(&mut buf).unwrap();
     assert_eq!((n, from), (172, addr_a));
     assert_eq!(ca.snapshot().latched, Some(a2.local_addr().unwrap()));
+}
+
+#[test]
+fn standby_stream_drops_reports_once_and_forwards_after_activation() {
+    let (hook_tx, hook_rx) = std::sync::mpsc::channel();
+    let hook: voxline_relay_dataplane::StandbyHook = Arc::new(move |k: StreamKey| {
+        let _ = hook_tx.send(k);
+    });
+    let dp = Dataplane::start_with_hook(
+        DataplaneConfig {
+            workers: 1,
+            streams_hint: 4,
+        },
+        Some(hook),
+    )
+    .unwrap();
+    let (port_a, port_b) = (bind(), bind());
+    let addr_a = port_a.local_addr().unwrap();
+    let (a, b) = (bind(), bind());
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (ka, kb) = (StreamKey(20), StreamKey(21));
+    let ca = Arc::new(StreamCounters::default());
+    let cfg = |endpoint, sink, standby| StreamConfig {
+        endpoint,
+        latching: Latching::Once,
+        strict_source: false,
+        sink_rtp: Some(sink),
+        sink_rtcp: Some(sink),
+        tos: 0,
+        standby,
+    };
+    let b_addr = Some(b.local_addr().unwrap());
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: ka,
+            socket: port_a,
+            kind: StreamKind::Rtp,
+            counters: ca.clone(),
+            config: cfg(None, kb, true),
+        },
+    )
+    .unwrap();
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: kb,
+            socket: port_b,
+            kind: StreamKind::Rtp,
+            counters: Arc::default(),
+            config: cfg(b_addr, ka, true),
+        },
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    for seq in 0..3 {
+        a.send_to(&rtp(seq), addr_a).unwrap();
+    }
+    assert_eq!(
+        hook_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ka,
+        "the first standby packet is reported"
+    );
+    wait_for(|| ca.standby_packets.load(Ordering::Relaxed) == 3);
+    assert!(b.recv_from(&mut buf).is_err(), "standby never forwards");
+    assert!(
+        hook_rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        "reported once"
+    );
+    assert_eq!(ca.snapshot().packets, 0);
+    // Activation: the same sockets forward from now on.
+    dp.send(
+        0,
+        StreamCommand::Configure {
+            key: ka,
+            config: cfg(None, kb, false),
+        },
+    )
+    .unwrap();
+    dp.send(
+        0,
+        StreamCommand::Configure {
+            key: kb,
+            config: cfg(b_addr, ka, false),
+        },
+    )
+    .unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    wait_for(|| {
+        a.send_to(&rtp(9), addr_a).unwrap();
+        b.recv_from(&mut buf).is_ok()
+    });
+    assert!(ca.snapshot().packets >= 1);
+    dp.shutdown();
 }

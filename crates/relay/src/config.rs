@@ -57,6 +57,53 @@ pub struct RelayConfig {
     pub max_sessions: usize,
     /// Commands queued per ng source before further ones are dropped.
     pub ng_queue_per_source: usize,
+    /// Session replication and takeover through Redis (`[relay.redis]`);
+    /// off when absent.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[relay.redis]`: every session change is written to Redis; other
+/// relays' sessions are followed through keyspace notifications and taken
+/// over when their owner dies. See `docs/relay-redundancy.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (standalone Redis; RESP3 is switched on).
+    pub url: String,
+    /// Prefix of every key this relay writes and follows.
+    pub key_prefix: String,
+    /// This relay's unique id (in keys and session records).
+    pub relay_id: String,
+    /// Follow other relays' sessions and take them over when they die.
+    /// `false`: only write own sessions (and restore them after a restart).
+    pub standby: bool,
+    /// Relay ids to follow; empty = every other relay under the prefix.
+    pub follow: Vec<String>,
+    /// How often the heartbeat key is written (ms).
+    pub heartbeat_interval_ms: u64,
+    /// A followed relay whose heartbeat is older than this is dead and
+    /// taken over (ms); also the heartbeat key's TTL.
+    pub heartbeat_timeout_ms: u64,
+    /// Timeout of every Redis command and connection attempt (ms).
+    pub command_timeout_ms: u64,
+    /// Lifetime of a session key after its last change (s).
+    pub key_ttl_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            key_prefix: "voxline:relay".to_owned(),
+            relay_id: String::new(),
+            standby: true,
+            follow: Vec::new(),
+            heartbeat_interval_ms: 100,
+            heartbeat_timeout_ms: 500,
+            command_timeout_ms: 500,
+            key_ttl_secs: 86_400,
+        }
+    }
 }
 
 impl Default for RelayConfig {
@@ -79,6 +126,7 @@ impl Default for RelayConfig {
             workers: 1,
             max_sessions: 0,
             ng_queue_per_source: 256,
+            redis: None,
         }
     }
 }
@@ -98,6 +146,55 @@ pub enum ConfigError {
     /// Zero workers.
     #[error("relay.workers: must be at least 1")]
     Workers,
+    /// The Redis URL does not parse.
+    #[error("relay.redis.url: {0}")]
+    RedisUrl(String),
+    /// No relay id, or one with characters that cannot be in a key name.
+    #[error("relay.redis.relay_id: required; letters, digits, '.', '-' and '_' only")]
+    RelayId,
+    /// Empty key prefix.
+    #[error("relay.redis.key_prefix: must not be empty")]
+    KeyPrefix,
+    /// Heartbeat settings that cannot tell a live relay from a dead one.
+    #[error("relay.redis.heartbeat_timeout_ms: must be at least twice heartbeat_interval_ms (> 0)")]
+    Heartbeat,
+    /// A zero timeout or TTL.
+    #[error("relay.redis.{0}: must be positive")]
+    Zero(&'static str),
+}
+
+/// True for ids usable in key names and logs.
+pub(crate) fn valid_relay_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+impl RedisConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        redis::Client::open(self.url.as_str()).map_err(|e| ConfigError::RedisUrl(e.to_string()))?;
+        if !valid_relay_id(&self.relay_id) || !self.follow.iter().all(|f| valid_relay_id(f)) {
+            return Err(ConfigError::RelayId);
+        }
+        if self.key_prefix.is_empty() {
+            return Err(ConfigError::KeyPrefix);
+        }
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_timeout_ms < self.heartbeat_interval_ms.saturating_mul(2)
+        {
+            return Err(ConfigError::Heartbeat);
+        }
+        if self.command_timeout_ms == 0 {
+            return Err(ConfigError::Zero("command_timeout_ms"));
+        }
+        if self.key_ttl_secs == 0 {
+            return Err(ConfigError::Zero("key_ttl_secs"));
+        }
+        Ok(())
+    }
 }
 
 impl RelayConfig {
@@ -117,6 +214,9 @@ impl RelayConfig {
         }
         if self.workers == 0 {
             return Err(ConfigError::Workers);
+        }
+        if let Some(r) = &self.redis {
+            r.validate()?;
         }
         Ok(())
     }
@@ -154,5 +254,53 @@ mod tests {
         ));
         c.interfaces.clear();
         assert_eq!(c.validate(), Err(ConfigError::NoInterface));
+    }
+
+    #[test]
+    fn redis_section_parses_and_validates() {
+        let c: RelayConfig = toml::from_str(
+            r#"
+            [redis]
+            url = "redis://127.0.0.1:6379/2"
+            relay_id = "relay-a"
+            follow = ["relay-b"]
+            heartbeat_interval_ms = 50
+            heartbeat_timeout_ms = 200
+            "#,
+        )
+        .unwrap();
+        let r = c.redis.clone().unwrap();
+        assert_eq!(
+            (r.relay_id.as_str(), r.heartbeat_timeout_ms),
+            ("relay-a", 200)
+        );
+        assert!(r.standby && r.key_prefix == "voxline:relay");
+        c.validate().unwrap();
+        let bad = |f: &dyn Fn(&mut RedisConfig)| {
+            let mut r = r.clone();
+            f(&mut r);
+            r.validate().unwrap_err()
+        };
+        assert_eq!(bad(&|r| r.relay_id.clear()), ConfigError::RelayId);
+        assert_eq!(bad(&|r| r.relay_id = "a:b".into()), ConfigError::RelayId);
+        assert_eq!(bad(&|r| r.follow = vec!["*".into()]), ConfigError::RelayId);
+        assert_eq!(
+            bad(&|r| r.heartbeat_timeout_ms = 60),
+            ConfigError::Heartbeat
+        );
+        assert_eq!(bad(&|r| r.key_prefix.clear()), ConfigError::KeyPrefix);
+        assert!(matches!(
+            bad(&|r| r.url = "http://x".into()),
+            ConfigError::RedisUrl(_)
+        ));
+        assert!(
+            toml::from_str::<RelayConfig>("[redis]\nrelay = \"x\"\n").is_err(),
+            "unknown keys are errors"
+        );
+        let d = RedisConfig::default();
+        assert!(
+            d.heartbeat_timeout_ms <= 1000,
+            "takeover within 1 s by default"
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 mod control;
 pub mod fairness;
 pub mod ports;
+pub mod replication;
 mod server;
 pub mod session;
 
@@ -34,8 +35,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use config::{ConfigError, InterfaceConfig, RelayConfig};
+pub use config::{ConfigError, InterfaceConfig, RedisConfig, RelayConfig};
 pub use control::RelayStats;
+pub use replication::RedisStatus;
 use tokio::sync::watch;
 use voxline_relay_dataplane::{Dataplane, DataplaneConfig, DataplaneError, unix_ms};
 
@@ -58,6 +60,10 @@ pub enum RelayError {
     /// The forwarding workers could not start.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    /// The Redis client could not be set up (the connection itself is made
+    /// in the background: a relay starts while Redis is down).
+    #[error("relay.redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Entry point of the relay role.
@@ -72,6 +78,8 @@ pub struct RelayHandle {
     control: Arc<Mutex<control::Control>>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    link: Option<replication::Link>,
+    link_status: Option<Arc<replication::LinkStatus>>,
 }
 
 impl std::fmt::Debug for control::Control {
@@ -87,7 +95,7 @@ impl Relay {
     /// Validates `config`, binds the ng listeners, starts the workers.
     pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         config.validate()?;
-        let udp = bind_ng_udp(config.ng_udp).map_err(|source| RelayError::Bind {
+        let udp = bind_ng_udp(config.ng_udp, false).map_err(|source| RelayError::Bind {
             proto: "udp",
             addr: config.ng_udp,
             source,
@@ -97,23 +105,30 @@ impl Relay {
             addr: config.ng_udp,
             source,
         })?;
-        let tcp =
-            match config.ng_tcp {
-                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
-                    |source| RelayError::Bind {
-                        proto: "tcp",
-                        addr,
-                        source,
-                    },
-                )?),
-                None => None,
-            };
+        let tcp = match config.ng_tcp {
+            Some(addr) => Some(bind_ng_tcp(addr, false).map_err(|source| RelayError::Bind {
+                proto: "tcp",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
         let ng_tcp = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let streams_hint = usize::from(config.port_max.saturating_sub(config.port_min)) + 1;
-        let dataplane = Dataplane::start(DataplaneConfig {
-            workers: config.workers,
-            streams_hint: streams_hint * config.interfaces.len(),
-        })?;
+        let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hook: Option<voxline_relay_dataplane::StandbyHook> = config.redis.as_ref().map(|_| {
+            let hook: voxline_relay_dataplane::StandbyHook = Arc::new(move |key| {
+                let _ = hook_tx.send(key);
+            });
+            hook
+        });
+        let dataplane = Dataplane::start_with_hook(
+            DataplaneConfig {
+                workers: config.workers,
+                streams_hint: streams_hint * config.interfaces.len(),
+            },
+            hook,
+        )?;
         let table = session::SessionTable::new(&config);
         let control = Arc::new(Mutex::new(control::Control::new(
             table,
@@ -122,6 +137,35 @@ impl Relay {
             unix_ms(),
         )));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let link = match &config.redis {
+            Some(redis) => {
+                let (writes_tx, writes_rx) = tokio::sync::mpsc::unbounded_channel();
+                let (takeovers_tx, takeovers_rx) = tokio::sync::mpsc::unbounded_channel();
+                server::with_control(&control, |c| {
+                    c.set_replica(control::Replica::new(
+                        redis,
+                        writes_tx.clone(),
+                        takeovers_tx,
+                    ));
+                });
+                let link = replication::start(replication::LinkParts {
+                    config: redis.clone(),
+                    control: control.clone(),
+                    writes_tx,
+                    writes_rx,
+                    takeovers_rx,
+                    hook_rx,
+                    ng_udp,
+                    ng_tcp,
+                    ng_queue_per_source: config.ng_queue_per_source,
+                    shutdown: shutdown_rx.clone(),
+                })?;
+                tracing::info!(relay_id = %redis.relay_id, url = %redis.url, standby = redis.standby, "relay replication through Redis");
+                Some(link)
+            }
+            None => None,
+        };
+        let link_status = link.as_ref().map(|l| l.status.clone());
         let mut tasks = vec![
             tokio::spawn(server::run_udp(
                 udp,
@@ -149,21 +193,59 @@ impl Relay {
             control,
             shutdown_tx,
             tasks,
+            link,
+            link_status,
         })
     }
 }
 
 /// Binds the ng UDP socket with a large receive buffer, so bursts (and
 /// floods) are queued for the fair scheduler rather than dropped by the
-/// kernel.
-fn bind_ng_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+/// kernel. `freebind`: also if the address is not (yet) local (a taken-over
+/// relay's address).
+pub(crate) fn bind_ng_udp(
+    addr: SocketAddr,
+    freebind: bool,
+) -> std::io::Result<tokio::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // Capped by net.core.rmem_max; best effort.
     let _ = socket.set_recv_buffer_size(4 << 20);
+    if freebind {
+        set_freebind(&socket, addr);
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// Binds an ng TCP listener (`SO_REUSEADDR`, so a dead relay's connections
+/// in TIME_WAIT do not block a takeover).
+pub(crate) fn bind_ng_tcp(
+    addr: SocketAddr,
+    freebind: bool,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if freebind {
+        set_freebind(&socket, addr);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) {
+    let r = if addr.is_ipv4() {
+        socket.set_freebind_v4(true)
+    } else {
+        socket.set_freebind_v6(true)
+    };
+    if let Err(e) = r {
+        tracing::debug!(%addr, error = %e, "IP_FREEBIND not set");
+    }
 }
 
 impl RelayHandle {
@@ -179,17 +261,25 @@ impl RelayHandle {
 
     /// Current numbers.
     pub fn stats(&self) -> RelayStats {
-        match self.control.lock() {
+        let mut s = match self.control.lock() {
             Ok(c) => c.stats(),
             Err(p) => p.into_inner().stats(),
-        }
+        };
+        s.redis = self.link_status.as_ref().map(|l| l.snapshot());
+        s
     }
 
-    /// Ends all sessions, closes all sockets and stops all tasks and workers.
+    /// Ends all sessions, closes all sockets and stops all tasks and
+    /// workers. With `[relay.redis]` the sessions stay in Redis (the last
+    /// changes are flushed): a standby takes them over when the heartbeat
+    /// stops.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(link) = self.link {
+            link.join().await;
         }
         let control = self.control;
         let _ = tokio::task::spawn_blocking(move || {

@@ -23,6 +23,8 @@ pub struct PortPool {
     quarantine: VecDeque<(u16, u64)>,
     quarantine_ms: u64,
     total: usize,
+    /// First and last RTP port of the range.
+    range: (u16, u16),
 }
 
 impl PortPool {
@@ -38,12 +40,36 @@ impl PortPool {
             p += 2;
         }
         let total = free.len();
+        let last = free.back().copied().unwrap_or(0);
         PortPool {
             free,
             quarantine: VecDeque::new(),
             quarantine_ms,
             total,
+            range: (first, last),
         }
+    }
+
+    fn in_range(&self, rtp_port: u16) -> bool {
+        rtp_port.is_multiple_of(2) && (self.range.0..=self.range.1).contains(&rtp_port)
+    }
+
+    /// Marks a pair as in use without binding it (a session taken over from
+    /// another relay brings its sockets). False if the pair is outside the
+    /// range or not free.
+    pub fn reserve(&mut self, rtp_port: u16) -> bool {
+        if !self.in_range(rtp_port) {
+            return false;
+        }
+        if let Some(i) = self.free.iter().position(|p| *p == rtp_port) {
+            self.free.remove(i);
+            return true;
+        }
+        if let Some(i) = self.quarantine.iter().position(|(p, _)| *p == rtp_port) {
+            self.quarantine.remove(i);
+            return true;
+        }
+        false
     }
 
     fn thaw(&mut self, now_ms: u64) {
@@ -77,13 +103,19 @@ impl PortPool {
     }
 
     /// Returns a pair; it becomes free after the quarantine.
+    /// Pairs outside the range (taken over from a relay with another range)
+    /// are forgotten.
     pub fn release(&mut self, rtp_port: u16, now_ms: u64) {
-        self.quarantine.push_back((rtp_port, now_ms));
+        if self.in_range(rtp_port) {
+            self.quarantine.push_back((rtp_port, now_ms));
+        }
     }
 
     /// Ports (RTP + RTCP) currently allocated.
     pub fn used_ports(&self) -> usize {
-        (self.total - self.free.len() - self.quarantine.len()) * 2
+        self.total
+            .saturating_sub(self.free.len() + self.quarantine.len())
+            .saturating_mul(2)
     }
 
     /// Pairs available right now (excluding quarantine).
@@ -136,6 +168,26 @@ pub(crate) mod tests {
         pool.release(a, 100);
         assert_eq!(pool.allocate(LO, 500, &mut b), None, "still in quarantine");
         assert_eq!(pool.allocate(LO, 1100, &mut b), Some(a));
+    }
+
+    #[test]
+    fn reserve_takes_pairs_out_of_the_pool() {
+        let mut pool = PortPool::new(30000, 30005, 1000);
+        assert!(pool.reserve(30002));
+        assert!(!pool.reserve(30002), "already reserved");
+        assert!(
+            !pool.reserve(30001) && !pool.reserve(40000),
+            "not a pair here"
+        );
+        assert_eq!(pool.used_ports(), 2);
+        let mut b = FakeBinder::default();
+        assert_eq!(pool.allocate(LO, 0, &mut b), Some(30000));
+        assert_eq!(pool.allocate(LO, 0, &mut b), Some(30004));
+        assert_eq!(pool.allocate(LO, 0, &mut b), None);
+        pool.release(40000, 0);
+        assert_eq!(pool.used_ports(), 6, "foreign pairs are not adopted");
+        pool.release(30002, 0);
+        assert_eq!(pool.allocate(LO, 2000, &mut b), Some(30002));
     }
 
     #[test]

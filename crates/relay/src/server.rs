@@ -83,7 +83,8 @@ fn serve_udp(
     let mut queue: Queue = FairQueue::new(per_source);
     let mut bufs = vec![vec![0u8; 65_536]; READ_BATCH];
     let mut hdrs: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(READ_BATCH, None);
-    while !*stop.borrow() {
+    // Also ends when the handle is dropped without a shutdown.
+    while !*stop.borrow() && stop.has_changed().is_ok() {
         let timeout = if queue.is_empty() {
             PollTimeout::from(200u16)
         } else {

@@ -230,6 +230,7 @@ pub(super) fn sync_media(
                         worker,
                         local: SocketAddr::new(addr, p),
                         kind,
+                        standby: false,
                     });
                 }
             }
@@ -247,8 +248,9 @@ pub(super) fn sync_media(
     Ok(())
 }
 
-/// Emits a `Configure` for every stream of the call.
-pub(super) fn configure_call(call: &Call, effects: &mut Vec<Effect>) {
+/// Emits a `Configure` for every stream of the call (`standby`: held for
+/// another relay, nothing forwarded).
+pub(super) fn configure_call(call: &Call, effects: &mut Vec<Effect>, standby: bool) {
     for leg in &call.legs {
         let peer = leg.peer.and_then(|p| call.leg(p));
         for (i, m) in leg.media.iter().enumerate() {
@@ -273,6 +275,7 @@ pub(super) fn configure_call(call: &Call, effects: &mut Vec<Effect>) {
                         sink_rtp,
                         sink_rtcp,
                         tos: call.tos,
+                        standby,
                     },
                 });
             }

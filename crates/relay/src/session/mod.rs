@@ -9,9 +9,11 @@
 //! answer deciding where media goes. Time is an explicit `now` in Unix
 //! milliseconds. All state is `serde`-serializable for replication.
 
+mod adopt;
 mod media;
 mod model;
 mod rewrite;
+pub(crate) mod standby;
 mod stats;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -44,6 +46,13 @@ pub struct SessionTable {
     pools: Vec<PortPool>,
     next_key: u64,
     totals: Totals,
+    /// Port range and quarantine for pools of interfaces added by a
+    /// takeover.
+    port_range: (u16, u16, u64),
+    /// Call-ids changed since the last [`SessionTable::take_changed`]
+    /// (replication).
+    #[serde(skip)]
+    changed: Vec<String>,
 }
 
 impl SessionTable {
@@ -70,7 +79,44 @@ impl SessionTable {
             pools,
             next_key: 1,
             totals: Totals::default(),
+            port_range: (
+                config.port_min,
+                config.port_max,
+                config.port_quarantine_secs.saturating_mul(1000),
+            ),
+            changed: Vec::new(),
         }
+    }
+
+    /// The interfaces legs refer to by index: the configured ones, then any
+    /// added by takeovers.
+    pub fn interfaces(&self) -> &[InterfaceConfig] {
+        &self.config.interfaces
+    }
+
+    /// All calls.
+    pub fn calls(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// Call-ids created, changed or ended since the last call (each once).
+    pub fn take_changed(&mut self) -> Vec<String> {
+        let mut v = std::mem::take(&mut self.changed);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Marks a call for writing (again).
+    pub(crate) fn mark_changed(&mut self, call_id: &str) {
+        self.changed.push(call_id.to_owned());
+    }
+
+    /// A fresh data-plane stream key.
+    pub(crate) fn alloc_key(&mut self) -> u64 {
+        let k = self.next_key;
+        self.next_key += 1;
+        k
     }
 
     /// Number of calls.
@@ -120,7 +166,7 @@ impl SessionTable {
         }
     }
 
-    fn worker_for(&self, call_id: &str) -> usize {
+    pub(crate) fn worker_for(&self, call_id: &str) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         call_id.hash(&mut h);
         usize::try_from(h.finish() % self.config.workers.max(1) as u64).unwrap_or(0)
@@ -255,7 +301,8 @@ impl SessionTable {
             return Err(SessionError::UnknownCall);
         };
         let out = rewrite::rewrite(&sdp, call, to_id, req, &self.config.interfaces)?;
-        configure_call(call, &mut effects);
+        configure_call(call, &mut effects, false);
+        self.changed.push(req.call_id.clone());
         Ok(MediaOutcome {
             sdp: out,
             warnings,
@@ -329,6 +376,7 @@ impl SessionTable {
                 .push("'direction' ignored in answer: interfaces are chosen by the offer".into());
         }
         let mut effects = Vec::new();
+        self.changed.push(req.call_id.clone());
         sync_media(
             call,
             b_id,
@@ -343,7 +391,7 @@ impl SessionTable {
             &mut effects,
         )?;
         let out = rewrite::rewrite(&sdp, call, a_id, req, &self.config.interfaces)?;
-        configure_call(call, &mut effects);
+        configure_call(call, &mut effects, false);
         Ok(MediaOutcome {
             sdp: out,
             warnings,
@@ -374,6 +422,7 @@ impl SessionTable {
             return not_found(req.flags.fatal);
         };
         call.last_signal_ms = now_ms;
+        self.changed.push(req.call_id.clone());
         let stats =
             (!req.flags.fast).then(|| stats::call_stats(call, &self.config.interfaces, counters));
         let from = req.from_tag.as_deref().filter(|t| !t.is_empty());
@@ -418,7 +467,7 @@ impl SessionTable {
             let others = call.legs.iter().filter(|l| !doomed.contains(&l.id)).count();
             if others > 1 {
                 remove_legs(call, &doomed, &mut self.pools, now_ms, &mut effects);
-                configure_call(call, &mut effects);
+                configure_call(call, &mut effects, false);
                 return Ok(DeleteOutcome {
                     stats,
                     warning: None,
@@ -511,6 +560,7 @@ impl SessionTable {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.changed.push(call.call_id.clone());
         let mut legs_with_media = 0;
         for leg in &call.legs {
             let got = leg.media.iter().any(|m| {

@@ -192,6 +192,8 @@ pub enum Effect {
         local: SocketAddr,
         /// RTP or RTCP.
         kind: StreamKind,
+        /// Held for another relay (see [`StreamConfig::standby`]).
+        standby: bool,
     },
     /// (Re)configure a stream.
     Configure {
@@ -254,6 +256,10 @@ pub enum SessionError {
     /// `delete` (with `fatal`) for an unknown call or tags.
     #[error("Call-ID not found or tags didn't match")]
     NotFound,
+    /// A session taken over from another relay has a call-id this relay
+    /// already serves.
+    #[error("Call-ID already exists")]
+    Exists,
     /// The SDP could not be parsed.
     #[error("Failed to parse SDP: {0}")]
     Sdp(#[from] voxline_sdp::SdpError),
@@ -319,6 +325,9 @@ pub struct Totals {
     pub duration_ms_sum: u64,
     /// Ended sessions.
     pub ended: u64,
+    /// Sessions taken over from other relays.
+    #[serde(default)]
+    pub adopted: u64,
 }
 
 /// The table's settings, derived from [`RelayConfig`].

@@ -18,6 +18,9 @@ use voxline_relay_dataplane::{
 use crate::ports::PortBinder;
 use crate::session::{Effect, SessionTable};
 
+mod replica;
+pub(crate) use replica::{Replica, TakenOver, Trigger, WriteOp};
+
 const COOKIE_CACHE_ENTRIES: usize = 65_536;
 const COOKIE_CACHE_TTL_MS: u64 = 10_000;
 const COMMANDS: [CommandKind; 7] = [
@@ -51,6 +54,12 @@ pub struct RelayStats {
     pub duplicates: u64,
     /// Sessions ended by a timeout of any kind.
     pub timed_out: u64,
+    /// Standby sessions held for other relays.
+    pub foreign_sessions: usize,
+    /// Sessions taken over from other relays, ever.
+    pub adopted: u64,
+    /// Redis replication state (None without `[relay.redis]`).
+    pub redis: Option<crate::replication::RedisStatus>,
 }
 
 struct Binder<'a> {
@@ -84,6 +93,21 @@ fn bind_nonblocking(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Like [`bind_nonblocking`], also for an address that is not (yet) local
+/// (`IP_FREEBIND`): a standby holds another relay's ports before that
+/// relay's address moves here.
+pub(crate) fn bind_freebind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let ty = socket2::Type::DGRAM.nonblocking();
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    let _ = if addr.is_ipv4() {
+        s.set_freebind_v4(true)
+    } else {
+        s.set_freebind_v6(true)
+    };
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
 pub(crate) struct Control {
     table: SessionTable,
     dataplane: Option<Dataplane>,
@@ -101,6 +125,9 @@ pub(crate) struct Control {
     rates: (u64, u64, u64),
     port_range: (u16, u16),
     unwoken: Vec<usize>,
+    /// Redis replication and standby sessions (None without
+    /// `[relay.redis]`).
+    replica: Option<Replica>,
 }
 
 fn snapshot(map: &HashMap<u64, Arc<StreamCounters>>, key: StreamKey) -> CounterSnapshot {
@@ -130,7 +157,13 @@ impl Control {
             rates: (0, 0, 0),
             port_range,
             unwoken: Vec::new(),
+            replica: None,
         }
+    }
+
+    /// Switches replication on.
+    pub(crate) fn set_replica(&mut self, replica: Replica) {
+        self.replica = Some(replica);
     }
 
     /// Handles one ng message; `None` when it has no cookie (nothing to
@@ -180,6 +213,15 @@ impl Control {
         }
         metrics::counter!("voxline_relay_ng_commands_total", "command" => kind.as_str())
             .increment(1);
+        let call_id = match &req.command {
+            Command::Offer(m) | Command::Answer(m) => Some(m.call_id.as_str()),
+            Command::Delete(d) => Some(d.call_id.as_str()),
+            Command::Query(q) => Some(q.call_id.as_str()),
+            _ => None,
+        };
+        if let Some(id) = call_id {
+            self.signal_for_foreign(id, now_ms);
+        }
         let mut warnings = req.warnings;
         let reply = match req.command {
             Command::Ping => build::pong(),
@@ -227,6 +269,7 @@ impl Control {
         };
         // Sockets bound for an attempt that failed are closed here.
         self.pending.clear();
+        self.replicate(now_ms);
         metrics::gauge!("voxline_relay_sessions").set(self.table.len() as f64);
         reply
     }
@@ -250,6 +293,7 @@ impl Control {
                     worker,
                     local,
                     kind,
+                    standby,
                 } => {
                     let Some(socket) = self.pending.remove(&local) else {
                         tracing::error!(%local, "no bound socket for a new stream");
@@ -271,6 +315,7 @@ impl Control {
                                 sink_rtp: None,
                                 sink_rtcp: None,
                                 tos: 0,
+                                standby,
                             },
                         },
                     )
@@ -330,6 +375,7 @@ impl Control {
                 .increment(1);
         }
         self.execute(effects);
+        self.replicate(now_ms);
         self.flush_wakes();
         self.cache.get(&0, now_ms); // expires old replies
         let sums = self.sums();
@@ -344,6 +390,7 @@ impl Control {
             self.rate = (now_ms, sums.packets, sums.bytes, sums.errors);
         }
         metrics::gauge!("voxline_relay_sessions").set(self.table.len() as f64);
+        metrics::gauge!("voxline_relay_sessions_foreign").set(self.foreign_len() as f64);
         metrics::gauge!("voxline_relay_streams").set(self.counters.len() as f64);
         metrics::counter!("voxline_relay_packets_total").absolute(sums.packets);
         metrics::counter!("voxline_relay_bytes_total").absolute(sums.bytes);
@@ -380,7 +427,7 @@ impl Control {
         let sums = self.sums();
         Statistics {
             sessions_own: self.table.len() as u64,
-            sessions_foreign: 0,
+            sessions_foreign: self.foreign_len() as u64,
             packet_rate: self.rates.0,
             byte_rate: self.rates.1,
             error_rate: self.rates.2,
@@ -435,11 +482,16 @@ impl Control {
             commands: self.command_counts.iter().sum(),
             duplicates: self.duplicates,
             timed_out: t.timeout + t.silent_timeout + t.final_timeout,
+            foreign_sessions: self.foreign_len(),
+            adopted: t.adopted,
+            redis: None,
         }
     }
 
-    /// Ends all sessions and stops the workers.
+    /// Ends all sessions and stops the workers. Nothing is written to Redis:
+    /// the sessions stay there for a standby to take over.
     pub(crate) fn shutdown(&mut self, now_ms: u64) {
+        self.replica = None;
         let counters = &self.counters;
         let effects = self.table.clear(now_ms, &|k| snapshot(counters, k));
         self.execute(effects);
