@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::{
     AofRedis, Node, completed, edge_node_config, fast_tempdir, loadgen, partitions_toml,
-    provision_db, registrar_node_config, wait_until,
+    provision_db, register_once, registrar_node_config, wait_until,
 };
-use voxline_auth::{ClientRequest, DigestChallenge};
 use voxline_loadgen::engine::Shape;
 use voxline_loadgen::uac::Scenario;
 
@@ -21,85 +20,6 @@ const EXTRA: u32 = 20;
 
 fn user(i: u32) -> String {
     format!("u{i:08}@localhost")
-}
-
-/// The final response to a REGISTER with digest auth sent from a plain
-/// socket: (status, Retry-After).
-fn register_once(edge: SocketAddr, name: &str) -> (u16, Option<String>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let local = sock.local_addr().unwrap();
-    let call_id = format!("{name}-{}", local.port());
-    let request = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{name}{cseq}x{};rport\r\n\
-Max-Forwards: 70\r\nFrom: <sip:{name}@localhost>;tag={cseq}\r\nTo: <sip:{name}@localhost>\r\n\
-Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{name}@{local}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
-            local.port()
-        )
-    };
-    let final_response = |sock: &UdpSocket| -> Option<Response> {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = sock.recv(&mut buf).ok()?;
-            let r = Response::parse(&String::from_utf8_lossy(&buf[..n]))?;
-            if r.status >= 200 {
-                return Some(r);
-            }
-        }
-    };
-    sock.send_to(request(1, "").as_bytes(), edge).unwrap();
-    let Some(challenge) = final_response(&sock) else {
-        return (408, None);
-    };
-    if challenge.status != 401 {
-        return (challenge.status, None);
-    }
-    let ch = DigestChallenge::parse(&challenge.header("WWW-Authenticate").unwrap()).unwrap();
-    let auth = ch.authorize(
-        name,
-        name,
-        &ClientRequest {
-            method: "REGISTER",
-            uri: "sip:localhost",
-            nc: 1,
-            cnonce: "0a4f113b",
-        },
-    );
-    sock.send_to(
-        request(2, &format!("Authorization: {auth}\r\n")).as_bytes(),
-        edge,
-    )
-    .unwrap();
-    match final_response(&sock) {
-        Some(r) => (r.status, r.header("Retry-After")),
-        None => (408, None),
-    }
-}
-
-/// Just enough of a response for this test.
-struct Response {
-    status: u16,
-    text: String,
-}
-
-impl Response {
-    fn parse(text: &str) -> Option<Response> {
-        let status = text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
-        Some(Response {
-            status,
-            text: text.to_owned(),
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.text.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
 }
 
 fn aors(node: &Node) -> u64 {

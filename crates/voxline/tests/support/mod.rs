@@ -649,3 +649,99 @@ pub fn call_through(dir: &Path, target: SocketAddr, caller: &str, callee: &str) 
         ],
     )
 }
+
+/// The final response to a REGISTER with digest auth (password = user
+/// name) sent from a plain socket: (status, Retry-After).
+pub fn register_once(edge: SocketAddr, name: &str) -> (u16, Option<String>) {
+    let (status, retry, _) = register_raw(edge, name, None);
+    (status, retry)
+}
+
+/// [`register_once`] with the Contact host given (a private address makes
+/// the client look NATed); returns the client's socket too.
+pub fn register_raw(
+    edge: SocketAddr,
+    name: &str,
+    contact_host: Option<&str>,
+) -> (u16, Option<String>, std::net::UdpSocket) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let call_id = format!("{name}-{}", local.port());
+    let contact = match contact_host {
+        Some(h) => format!("{h}:{}", local.port()),
+        None => local.to_string(),
+    };
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{name}{cseq}x{};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:{name}@localhost>;tag={cseq}\r\nTo: <sip:{name}@localhost>\r\n\
+Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{name}@{contact}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+            local.port()
+        )
+    };
+    let final_response = |sock: &std::net::UdpSocket| -> Option<Response> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).ok()?;
+            let r = Response::parse(&String::from_utf8_lossy(&buf[..n]))?;
+            if r.status >= 200 {
+                return Some(r);
+            }
+        }
+    };
+    sock.send_to(request(1, "").as_bytes(), edge).unwrap();
+    let Some(challenge) = final_response(&sock) else {
+        return (408, None, sock);
+    };
+    if challenge.status != 401 {
+        return (challenge.status, None, sock);
+    }
+    let ch = voxline_auth::DigestChallenge::parse(&challenge.header("WWW-Authenticate").unwrap())
+        .unwrap();
+    let auth = ch.authorize(
+        name,
+        name,
+        &voxline_auth::ClientRequest {
+            method: "REGISTER",
+            uri: "sip:localhost",
+            nc: 1,
+            cnonce: "0a4f113b",
+        },
+    );
+    sock.send_to(
+        request(2, &format!("Authorization: {auth}\r\n")).as_bytes(),
+        edge,
+    )
+    .unwrap();
+    let (status, retry) = match final_response(&sock) {
+        Some(r) => (r.status, r.header("Retry-After")),
+        None => (408, None),
+    };
+    (status, retry, sock)
+}
+
+/// Just enough of a response for this test.
+pub struct Response {
+    pub status: u16,
+    pub text: String,
+}
+
+impl Response {
+    pub fn parse(text: &str) -> Option<Response> {
+        let status = text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
+        Some(Response {
+            status,
+            text: text.to_owned(),
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
