@@ -7,10 +7,15 @@
 //!   send 172-byte RTP at 50 packets/s per direction per stream, measure
 //!   loss, the target's CPU and memory.
 //! - `ngbench`: offer+answer pairs per second over ng.
+//! - `takeover`: sessions on a relay followed by a standby through Redis,
+//!   RTP on all of them, the relay killed (SIGKILL) mid-stream: the media
+//!   gap per flow and the share of sessions that continue.
 
 mod forwarder;
+mod gaps;
 mod ngload;
 mod procstat;
+mod takeover;
 mod traffic;
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +39,10 @@ struct Cli {
 enum Cmd {
     /// Run the Voxline relay standalone until SIGINT/SIGTERM.
     ServeRelay {
+        /// A Voxline config file: its `[relay]` section is used (other
+        /// sections are ignored) instead of the options below.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// ng UDP address.
         #[arg(long, default_value = "127.0.0.1:22222")]
         ng: SocketAddr,
@@ -89,6 +98,36 @@ enum Cmd {
         #[arg(long)]
         memory_run: bool,
     },
+    /// Kill a relay mid-stream and measure the takeover by its standby.
+    Takeover {
+        /// ng address of the relay that is killed (the proxy's view).
+        #[arg(long)]
+        ng: SocketAddr,
+        /// The standby's own ng address.
+        #[arg(long)]
+        standby_ng: SocketAddr,
+        /// Process id of the relay to kill.
+        #[arg(long)]
+        kill_pid: u32,
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Packets per second per direction per session.
+        #[arg(long, default_value_t = 50)]
+        pps: u32,
+        #[arg(long, default_value_t = 172)]
+        size: usize,
+        /// Seconds of media before the kill.
+        #[arg(long, default_value_t = 3.0)]
+        before_secs: f64,
+        /// Seconds of media after the kill.
+        #[arg(long, default_value_t = 5.0)]
+        after_secs: f64,
+        #[arg(long, default_value = "takeover")]
+        run_id: String,
+        /// Keep the sessions (no delete at the end).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Offer+answer pairs per second over ng.
     Ngbench {
         #[arg(long)]
@@ -128,7 +167,7 @@ fn media_addr(sdp: &str) -> anyhow::Result<SocketAddr> {
     Ok(format!("{ip}:{port}").parse()?)
 }
 
-fn policy() -> RetransmitPolicy {
+pub(crate) fn policy() -> RetransmitPolicy {
     RetransmitPolicy {
         timeout: Duration::from_millis(2000),
         attempts: 3,
@@ -147,12 +186,12 @@ fn media_req(call_id: String, from: &str, to: Option<&str>, addr: SocketAddr) ->
 }
 
 /// Generator sockets per side.
-const SOCKETS_PER_SIDE: usize = 16;
+pub(crate) const SOCKETS_PER_SIDE: usize = 16;
 
 /// Creates `n` sessions; every session's caller side uses one of the
 /// generator's A sockets, its callee side one of the B sockets. Returns the
 /// flows (2 per session) and the call-ids.
-async fn setup(
+pub(crate) async fn setup(
     ng: &Arc<NgClient>,
     n: usize,
     run_id: &str,
@@ -210,45 +249,85 @@ async fn teardown(ng: &Arc<NgClient>, ids: Vec<String>) {
     }
 }
 
+/// The `[relay]` section of a Voxline config file.
+#[derive(serde::Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    relay: voxline_relay::RelayConfig,
+}
+
+fn init_logging() {
+    let filter = std::env::var("VOXLINE_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::ServeRelay {
+            config: Some(path), ..
+        } => {
+            init_logging();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let file: ConfigFile =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            serve(file.relay)
+        }
+        Cmd::ServeRelay {
+            config: None,
             ng,
             ip,
             port_min,
             port_max,
             workers,
+        } => serve(voxline_relay::RelayConfig {
+            ng_udp: ng,
+            interfaces: vec![voxline_relay::InterfaceConfig {
+                name: "default".into(),
+                address: ip,
+                advertised_address: None,
+            }],
+            port_min,
+            port_max,
+            workers,
+            port_quarantine_secs: 1,
+            timeout_secs: 3600,
+            ..voxline_relay::RelayConfig::default()
+        }),
+        Cmd::Takeover {
+            ng,
+            standby_ng,
+            kill_pid,
+            sessions,
+            pps,
+            size,
+            before_secs,
+            after_secs,
+            run_id,
+            keep,
         } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let config = voxline_relay::RelayConfig {
-                    ng_udp: ng,
-                    interfaces: vec![voxline_relay::InterfaceConfig {
-                        name: "default".into(),
-                        address: ip,
-                        advertised_address: None,
-                    }],
-                    port_min,
-                    port_max,
-                    workers,
-                    port_quarantine_secs: 1,
-                    timeout_secs: 3600,
-                    ..voxline_relay::RelayConfig::default()
-                };
-                let relay = voxline_relay::Relay::start(config).await?;
-                println!("ready {}", relay.ng_udp_addr());
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                relay.shutdown().await;
-                anyhow::Ok(())
-            })
+            let report = takeover::run(&takeover::Args {
+                ng,
+                standby_ng,
+                kill_pid,
+                sessions,
+                pps,
+                size,
+                before: Duration::from_secs_f64(before_secs),
+                after: Duration::from_secs_f64(after_secs),
+                run_id,
+                keep,
+            })?;
+            println!("{report}");
+            Ok(())
         }
         Cmd::Forwarder {
             ip,
@@ -409,6 +488,26 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs the relay until SIGINT/SIGTERM; prints `ready <ng address>` once
+/// it serves.
+fn serve(config: voxline_relay::RelayConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let relay = voxline_relay::Relay::start(config).await?;
+        println!("ready {}", relay.ng_udp_addr());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        relay.shutdown().await;
+        anyhow::Ok(())
+    })
 }
 
 #[cfg(test)]
