@@ -11,6 +11,7 @@ use voxline_auth::AuthConfig;
 use voxline_cdr::CdrConfig;
 use voxline_config::{Problems, Validate, Validator};
 use voxline_location::LocationConfig;
+use voxline_media::MediaConfig;
 use voxline_partition::{PartitionMap, PartitionsConfig};
 use voxline_dialog::DialogConfig;
 use voxline_edge::{DispatcherConfig, EdgeConfig};
@@ -61,6 +62,8 @@ pub struct NodeConfig {
     pub location: LocationConfig,
     /// `[relay]`
     pub relay: RelayConfig,
+    /// `[media]`: the relays the proxy anchors calls on (docs/media.md).
+    pub media: MediaConfig,
     /// `[admin]`
     pub admin: AdminConfig,
     /// `[cdr]`: call detail records (docs/cdr.md).
@@ -311,6 +314,7 @@ impl Validate for NodeConfig {
         v.section("proxy", &self.proxy);
         v.section("cdr", &self.cdr);
         v.section("dialog", &self.dialog);
+        MediaRules(self).validate(v);
         v.section("", &EdgeRules(self));
         for problem in self.auth.problems() {
             v.error("auth", problem.to_string());
@@ -399,6 +403,26 @@ impl Validate for SipSection {
     }
 }
 
+/// `[media]`, and that an empty relay list has the node's own relay to use.
+struct MediaRules<'a>(&'a NodeConfig);
+
+impl Validate for MediaRules<'_> {
+    fn validate(&self, v: &mut Validator) {
+        let c = self.0;
+        v.section("media", &c.media);
+        if c.has_role(RoleName::Proxy)
+            && c.media.enabled
+            && c.media.relays.is_empty()
+            && !c.has_role(RoleName::Relay)
+        {
+            v.error(
+                "media.relays",
+                "empty means this node's own relay, but the node does not run the relay role: list relays or set media.enabled = false",
+            );
+        }
+    }
+}
+
 struct RelayRules<'a>(&'a RelayConfig);
 
 impl Validate for RelayRules<'_> {
@@ -469,6 +493,49 @@ impl Validate for EdgeRules<'_> {
         {
             v.error("partitions", e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+
+    #[test]
+    fn media_defaults_to_the_built_in_relay() {
+        let c = NodeConfig::embedded_default().unwrap_or_else(|p| panic!("{p}"));
+        assert!(c.media.enabled);
+        let relays = c.media.effective_relays(Some(c.relay.ng_udp));
+        assert_eq!(relays.len(), 1);
+        assert_eq!(relays[0].address, c.relay.ng_udp);
+    }
+
+    #[test]
+    fn media_section_loads_and_is_checked() {
+        let text = r#"
+[node]
+roles = ["proxy"]
+[media]
+relays = [{ address = "10.0.0.1:22222", weight = 2 }, { address = "10.0.0.2:22222" }]
+[media.offer]
+address = "sip-source"
+[[media.direction]]
+source = ["10.0.0.0/8"]
+direction = ["external", "internal"]
+"#;
+        let c = NodeConfig::load_str("t.toml", text).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(c.media.relays.len(), 2);
+        assert_eq!(c.media.direction.len(), 1);
+        let no_relay = "[node]\nroles = [\"proxy\"]\n";
+        let p = NodeConfig::load_str("t.toml", no_relay)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("key `media.relays`"), "{p}");
+        let off = "[node]\nroles = [\"proxy\"]\n[media]\nenabled = false\n";
+        assert!(NodeConfig::load_str("t.toml", off).is_ok());
+        let bad = "[media]\ntimeout_ms = 0\n[media.offer]\nreplace = [\"session-connection\"]\n";
+        let p = NodeConfig::load_str("t.toml", bad).unwrap_err().to_string();
+        assert!(p.contains("t.toml:2:1: key `media.timeout_ms`"), "{p}");
+        assert!(p.contains("key `media.offer.replace`"), "{p}");
     }
 }
 
