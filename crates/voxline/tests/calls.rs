@@ -72,7 +72,7 @@ fn call(
         &port,
     ];
     if uac == "uac_call.xml" {
-        args.extend(["-set", "hold_ms", hold_ms]);
+        args.extend(["-d", hold_ms]);
     }
     let caller = support::sipp(dir, &args);
     let callees = servers.into_iter().map(SippProcess::wait).collect();

@@ -1,0 +1,203 @@
+//! Media-anchored calls through the all-in-one node (registrar, proxy and
+//! relay in one process): RTP through the relay, dialogs in the admin API,
+//! call detail records, maximum call duration, relay failover.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Node, SippProcess, config, free_udp_port, injection, provision, register_from_port, scenario, sipp};
+
+fn extra(more: &str) -> String {
+    format!(
+        r#"
+[auth]
+algorithms = ["MD5", "SHA-256"]
+[proxy]
+dns = false
+{more}
+"#
+    )
+}
+
+fn all_in_one(more: &str) -> Node {
+    let node = Node::start(&config("\"registrar\", \"proxy\", \"relay\"", &extra(more)));
+    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    // SIPp streams this file (raw PCMU, 2 s) as RTP from the caller.
+    std::fs::write(node.dir.path().join("tone.pcmu"), vec![0xffu8; 16_000]).unwrap();
+    node
+}
+
+fn json(node: &Node, path: &str) -> serde_json::Value {
+    serde_json::from_str(&node.admin_get(path)).unwrap()
+}
+
+/// Starts bob's UAS (echoing RTP) and alice's caller scenario.
+fn start_call(node: &Node, uas: &str, uac: &str, extra_args: &[&str]) -> (SippProcess, SippProcess) {
+    let port = free_udp_port();
+    register_from_port(node, "bob@localhost", "bobpw", port);
+    let dir = node.dir.path();
+    let (uas_media, uac_media) = (free_udp_port().to_string(), free_udp_port().to_string());
+    let uas_sf = scenario(uas);
+    let callee = SippProcess::spawn(
+        dir,
+        &[
+            "-sf", uas_sf.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-mi", "127.0.0.1",
+            "-mp", &uas_media, "-rtp_echo", "-m", "1",
+        ],
+    );
+    // The UAS is ready once its SIP port is taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "UAS did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let inf = injection(dir, "caller.csv", &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()]);
+    let target = node.sip_udp.unwrap().to_string();
+    let uac_sf = scenario(uac);
+    let uac_port = free_udp_port().to_string();
+    let mut args = vec![
+        "-sf", uac_sf.to_str().unwrap(), "-inf", inf.to_str().unwrap(), &target, "-m", "1", "-i", "127.0.0.1", "-p",
+        &uac_port, "-mi", "127.0.0.1", "-mp", &uac_media,
+    ];
+    args.extend_from_slice(extra_args);
+    let caller = SippProcess::spawn(dir, &args);
+    (caller, callee)
+}
+
+fn ok(what: &str, run: support::SippRun, node: &Node) {
+    assert!(run.success, "{what} failed:\n{}\n{}\n--- node ---\n{}", run.stdout, run.stderr, node.log_text());
+}
+
+/// The node's call records as CSV lines (header first), through the CLI.
+fn cdrs(node: &Node) -> Vec<String> {
+    let out = std::process::Command::new(support::binary())
+        .args(["cdr", "export", "--since", "2020-01-01", "--format", "csv", "--config"])
+        .arg(node.dir.path().join("node.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Waits for a condition that the node reaches asynchronously (records are
+/// written by a background task after the call ends).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn column<'a>(header: &'a str, row: &'a str, name: &str) -> &'a str {
+    let i = header.split(',').position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header}"));
+    row.split(',').nth(i).unwrap_or("")
+}
+
+#[test]
+fn call_with_rtp_through_the_relay_leaves_a_cdr() {
+    let node = all_in_one("");
+    let (caller, callee) = start_call(&node, "uas_answer.xml", "uac_call_rtp.xml", &["-d", "3000"]);
+    // While the call is up it is listed, with its relay.
+    eventually("the call to show up as confirmed", || {
+        let calls = json(&node, "/api/v1/calls");
+        calls["confirmed"] == 1 && calls["calls"][0]["relay"].is_string()
+    });
+    ok("caller", caller.wait(), &node);
+    ok("callee", callee.wait(), &node);
+    let relay = json(&node, "/api/v1/relays");
+    assert!(relay["local"]["forwarded"].as_u64().unwrap() >= 100, "media went through the relay: {relay}");
+    eventually("the relay session to be deleted", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+    assert_eq!(json(&node, "/api/v1/calls")["confirmed"], 0);
+    let mut rows = Vec::new();
+    eventually("the call record", || {
+        rows = cdrs(&node);
+        rows.len() == 2
+    });
+    let (h, r) = (&rows[0], &rows[1]);
+    assert_eq!(column(h, r, "status"), "200");
+    assert_eq!(column(h, r, "hangup_by"), "caller");
+    let duration: u64 = column(h, r, "duration_ms").parse().unwrap();
+    assert!((2_900..5_000).contains(&duration), "duration {duration} ms for a 3 s call");
+    let packets: u64 = column(h, r, "from_caller_packets").parse().unwrap();
+    assert!(packets >= 50, "relay totals in the record: {r}");
+}
+
+#[test]
+fn busy_call_leaves_a_486_record_and_no_relay_session() {
+    let node = all_in_one("");
+    let (caller, callee) = start_call(&node, "uas_busy.xml", "uac_busy.xml", &[]);
+    ok("caller", caller.wait(), &node);
+    ok("callee", callee.wait(), &node);
+    let mut rows = Vec::new();
+    eventually("the call record", || {
+        rows = cdrs(&node);
+        rows.len() == 2
+    });
+    assert_eq!(column(&rows[0], &rows[1], "status"), "486");
+    assert_eq!(column(&rows[0], &rows[1], "duration_ms"), "0");
+    eventually("no relay session left", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+    assert_eq!(json(&node, "/api/v1/calls")["early"], 0);
+}
+
+#[test]
+fn maximum_duration_ends_the_call_with_bye_to_both_sides() {
+    let node = all_in_one("[dialog]\nmax_duration_secs = 2\n");
+    let started = Instant::now();
+    let (caller, callee) = start_call(&node, "uas_answer.xml", "uac_call_byed.xml", &[]);
+    ok("caller (receives BYE from the proxy)", caller.wait(), &node);
+    ok("callee (receives BYE from the proxy)", callee.wait(), &node);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let mut rows = Vec::new();
+    eventually("the call record", || {
+        rows = cdrs(&node);
+        rows.len() == 2
+    });
+    assert_eq!(column(&rows[0], &rows[1], "hangup_by"), "proxy");
+    assert_eq!(column(&rows[0], &rows[1], "hangup_reason"), "max-duration");
+    eventually("no relay session left", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+}
+
+#[test]
+fn relay_failover_when_the_first_relay_is_down() {
+    // A relay address where nothing answers, heavily weighted, and the
+    // node's own relay (on a port fixed up front so the set can name it).
+    let dead = free_udp_port();
+    let ng = free_udp_port();
+    let media = format!(
+        "[media]\ntimeout_ms = 200\nretries = 1\nrelays = [{{ address = \"127.0.0.1:{dead}\", weight = 1000 }}, {{ address = \"127.0.0.1:{ng}\", weight = 1 }}]\n"
+    );
+    let node = Node::start(
+        &config("\"registrar\", \"proxy\", \"relay\"", &extra(&media))
+            .replace("ng_udp = \"127.0.0.1:0\"", &format!("ng_udp = \"127.0.0.1:{ng}\"")),
+    );
+    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    std::fs::write(node.dir.path().join("tone.pcmu"), vec![0xffu8; 16_000]).unwrap();
+    let (caller, callee) = start_call(&node, "uas_answer.xml", "uac_call_rtp.xml", &["-d", "1000"]);
+    ok("caller", caller.wait(), &node);
+    ok("callee", callee.wait(), &node);
+    assert!(json(&node, "/api/v1/relays")["local"]["forwarded"].as_u64().unwrap() >= 10);
+    assert!(node.metric("voxline_media_failovers_total", "") >= 1.0, "the dead relay was skipped");
+}
+
+#[test]
+fn a_sipp_call_without_relay_role_is_not_anchored() {
+    // Proxy and registrar only: calls work, no media anchoring is attempted.
+    let node = Node::start(&config("\"registrar\", \"proxy\"", &extra("")));
+    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    let target = node.sip_udp.unwrap().to_string();
+    let port = free_udp_port();
+    register_from_port(&node, "bob@localhost", "bobpw", port);
+    let uas = scenario("uas_answer.xml");
+    let callee = SippProcess::spawn(node.dir.path(), &["-sf", uas.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"]);
+    let inf = injection(node.dir.path(), "c.csv", &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()]);
+    let sf = scenario("uac_call.xml");
+    let p = free_udp_port().to_string();
+    ok(
+        "caller",
+        sipp(node.dir.path(), &["-sf", sf.to_str().unwrap(), "-inf", inf.to_str().unwrap(), &target, "-m", "1", "-i", "127.0.0.1", "-p", &p]),
+        &node,
+    );
+    ok("callee", callee.wait(), &node);
+}
