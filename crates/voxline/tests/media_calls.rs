@@ -6,7 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Node, SippProcess, config, free_udp_port, injection, provision, register_from_port, scenario, sipp};
+use support::{
+    Node, SippProcess, config, free_udp_port, injection, provision, register_from_port, scenario,
+    sipp,
+};
 
 fn extra(more: &str) -> String {
     format!(
@@ -22,7 +25,10 @@ dns = false
 
 fn all_in_one(more: &str) -> Node {
     let node = Node::start(&config("\"registrar\", \"proxy\", \"relay\"", &extra(more)));
-    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    provision(
+        &node,
+        &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")],
+    );
     // SIPp streams this file (raw PCMU, 2 s) as RTP from the caller.
     std::fs::write(node.dir.path().join("tone.pcmu"), vec![0xffu8; 16_000]).unwrap();
     node
@@ -33,7 +39,12 @@ fn json(node: &Node, path: &str) -> serde_json::Value {
 }
 
 /// Starts bob's UAS (echoing RTP) and alice's caller scenario.
-fn start_call(node: &Node, uas: &str, uac: &str, extra_args: &[&str]) -> (SippProcess, SippProcess) {
+fn start_call(
+    node: &Node,
+    uas: &str,
+    uac: &str,
+    extra_args: &[&str],
+) -> (SippProcess, SippProcess) {
     let port = free_udp_port();
     register_from_port(node, "bob@localhost", "bobpw", port);
     let dir = node.dir.path();
@@ -42,8 +53,19 @@ fn start_call(node: &Node, uas: &str, uac: &str, extra_args: &[&str]) -> (SippPr
     let callee = SippProcess::spawn(
         dir,
         &[
-            "-sf", uas_sf.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-mi", "127.0.0.1",
-            "-mp", &uas_media, "-rtp_echo", "-m", "1",
+            "-sf",
+            uas_sf.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &uas_media,
+            "-rtp_echo",
+            "-m",
+            "1",
         ],
     );
     // The UAS is ready once its SIP port is taken.
@@ -52,13 +74,30 @@ fn start_call(node: &Node, uas: &str, uac: &str, extra_args: &[&str]) -> (SippPr
         assert!(Instant::now() < deadline, "UAS did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let inf = injection(dir, "caller.csv", &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()]);
+    let inf = injection(
+        dir,
+        "caller.csv",
+        &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()],
+    );
     let target = node.sip_udp.unwrap().to_string();
     let uac_sf = scenario(uac);
     let uac_port = free_udp_port().to_string();
     let mut args = vec![
-        "-sf", uac_sf.to_str().unwrap(), "-inf", inf.to_str().unwrap(), &target, "-m", "1", "-i", "127.0.0.1", "-p",
-        &uac_port, "-mi", "127.0.0.1", "-mp", &uac_media,
+        "-sf",
+        uac_sf.to_str().unwrap(),
+        "-inf",
+        inf.to_str().unwrap(),
+        &target,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &uac_port,
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &uac_media,
     ];
     args.extend_from_slice(extra_args);
     let caller = SippProcess::spawn(dir, &args);
@@ -66,18 +105,39 @@ fn start_call(node: &Node, uas: &str, uac: &str, extra_args: &[&str]) -> (SippPr
 }
 
 fn ok(what: &str, run: support::SippRun, node: &Node) {
-    assert!(run.success, "{what} failed:\n{}\n{}\n--- node ---\n{}", run.stdout, run.stderr, node.log_text());
+    assert!(
+        run.success,
+        "{what} failed:\n{}\n{}\n--- node ---\n{}",
+        run.stdout,
+        run.stderr,
+        node.log_text()
+    );
 }
 
 /// The node's call records as CSV lines (header first), through the CLI.
 fn cdrs(node: &Node) -> Vec<String> {
     let out = std::process::Command::new(support::binary())
-        .args(["cdr", "export", "--since", "2020-01-01", "--format", "csv", "--config"])
+        .args([
+            "cdr",
+            "export",
+            "--since",
+            "2020-01-01",
+            "--format",
+            "csv",
+            "--config",
+        ])
         .arg(node.dir.path().join("node.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Waits for a condition that the node reaches asynchronously (records are
@@ -91,7 +151,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn column<'a>(header: &'a str, row: &'a str, name: &str) -> &'a str {
-    let i = header.split(',').position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header}"));
+    let i = header
+        .split(',')
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header}"));
     row.split(',').nth(i).unwrap_or("")
 }
 
@@ -107,8 +170,13 @@ fn call_with_rtp_through_the_relay_leaves_a_cdr() {
     ok("caller", caller.wait(), &node);
     ok("callee", callee.wait(), &node);
     let relay = json(&node, "/api/v1/relays");
-    assert!(relay["local"]["forwarded"].as_u64().unwrap() >= 100, "media went through the relay: {relay}");
-    eventually("the relay session to be deleted", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+    assert!(
+        relay["local"]["forwarded"].as_u64().unwrap() >= 100,
+        "media went through the relay: {relay}"
+    );
+    eventually("the relay session to be deleted", || {
+        json(&node, "/api/v1/relays")["local"]["sessions"] == 0
+    });
     assert_eq!(json(&node, "/api/v1/calls")["confirmed"], 0);
     let mut rows = Vec::new();
     eventually("the call record", || {
@@ -119,7 +187,10 @@ fn call_with_rtp_through_the_relay_leaves_a_cdr() {
     assert_eq!(column(h, r, "status"), "200");
     assert_eq!(column(h, r, "hangup_by"), "caller");
     let duration: u64 = column(h, r, "duration_ms").parse().unwrap();
-    assert!((2_900..5_000).contains(&duration), "duration {duration} ms for a 3 s call");
+    assert!(
+        (2_900..5_000).contains(&duration),
+        "duration {duration} ms for a 3 s call"
+    );
     let packets: u64 = column(h, r, "from_caller_packets").parse().unwrap();
     assert!(packets >= 50, "relay totals in the record: {r}");
 }
@@ -137,7 +208,9 @@ fn busy_call_leaves_a_486_record_and_no_relay_session() {
     });
     assert_eq!(column(&rows[0], &rows[1], "status"), "486");
     assert_eq!(column(&rows[0], &rows[1], "duration_ms"), "0");
-    eventually("no relay session left", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+    eventually("no relay session left", || {
+        json(&node, "/api/v1/relays")["local"]["sessions"] == 0
+    });
     assert_eq!(json(&node, "/api/v1/calls")["early"], 0);
 }
 
@@ -156,7 +229,9 @@ fn maximum_duration_ends_the_call_with_bye_to_both_sides() {
     });
     assert_eq!(column(&rows[0], &rows[1], "hangup_by"), "proxy");
     assert_eq!(column(&rows[0], &rows[1], "hangup_reason"), "max-duration");
-    eventually("no relay session left", || json(&node, "/api/v1/relays")["local"]["sessions"] == 0);
+    eventually("no relay session left", || {
+        json(&node, "/api/v1/relays")["local"]["sessions"] == 0
+    });
 }
 
 #[test]
@@ -169,35 +244,161 @@ fn relay_failover_when_the_first_relay_is_down() {
         "[media]\ntimeout_ms = 200\nretries = 1\nrelays = [{{ address = \"127.0.0.1:{dead}\", weight = 1000 }}, {{ address = \"127.0.0.1:{ng}\", weight = 1 }}]\n"
     );
     let node = Node::start(
-        &config("\"registrar\", \"proxy\", \"relay\"", &extra(&media))
-            .replace("ng_udp = \"127.0.0.1:0\"", &format!("ng_udp = \"127.0.0.1:{ng}\"")),
+        &config("\"registrar\", \"proxy\", \"relay\"", &extra(&media)).replace(
+            "ng_udp = \"127.0.0.1:0\"",
+            &format!("ng_udp = \"127.0.0.1:{ng}\""),
+        ),
     );
-    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    provision(
+        &node,
+        &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")],
+    );
     std::fs::write(node.dir.path().join("tone.pcmu"), vec![0xffu8; 16_000]).unwrap();
     let (caller, callee) = start_call(&node, "uas_answer.xml", "uac_call_rtp.xml", &["-d", "1000"]);
     ok("caller", caller.wait(), &node);
     ok("callee", callee.wait(), &node);
-    assert!(json(&node, "/api/v1/relays")["local"]["forwarded"].as_u64().unwrap() >= 10);
-    assert!(node.metric("voxline_media_failovers_total", "") >= 1.0, "the dead relay was skipped");
+    assert!(
+        json(&node, "/api/v1/relays")["local"]["forwarded"]
+            .as_u64()
+            .unwrap()
+            >= 10
+    );
+    assert!(
+        node.metric("voxline_media_failovers_total", "") >= 1.0,
+        "the dead relay was skipped"
+    );
 }
 
 #[test]
 fn a_sipp_call_without_relay_role_is_not_anchored() {
     // Proxy and registrar only: calls work, no media anchoring is attempted.
     let node = Node::start(&config("\"registrar\", \"proxy\"", &extra("")));
-    provision(&node, &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")]);
+    provision(
+        &node,
+        &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")],
+    );
     let target = node.sip_udp.unwrap().to_string();
     let port = free_udp_port();
     register_from_port(&node, "bob@localhost", "bobpw", port);
     let uas = scenario("uas_answer.xml");
-    let callee = SippProcess::spawn(node.dir.path(), &["-sf", uas.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"]);
-    let inf = injection(node.dir.path(), "c.csv", &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()]);
+    let callee = SippProcess::spawn(
+        node.dir.path(),
+        &[
+            "-sf",
+            uas.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    let inf = injection(
+        node.dir.path(),
+        "c.csv",
+        &["alice;bob;localhost;[authentication username=alice password=alicepw]".into()],
+    );
     let sf = scenario("uac_call.xml");
     let p = free_udp_port().to_string();
     ok(
         "caller",
-        sipp(node.dir.path(), &["-sf", sf.to_str().unwrap(), "-inf", inf.to_str().unwrap(), &target, "-m", "1", "-i", "127.0.0.1", "-p", &p]),
+        sipp(
+            node.dir.path(),
+            &[
+                "-sf",
+                sf.to_str().unwrap(),
+                "-inf",
+                inf.to_str().unwrap(),
+                &target,
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &p,
+            ],
+        ),
         &node,
     );
     ok("callee", callee.wait(), &node);
+}
+
+/// rtpengine in userspace on loopback, ended when dropped.
+struct Rtpengine(std::process::Child);
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_rtpengine() -> Option<(Rtpengine, std::net::SocketAddr)> {
+    let ng: std::net::SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let base = 40_000 + (free_udp_port() % 10_000) / 2 * 2;
+    let child = std::process::Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--foreground",
+            "--table=-1",
+            "--log-stderr",
+            "--delete-delay=0",
+        ])
+        .arg("--interface=127.0.0.1")
+        .arg(format!("--listen-ng={ng}"))
+        .arg(format!("--port-min={base}"))
+        .arg(format!("--port-max={}", base + 200))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let daemon = Rtpengine(child);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    loop {
+        sock.send_to(b"ping1 d7:command4:pinge", ng).unwrap();
+        if let Ok(n) = sock.recv(&mut buf)
+            && buf[..n].windows(4).any(|w| w == b"pong")
+        {
+            return Some((daemon, ng));
+        }
+        assert!(Instant::now() < deadline, "rtpengine did not answer ping");
+    }
+}
+
+#[test]
+fn voxline_proxy_drives_a_real_rtpengine() {
+    let Some((_rtpengine, ng)) = start_rtpengine() else {
+        panic!(
+            "rtpengine (Debian rtpengine-daemon) must be installed; scripts/test.sh installs it"
+        );
+    };
+    let node = Node::start(&config(
+        "\"registrar\", \"proxy\"",
+        &extra(&format!(
+            "[media]\nrelays = [{{ address = \"{ng}\", weight = 1 }}]\n"
+        )),
+    ));
+    provision(
+        &node,
+        &[("alice@localhost", "alicepw"), ("bob@localhost", "bobpw")],
+    );
+    std::fs::write(node.dir.path().join("tone.pcmu"), vec![0xffu8; 16_000]).unwrap();
+    let (caller, callee) = start_call(&node, "uas_answer.xml", "uac_call_rtp.xml", &["-d", "2000"]);
+    ok("caller", caller.wait(), &node);
+    ok("callee", callee.wait(), &node);
+    let mut rows = Vec::new();
+    eventually("the call record", || {
+        rows = cdrs(&node);
+        rows.len() == 2
+    });
+    let (h, r) = (&rows[0], &rows[1]);
+    assert_eq!(column(h, r, "relay"), ng.to_string());
+    let packets: u64 = column(h, r, "from_caller_packets").parse().unwrap();
+    assert!(packets >= 20, "rtpengine relayed the caller's media: {r}");
 }
