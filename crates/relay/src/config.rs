@@ -257,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn example_relay_configs_are_valid() {
+        for text in [
+            include_str!("../../../examples/relay-a.toml"),
+            include_str!("../../../examples/relay-b.toml"),
+        ] {
+            let file: toml::Table = toml::from_str(text).unwrap();
+            let relay: RelayConfig = file["relay"].clone().try_into().unwrap();
+            relay.validate().unwrap();
+            assert!(relay.redis.is_some());
+        }
+    }
+
+    #[test]
     fn redis_section_parses_and_validates() {
         let c: RelayConfig = toml::from_str(
             r#"

@@ -69,6 +69,9 @@ pub(crate) struct Replica {
     standby: StandbyTable,
     liveness: Liveness,
     infos: HashMap<String, RelayInfo>,
+    /// Relays this relay took over: records still naming them as owner are
+    /// stale (our write-back is on its way).
+    taken_over: std::collections::HashSet<String>,
     /// The first reconcile (own sessions restored) is done.
     restored: bool,
 }
@@ -94,6 +97,7 @@ impl Replica {
                 config.heartbeat_timeout_ms,
             ),
             infos: HashMap::new(),
+            taken_over: std::collections::HashSet::new(),
             restored: false,
         }
     }
@@ -202,6 +206,14 @@ impl Control {
             self.adopt_owner(&owner, now_ms);
             return;
         }
+        if r.taken_over.contains(&record.owner) {
+            // Written by a relay we took over before our write-back landed.
+            if self.table.call(call_id).is_some() {
+                self.table.mark_changed(call_id);
+                self.replicate(now_ms);
+            }
+            return;
+        }
         if self.table.call(call_id).is_some() {
             // Another relay has taken one of ours.
             if let Some(effects) = self.table.demote(call_id, now_ms) {
@@ -258,6 +270,9 @@ impl Control {
     pub(crate) fn on_heartbeat(&mut self, relay: &str, alive: bool, now_ms: u64) {
         if let Some(r) = self.replica.as_mut() {
             if alive {
+                if r.taken_over.remove(relay) {
+                    tracing::warn!(relay, "a relay taken over is back (restarted)");
+                }
                 r.liveness.on_heartbeat(relay, now_ms);
             } else {
                 r.liveness.on_heartbeat_gone(relay, now_ms);
@@ -380,6 +395,7 @@ impl Control {
             effects.extend(r.standby.configs_for_keys(&keys));
         }
         self.execute(effects);
+        self.flush_wakes();
     }
 
     /// Whether a heartbeat verdict about `relay` still calls for a takeover
@@ -415,7 +431,7 @@ impl Control {
         let Some(owner) = r.standby.owner_of_call(call_id).map(str::to_owned) else {
             return;
         };
-        if r.liveness.is_alive(&owner, now_ms) {
+        if r.liveness.is_alive(&owner, now_ms) || !r.liveness.own_link_fresh(now_ms) {
             tracing::debug!(call_id, %owner, "ng command for a standby session of a live relay");
             return;
         }
@@ -431,6 +447,7 @@ impl Control {
     pub(crate) fn takeover(&mut self, relay: &str, trigger: Trigger, now_ms: u64) -> TakenOver {
         let info = self.replica.as_mut().and_then(|r| {
             r.liveness.forget(relay);
+            r.taken_over.insert(relay.to_owned());
             r.infos.remove(relay)
         });
         let (sessions, unbound) = self.adopt_owner(relay, now_ms);
@@ -499,8 +516,10 @@ impl Control {
         }
         self.execute(effects);
         self.pending.clear();
-        self.replicate(now_ms);
+        // Media first: the workers switch the streams over while the
+        // records are encoded for Redis.
         self.flush_wakes();
+        self.replicate(now_ms);
         (sessions, unbound)
     }
 }

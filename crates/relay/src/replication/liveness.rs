@@ -2,7 +2,7 @@
 //!
 //! Every relay writes its heartbeat key every `interval`; each write is a
 //! keyspace notification the standby sees. A followed relay is *suspect*
-//! once it has missed a heartbeat (nothing for 2 × interval) and *dead* when
+//! once it has missed a heartbeat (nothing for 1.5 × interval) and *dead* when
 //! nothing came for `timeout` or its heartbeat key expired or was deleted.
 //! The standby only trusts its view while it sees its own heartbeats come
 //! back through the same subscription: if its own link to Redis is stale,
@@ -104,9 +104,14 @@ impl Liveness {
 
     /// True if `relay` has missed no heartbeat.
     pub fn is_alive(&self, relay: &str, now_ms: u64) -> bool {
-        self.peers.get(relay).is_some_and(|p| {
-            !p.gone && now_ms.saturating_sub(p.last_seen_ms) < self.interval_ms.saturating_mul(2)
-        })
+        self.peers
+            .get(relay)
+            .is_some_and(|p| !p.gone && now_ms.saturating_sub(p.last_seen_ms) < self.suspect_ms())
+    }
+
+    /// Silence after which a relay has missed a heartbeat.
+    fn suspect_ms(&self) -> u64 {
+        self.interval_ms.saturating_add(self.interval_ms / 2)
     }
 
     /// True while this relay's own heartbeats come back within the timeout.
@@ -122,13 +127,13 @@ impl Liveness {
         if !self.own_link_fresh(now_ms) {
             return Vec::new();
         }
-        let (interval, timeout) = (self.interval_ms, self.timeout_ms);
+        let (interval, timeout, suspect) = (self.interval_ms, self.timeout_ms, self.suspect_ms());
         let mut out = Vec::new();
         for (id, p) in &mut self.peers {
             let silent = now_ms.saturating_sub(p.last_seen_ms);
             let state = if p.gone || silent >= timeout {
                 State::Dead
-            } else if silent >= interval.saturating_mul(2) {
+            } else if silent >= suspect {
                 State::Suspect
             } else {
                 State::Alive
@@ -183,13 +188,13 @@ mod tests {
         l.on_heartbeat("a", 0);
         l.on_heartbeat("b", 0);
         assert!(l.poll(100).is_empty());
-        assert!(l.is_alive("a", 100));
+        assert!(l.is_alive("a", 140));
         l.on_heartbeat("b", 150);
-        assert_eq!(l.poll(200), vec![Verdict::Suspect("a".into())]);
-        assert!(!l.is_alive("a", 200));
-        assert!(l.poll(250).is_empty(), "repeated once per interval");
-        l.on_heartbeat("b", 300);
-        assert_eq!(l.poll(300), vec![Verdict::Suspect("a".into())]);
+        assert_eq!(l.poll(150), vec![Verdict::Suspect("a".into())]);
+        assert!(!l.is_alive("a", 150));
+        assert!(l.poll(200).is_empty(), "repeated once per interval");
+        l.on_heartbeat("b", 250);
+        assert_eq!(l.poll(250), vec![Verdict::Suspect("a".into())]);
         l.on_heartbeat("b", 450);
         assert_eq!(l.poll(500), vec![Verdict::Dead("a".into())]);
         assert!(l.poll(550).is_empty());
