@@ -215,6 +215,9 @@ impl MediaControl {
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(call_id = %p.call_id, error = %e, "media delete failed");
+                if what == Success::DeletedCall {
+                    self.inner.set().release(p.call_id, Instant::now());
+                }
                 None
             }
         }

@@ -322,6 +322,14 @@ impl RelaySet {
         }
     }
 
+    /// Forgets `call_id` after the grace period (its delete failed: the
+    /// call is over either way).
+    pub fn release(&mut self, call_id: &str, now: Instant) {
+        self.calls
+            .set_expiry(call_id, now + self.timing.delete_grace);
+        self.calls.expire(now);
+    }
+
     /// Records a failed exchange with `index`; returns true if the relay
     /// was in service and is now marked down.
     pub fn failed(&mut self, index: usize, error: &NgError, now: Instant) -> bool {
@@ -519,6 +527,11 @@ mod tests {
         s.succeeded(0, "a", Success::DeletedCall, t0 + 50 * S);
         assert!(s.relay_of("a", t0 + 51 * S).is_some());
         assert!(s.relay_of("a", t0 + 52 * S).is_none());
+        // A delete that failed releases the call the same way.
+        new_call(&mut s, "c", t0);
+        s.release("c", t0 + 10 * S);
+        assert!(s.relay_of("c", t0 + 11 * S).is_some());
+        assert!(s.relay_of("c", t0 + 12 * S).is_none());
         // Without delete, the TTL after the last command.
         new_call(&mut s, "b", t0);
         assert!(s.relay_of("b", t0 + 99 * S).is_some());
