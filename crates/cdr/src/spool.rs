@@ -22,8 +22,8 @@ pub(crate) struct Spool {
     path: PathBuf,
     /// The append handle, opened on first use.
     file: Option<File>,
-    /// Records (lines) in the file.
-    backlog: u64,
+    /// Records (non-blank lines) in the file.
+    lines: u64,
 }
 
 /// What one read of the spool returned.
@@ -43,6 +43,8 @@ pub(crate) struct SpoolReader {
     reader: BufReader<File>,
     /// Bytes consumed so far.
     offset: u64,
+    /// Non-blank lines consumed so far (records and unreadable lines).
+    consumed: u64,
 }
 
 impl Spool {
@@ -58,7 +60,7 @@ impl Spool {
         {
             std::fs::create_dir_all(parent).map_err(fail)?;
         }
-        let backlog = match File::open(path) {
+        let lines = match File::open(path) {
             Ok(file) => count_lines(file).map_err(fail)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(fail(e)),
@@ -66,13 +68,13 @@ impl Spool {
         Ok(Spool {
             path: path.to_owned(),
             file: None,
-            backlog,
+            lines,
         })
     }
 
-    /// Records in the file.
+    /// Records in the file (read back or not).
     pub(crate) fn backlog(&self) -> u64 {
-        self.backlog
+        self.lines
     }
 
     fn error(&self, source: io::Error) -> CdrError {
@@ -134,7 +136,7 @@ impl Spool {
             file.sync_data()
         })();
         result.map_err(|e| self.error(e))?;
-        self.backlog += records.len() as u64;
+        self.lines += records.len() as u64;
         Ok(())
     }
 
@@ -144,15 +146,19 @@ impl Spool {
             Ok(file) => Ok(Some(SpoolReader {
                 reader: BufReader::with_capacity(64 * 1024, file),
                 offset: 0,
+                consumed: 0,
             })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Removed behind our back: nothing to read.
+                Ok(None)
+            }
             Err(e) => Err(self.error(e)),
         }
     }
 
-    /// `n` records were read back and stored.
-    pub(crate) fn replayed(&mut self, n: u64) {
-        self.backlog = self.backlog.saturating_sub(n);
+    /// Forgets the records counted in a file that is gone.
+    pub(crate) fn forget(&mut self) {
+        self.lines = 0;
     }
 
     /// Truncates the file if `reader` read all of it (nothing was appended
@@ -172,7 +178,7 @@ impl Spool {
             file.sync_data()
         })();
         result.map_err(|e| self.error(e))?;
-        self.backlog = 0;
+        self.lines = 0;
         Ok(true)
     }
 
@@ -197,14 +203,17 @@ impl Spool {
             }
             file.sync_data()
         })();
-        result.map_err(|source| CdrError::Spool { path, source })?;
-        self.backlog = self.backlog.saturating_sub(lines.len() as u64);
-        Ok(())
+        result.map_err(|source| CdrError::Spool { path, source })
     }
 }
 
 impl SpoolReader {
-    /// Reads up to `max` lines.
+    /// Non-blank lines read so far.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Reads up to `max` lines; `end` is set as soon as nothing follows.
     pub(crate) fn next_chunk(&mut self, max: usize) -> io::Result<Chunk> {
         let mut chunk = Chunk::default();
         let mut line = Vec::new();
@@ -222,6 +231,7 @@ impl SpoolReader {
                 // Oversized: skip to the end of the line, keep its start.
                 let mut rest = Vec::new();
                 self.offset += self.reader.read_until(b'\n', &mut rest)? as u64;
+                self.consumed += 1;
                 chunk.bad.push(line.clone());
                 continue;
             }
@@ -229,12 +239,16 @@ impl SpoolReader {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            self.consumed += 1;
             // A last line without its newline (cut by a crash) parses
             // only if its record is whole: then it is kept too.
             match serde_json::from_slice::<CdrRecord>(text) {
                 Ok(record) => chunk.records.push(record),
                 Err(_) => chunk.bad.push(text.to_vec()),
             }
+        }
+        if !chunk.end && self.reader.fill_buf()?.is_empty() {
+            chunk.end = true;
         }
         Ok(chunk)
     }
@@ -348,6 +362,7 @@ mod tests {
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0], b"not json at all");
         assert_eq!(bad[1], &cut.as_bytes()[..cut.len() / 2]);
+        assert_eq!(reader.consumed(), spool.backlog());
         spool.quarantine(&bad).unwrap();
         let quarantined = std::fs::read_to_string(spool.bad_path()).unwrap();
         assert_eq!(quarantined.lines().count(), 2);

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use super::{Backoff, Shared, WriterOptions};
@@ -18,7 +19,10 @@ pub(super) struct WriterTask {
     options: WriterOptions,
     rx: mpsc::Receiver<CdrRecord>,
     shared: Arc<Shared>,
-    store: Option<CdrStore>,
+    store: Option<Arc<CdrStore>>,
+    /// A check of the database in progress (open, or ping), run beside the
+    /// loop so that records keep reaching the spool meanwhile.
+    probe: Option<Probe>,
     /// The database took the last operation.
     up: bool,
     /// The current outage has been logged.
@@ -38,6 +42,26 @@ pub(super) struct WriterTask {
     pending_at: Instant,
     /// The queue is closed (every handle dropped).
     closed: bool,
+}
+
+/// Opens the database (a new store) or pings it (`None`).
+type Probe = JoinHandle<Result<Option<Arc<CdrStore>>, CdrError>>;
+
+/// The outcome of a probe, when it finishes (never without one).
+async fn probe_done(
+    probe: &mut Option<Probe>,
+) -> Result<Result<Option<Arc<CdrStore>>, CdrError>, JoinError> {
+    match probe {
+        Some(probe) => probe.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What woke the loop.
+enum Event {
+    Received(usize),
+    Woken,
+    Probed(Result<Result<Option<Arc<CdrStore>>, CdrError>, JoinError>),
 }
 
 /// Runs blocking spool work off the runtime's threads.
@@ -83,6 +107,7 @@ impl WriterTask {
             rx,
             shared,
             store: None,
+            probe: None,
             up: false,
             down_logged: false,
             backoff,
@@ -108,7 +133,10 @@ impl WriterTask {
 
     pub(super) async fn run(mut self) {
         metrics::gauge!("voxline_cdr_database_up").set(0.0);
+        // The first attempt inline (bounded by the database timeout; the
+        // queue holds what arrives meanwhile), later ones beside the loop.
         self.connect().await;
+        let size = self.options.batch_size;
         loop {
             if self.replay_due(Instant::now()) {
                 self.replay_step().await;
@@ -117,11 +145,15 @@ impl WriterTask {
                 break;
             }
             let now = Instant::now();
+            if !self.up && self.probe.is_none() && now >= self.retry_at {
+                self.start_probe();
+            }
             let pending_due = !self.pending.is_empty() && now >= self.pending_at;
             let mut batch = Vec::new();
+            let mut probed = None;
             if self.replay_due(now) || pending_due {
                 // Busy: take what is queued without waiting.
-                while batch.len() < self.options.batch_size {
+                while batch.len() < size {
                     match self.rx.try_recv() {
                         Ok(record) => batch.push(record),
                         Err(mpsc::error::TryRecvError::Empty) => break,
@@ -131,24 +163,36 @@ impl WriterTask {
                         }
                     }
                 }
+                if self.probe.as_ref().is_some_and(JoinHandle::is_finished) {
+                    probed = Some(probe_done(&mut self.probe).await);
+                }
             } else {
                 let wake_at = [
-                    (!self.up).then_some(self.retry_at),
+                    (!self.up && self.probe.is_none()).then_some(self.retry_at),
                     (!self.pending.is_empty()).then_some(self.pending_at),
                     (self.up && self.backlog() > 0).then_some(self.replay_at),
                 ]
                 .into_iter()
                 .flatten()
                 .min();
-                tokio::select! {
-                    received = self.rx.recv_many(&mut batch, self.options.batch_size) => {
-                        if received == 0 {
-                            self.closed = true;
-                        }
+                let (rx, probe, wake) = (&mut self.rx, &mut self.probe, &self.shared.wake);
+                let event = tokio::select! {
+                    received = rx.recv_many(&mut batch, size) => Event::Received(received),
+                    () = wake.notified() => Event::Woken,
+                    () = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {
+                        Event::Woken
                     }
-                    () = self.shared.wake.notified() => {}
-                    () = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {}
+                    result = probe_done(probe) => Event::Probed(result),
+                };
+                match event {
+                    Event::Received(0) => self.closed = true,
+                    Event::Received(_) | Event::Woken => {}
+                    Event::Probed(result) => probed = Some(result),
                 }
+            }
+            if let Some(result) = probed {
+                self.probe = None;
+                self.probed(result);
             }
             if !self.pending.is_empty() && Instant::now() >= self.pending_at {
                 batch.append(&mut self.pending);
@@ -156,9 +200,6 @@ impl WriterTask {
             batch.append(&mut self.take_overflow(false));
             if !batch.is_empty() {
                 self.write(batch).await;
-            }
-            if !self.up && Instant::now() >= self.retry_at {
-                self.connect().await;
             }
         }
         self.finish().await;
@@ -174,21 +215,46 @@ impl WriterTask {
         std::mem::take(&mut overflow.records)
     }
 
-    /// Opens the database, or checks that it answers again.
+    /// Opens the database, inline.
     async fn connect(&mut self) {
-        let result = match &self.store {
-            Some(store) => store.ping().await,
-            None => match CdrStore::open_with(&self.options.db_url, &self.options.store).await {
-                Ok(store) => {
-                    self.store = Some(store);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(()) => self.mark_up(),
+        match CdrStore::open_with(&self.options.db_url, &self.options.store).await {
+            Ok(store) => {
+                self.store = Some(Arc::new(store));
+                self.mark_up();
+            }
             Err(e) => self.mark_down(&e),
+        }
+    }
+
+    /// Starts opening the database (or checking that it answers again)
+    /// beside the loop.
+    fn start_probe(&mut self) {
+        let store = self.store.clone();
+        let url = self.options.db_url.clone();
+        let options = self.options.store.clone();
+        self.probe = Some(tokio::spawn(async move {
+            match store {
+                Some(store) => store.ping().await.map(|()| None),
+                None => CdrStore::open_with(&url, &options)
+                    .await
+                    .map(|store| Some(Arc::new(store))),
+            }
+        }));
+    }
+
+    fn probed(&mut self, result: Result<Result<Option<Arc<CdrStore>>, CdrError>, JoinError>) {
+        match result {
+            Ok(Ok(Some(store))) => {
+                self.store = Some(store);
+                self.mark_up();
+            }
+            Ok(Ok(None)) => self.mark_up(),
+            Ok(Err(e)) => self.mark_down(&e),
+            Err(e) => {
+                let delay = self.backoff.next_delay();
+                self.retry_at = Instant::now() + delay;
+                tracing::error!(error = %e, "CDR database check failed");
+            }
         }
     }
 
@@ -252,18 +318,11 @@ impl WriterTask {
         self.update(|s| s.backlog = backlog);
     }
 
-    /// `n` records reached the database (`backlog`: the spool's, after a
-    /// replayed chunk).
-    fn stored(&self, n: usize, backlog: Option<u64>) {
+    /// `n` records reached the database.
+    fn stored(&self, n: usize) {
         let n = n as u64;
         metrics::counter!("voxline_cdr_written_total").increment(n);
-        self.update(|s| {
-            s.written += n;
-            if let Some(backlog) = backlog {
-                s.replayed += n;
-                s.backlog = backlog;
-            }
-        });
+        self.update(|s| s.written += n);
     }
 
     /// Stores `batch`, or spools it when the database is unavailable.
@@ -273,7 +332,7 @@ impl WriterTask {
         {
             match store.insert(&batch).await {
                 Ok(_) => {
-                    self.stored(batch.len(), None);
+                    self.stored(batch.len());
                     return;
                 }
                 Err(e) => self.mark_down(&e),
@@ -313,7 +372,8 @@ impl WriterTask {
     }
 
     /// Stores the next chunk of the spool; truncates it once all of it is
-    /// stored.
+    /// stored. Publishes the progress after the truncation, so that a
+    /// backlog of 0 means an empty file.
     async fn replay_step(&mut self) {
         let spool = self.shared.spool.clone();
         let reader = match self.replay.take() {
@@ -324,8 +384,7 @@ impl WriterTask {
                     reader
                 }
                 Ok(None) => {
-                    // No file: nothing to replay after all.
-                    with_spool(&spool, |s| s.replayed(u64::MAX)).await;
+                    with_spool(&spool, Spool::forget).await;
                     self.set_backlog(0);
                     return;
                 }
@@ -333,7 +392,7 @@ impl WriterTask {
             },
         };
         let max = self.options.batch_size;
-        let (mut reader, chunk) = match tokio::task::spawn_blocking(move || {
+        let (reader, chunk) = match tokio::task::spawn_blocking(move || {
             let mut reader = reader;
             let chunk = reader.next_chunk(max);
             (reader, chunk)
@@ -350,58 +409,59 @@ impl WriterTask {
                 return self.replay_failed(&CdrError::Spool { path, source });
             }
         };
-        if !chunk.bad.is_empty() {
+        let invalid = chunk.bad.len() as u64;
+        if invalid > 0 {
             let bad = chunk.bad;
-            let n = bad.len() as u64;
-            let (result, backlog, path) = with_spool(&spool, move |s| {
-                (s.quarantine(&bad), s.backlog(), s.bad_path())
-            })
-            .await;
+            let (result, path) =
+                with_spool(&spool, move |s| (s.quarantine(&bad), s.bad_path())).await;
             if let Err(e) = result {
                 return self.replay_failed(&e);
             }
-            tracing::warn!(lines = n, file = %path.display(), "CDR spool lines that are not records were moved aside");
-            metrics::counter!("voxline_cdr_spool_invalid_total").increment(n);
-            self.update(|s| {
-                s.invalid += n;
-                s.backlog = backlog;
-            });
+            tracing::warn!(
+                lines = invalid,
+                file = %path.display(),
+                "CDR spool lines that are not records were moved aside"
+            );
+            metrics::counter!("voxline_cdr_spool_invalid_total").increment(invalid);
         }
-        if !chunk.records.is_empty() {
+        let stored = chunk.records.len() as u64;
+        if stored > 0 {
             let Some(store) = &self.store else {
                 return;
             };
             if let Err(e) = store.insert(&chunk.records).await {
+                self.update(|s| s.invalid += invalid);
                 return self.mark_down(&e);
             }
-            let n = chunk.records.len();
-            self.replayed_now += n as u64;
-            let backlog = with_spool(&spool, move |s| {
-                s.replayed(n as u64);
-                s.backlog()
-            })
-            .await;
-            self.stored(n, Some(backlog));
+            self.replayed_now += stored;
+            metrics::counter!("voxline_cdr_written_total").increment(stored);
         }
-        if !chunk.end {
-            self.replay = Some(reader);
-            return;
-        }
-        let (reader_back, cleared) = with_spool(&spool, move |s| {
-            let cleared = s.clear_if_read(&reader);
-            (reader, cleared)
+        let consumed = reader.consumed();
+        let end = chunk.end;
+        let (reader, cleared, lines) = with_spool(&spool, move |s| {
+            // Truncated only if nothing was appended since it was read.
+            let cleared = if end {
+                s.clear_if_read(&reader)
+            } else {
+                Ok(false)
+            };
+            (reader, cleared, s.backlog())
         })
         .await;
-        reader = reader_back;
+        self.update(|s| {
+            s.written += stored;
+            s.replayed += stored;
+            s.invalid += invalid;
+            s.backlog = lines.saturating_sub(consumed);
+        });
         match cleared {
             Ok(true) => {
-                self.set_backlog(0);
                 tracing::info!(
                     records = self.replayed_now,
                     "CDR spool replayed into the database"
                 );
             }
-            // Appended since it was read: read on.
+            // More to read (or appended while it was read).
             Ok(false) => self.replay = Some(reader),
             Err(e) => self.replay_failed(&e),
         }
@@ -421,6 +481,9 @@ impl WriterTask {
 
     /// Stores or spools everything still queued, then stops.
     async fn finish(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
         self.rx.close();
         let mut batch = std::mem::take(&mut self.pending);
         while let Some(record) = self.rx.recv().await {
