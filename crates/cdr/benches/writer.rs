@@ -176,14 +176,20 @@ async fn main() {
         let url = format!("sqlite://{}", dir.path().join("replay.db").display());
         let writer = CdrWriter::start(options(url.clone(), &spool, 500)).unwrap();
         let started = Instant::now();
-        wait(&writer, |s| s.backlog == 0 && s.replayed == u64::from(n) + 1).await;
+        wait(&writer, |s| {
+            s.backlog == 0 && s.replayed == u64::from(n) + 1
+        })
+        .await;
         println!(
             "replay -> SQLite (batch 500): {}",
             rate(n, started.elapsed())
         );
         writer.shutdown().await;
         let store = CdrStore::open(&url).await.unwrap();
-        assert_eq!(store.count(TimeRange::all()).await.unwrap(), u64::from(n) + 1);
+        assert_eq!(
+            store.count(TimeRange::all()).await.unwrap(),
+            u64::from(n) + 1
+        );
         // Export speed, CSV to a sink.
         let started = Instant::now();
         let exported = voxline_cdr::export(

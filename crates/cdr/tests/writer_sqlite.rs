@@ -183,3 +183,29 @@ fn start_outside_a_runtime_is_an_error() {
     let result = CdrWriter::start(options(sqlite_url(dir.path()), &spool));
     assert!(matches!(result, Err(voxline_cdr::CdrError::NoRuntime)));
 }
+
+#[tokio::test]
+async fn unresponsive_database_times_out_into_the_spool() {
+    // Accepts connections (the kernel does) but never answers a byte.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("cdr-spool.jsonl");
+    let url = format!("postgres://voxline:pw@127.0.0.1:{port}/voxline");
+    let started = Instant::now();
+    let writer = CdrWriter::start(options(url, &spool)).unwrap();
+    for r in common::records(1, 10, common::DAY) {
+        writer.record(r);
+    }
+    let stats = common::wait_for(&writer, "10 spooled", |s| s.spooled == 10).await;
+    assert!(!stats.database_up);
+    // The 300 ms operation timeout, not a hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    writer.shutdown().await;
+    assert_eq!(std::fs::read_to_string(&spool).unwrap().lines().count(), 10);
+    drop(silent);
+}
