@@ -69,5 +69,7 @@ pub use error::{AuthError, ConfigError, ParseError, StoreFailure};
 pub use nonce::{NONCE_LEN, NonceInfo, NonceSigner, NonceStatus};
 pub use replay::{NcVerdict, NonceCountTable};
 pub use service::DigestAuth;
-pub use store::{Dialect, StoreOptions, Subscriber, SubscriberStore, parse_address};
+pub use store::{
+    Dialect, Imported, NewSubscriber, StoreOptions, Subscriber, SubscriberStore, parse_address,
+};
 pub use verify::{Attempt, AuthRequest, Authenticated, Authenticator, Decision, Step};

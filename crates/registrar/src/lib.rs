@@ -11,11 +11,12 @@ pub mod request;
 
 pub use config::RegistrarConfig;
 
-use std::time::SystemTime;
+use std::cell::RefCell;
+use std::time::{Duration, SystemTime};
 
 use voxline_location::{Binding, LocationError, LocationStore, Timestamp};
 use voxline_server::ServerRequest;
-use voxline_sip::{HeaderName, Role, ValidationPolicy, validate_request};
+use voxline_sip::{HeaderName, Role, ValidationPolicy, validate_extensions};
 use voxline_sip_auth::{AuthOutcome, SipAuth};
 
 use crate::request::{Refusal, Registration, read_register};
@@ -47,6 +48,10 @@ impl Registrar {
     }
 
     /// Handles one REGISTER for one of our domains and answers it.
+    ///
+    /// The SIP core has validated the request's syntax already
+    /// (`validate_request` as a proxy); what only a registrar checks
+    /// (Require, a SIP To URI) is checked here.
     pub async fn handle(&self, req: ServerRequest, is_local_domain: impl Fn(&str) -> bool) {
         let msg = req.message();
         let policy = ValidationPolicy {
@@ -54,7 +59,7 @@ impl Registrar {
             supported: SUPPORTED,
             ..ValidationPolicy::default()
         };
-        if let Err(rejection) = validate_request(msg, &policy) {
+        if let Err(rejection) = validate_extensions(msg, &policy) {
             let _ = req.send(rejection.response(msg, Some(req.to_tag())));
             return;
         }
@@ -111,42 +116,98 @@ impl Registrar {
     /// 200 OK listing every current binding with its remaining expires.
     fn accept(&self, req: &ServerRequest, bindings: &[Binding], now: Timestamp) {
         let msg = req.message();
-        let contacts: Vec<String> = bindings.iter().map(|b| contact_value(b, now)).collect();
-        let paths: Vec<&str> = if msg.supported().any(|t| t.eq_ignore_ascii_case("path")) {
-            msg.header_lines(HeaderName::Path).collect()
-        } else {
-            Vec::new()
-        };
-        let date = http_date(SystemTime::now());
+        // All Contact values in one buffer, cut into the builder's slices.
+        let mut text = String::with_capacity(bindings.len() * 96);
+        let mut ends = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            write_contact_value(&mut text, b, now);
+            ends.push(text.len());
+        }
+        let with_path =
+            msg.has(HeaderName::Path) && msg.supported().any(|t| t.eq_ignore_ascii_case("path"));
         let mut b = req.response(200, "OK");
-        for c in &contacts {
-            b = b.header("Contact", c);
+        let mut start = 0;
+        for &end in &ends {
+            b = b.header("Contact", text.get(start..end).unwrap_or_default());
+            start = end;
         }
-        for p in &paths {
-            b = b.header("Path", p);
+        if with_path {
+            for p in msg.header_lines(HeaderName::Path) {
+                b = b.header("Path", p);
+            }
         }
-        b = b
+        let date = current_date();
+        let b = b
             .header("Date", &date)
             .header("Supported", "path, outbound");
         let _ = req.send(b.build());
     }
 }
 
-/// `<uri>;params;expires=N` for one binding.
-fn contact_value(b: &Binding, now: Timestamp) -> String {
-    let mut v = format!("<{}>{}", b.contact, b.params);
+/// The Date header value for now, formatted once per second per thread.
+fn current_date() -> String {
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if date.0 != secs || date.1.is_empty() {
+            *date = (
+                secs,
+                http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            );
+        }
+        date.1.clone()
+    })
+}
+
+thread_local! {
+    /// The Date header value of the current second.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// Appends `<uri>;params;expires=N` for one binding.
+fn write_contact_value(v: &mut String, b: &Binding, now: Timestamp) {
+    v.push('<');
+    v.push_str(&b.contact);
+    v.push('>');
+    v.push_str(&b.params);
     if let Some(i) = &b.instance {
         v.push_str(";+sip.instance=");
         v.push_str(i);
     }
     if let Some(r) = b.reg_id {
-        v.push_str(&format!(";reg-id={r}"));
+        v.push_str(";reg-id=");
+        push_u64(v, u64::from(r));
     }
     if b.q != 1000 {
-        v.push_str(&format!(";q={}.{:03}", b.q / 1000, b.q % 1000));
+        v.push_str(";q=");
+        push_u64(v, u64::from(b.q / 1000));
+        v.push('.');
+        let frac = b.q % 1000;
+        v.push(char::from(b'0' + (frac / 100 % 10) as u8));
+        v.push(char::from(b'0' + (frac / 10 % 10) as u8));
+        v.push(char::from(b'0' + (frac % 10) as u8));
     }
-    v.push_str(&format!(";expires={}", b.expires_in(now)));
-    v
+    v.push_str(";expires=");
+    push_u64(v, b.expires_in(now));
+}
+
+/// Appends the decimal digits of `n` (no formatting machinery).
+fn push_u64(v: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        v.push(char::from(d));
+    }
 }
 
 fn refuse(req: &ServerRequest, refusal: Refusal) {
@@ -220,6 +281,48 @@ pub fn http_date(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contact_values_carry_params_q_and_expires() {
+        let now = Timestamp::from_millis(1_000_000);
+        let mut b = Binding {
+            contact: "sip:alice@192.0.2.1:5060".into(),
+            params: ";transport=udp".into(),
+            instance: Some("\"<urn:uuid:1>\"".into()),
+            reg_id: Some(2),
+            q: 500,
+            expires: Timestamp::from_millis(1_000_000 + 3_600_000),
+            call_id: "c".into(),
+            cseq: 1,
+            source: voxline_location::Source {
+                transport: voxline_location::Transport::Udp,
+                remote: "192.0.2.1:5060".parse().unwrap(),
+                local: "192.0.2.2:5060".parse().unwrap(),
+            },
+            path: Vec::new(),
+            user_agent: None,
+            registered_at: now,
+            nat: false,
+        };
+        let mut v = String::new();
+        write_contact_value(&mut v, &b, now);
+        assert_eq!(
+            v,
+            "<sip:alice@192.0.2.1:5060>;transport=udp;+sip.instance=\"<urn:uuid:1>\";reg-id=2;q=0.500;expires=3600"
+        );
+        b.q = 1000;
+        b.instance = None;
+        b.reg_id = None;
+        b.params.clear();
+        b.expires = Timestamp::from_millis(1_000_000 + 7_000);
+        v.clear();
+        write_contact_value(&mut v, &b, now);
+        assert_eq!(v, "<sip:alice@192.0.2.1:5060>;expires=7");
+        let mut n = String::new();
+        push_u64(&mut n, 0);
+        push_u64(&mut n, u64::MAX);
+        assert_eq!(n, format!("0{}", u64::MAX));
+    }
 
     #[test]
     fn http_dates() {

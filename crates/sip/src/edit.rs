@@ -7,7 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::frame::{HeaderEntry, StartLine};
+use crate::frame::{HeaderEntry, Span, StartLine};
 use crate::header_name::HeaderName;
 use crate::lex::{next_top_comma, trim_lws};
 use crate::message::Message;
@@ -36,6 +36,10 @@ pub enum EditError {
     /// A Route value is malformed, so strict routing cannot use it.
     #[error("Route is malformed")]
     MalformedRoute,
+    /// The edited message no longer frames (only reachable through edits
+    /// that insert malformed text).
+    #[error("the edited message does not frame")]
+    Unframeable,
 }
 
 /// One piece of output text.
@@ -256,6 +260,79 @@ impl<'a> Editor<'a> {
         let mut out = BytesMut::new();
         self.write_to(&mut out)?;
         Ok(out.freeze())
+    }
+
+    /// The edited message, framed. When every edit changes text inside
+    /// header values only (setting Via `received`/`rport`, the common case
+    /// on receive), the original index is shifted instead of framing the
+    /// new bytes again; other edits are framed anew.
+    pub fn to_message(&self) -> Result<Message, EditError> {
+        let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
+        self.plan(&mut splices)?;
+        splices.sort_by_key(|s| (s.start, s.end, s.seq));
+        let frame = self.msg.frame();
+        let inside_values = splices.iter().all(|s| {
+            let text_ok = s.pieces.iter().all(|p| match p {
+                Piece::Text(t) => !t.iter().any(|&c| c == b'\r' || c == b'\n'),
+                Piece::Num(_) => true,
+            });
+            text_ok
+                && frame
+                    .headers
+                    .iter()
+                    .any(|h| h.value_start < s.start && s.start <= s.end && s.end <= h.value_end)
+        });
+        let mut out = BytesMut::new();
+        self.write_to(&mut out)?;
+        let bytes = out.freeze();
+        if !inside_values || bytes.len() > u32::MAX as usize {
+            return Message::parse(bytes).map_err(|_| EditError::Unframeable);
+        }
+        // Each splice moves everything from its end on by its change in
+        // length; the new buffer starts at the old message start.
+        let shift = |o: u32| -> u32 {
+            let mut n = i64::from(o) - i64::from(frame.msg_start);
+            for s in &splices {
+                if s.end <= o {
+                    n += spliced_len(s) as i64 - i64::from(s.end - s.start);
+                }
+            }
+            u32::try_from(n).unwrap_or(0)
+        };
+        let mut shifted = frame.clone();
+        shifted.msg_start = 0;
+        shifted.start_line = match frame.start_line {
+            StartLine::Request {
+                method,
+                uri,
+                version,
+            } => StartLine::Request {
+                method: shift_span(method, &shift),
+                uri: shift_span(uri, &shift),
+                version: shift_span(version, &shift),
+            },
+            StartLine::Response {
+                version,
+                status,
+                reason,
+            } => StartLine::Response {
+                version: shift_span(version, &shift),
+                status,
+                reason: shift_span(reason, &shift),
+            },
+        };
+        shifted.start_line_end = shift(frame.start_line_end);
+        for h in shifted.headers.iter_mut() {
+            h.line_start = shift(h.line_start);
+            h.name_end = shift(h.name_end);
+            h.value_start = shift(h.value_start);
+            h.value_end = shift(h.value_end);
+            h.line_end = shift(h.line_end);
+        }
+        shifted.head_end = shift(frame.head_end);
+        shifted.body_start = shift(frame.body_start);
+        shifted.body_end = shift(frame.body_end);
+        Ok(Message::from_frame(bytes, shifted))
     }
 
     fn plan(&self, out: &mut SmallVec<[Splice<'a>; 12]>) -> Result<(), EditError> {
@@ -637,6 +714,33 @@ fn param_name_end(elem: &str, via: Via<'_>, name: &str) -> Option<u32> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(n, _)| offset_in(elem, n) + n.len() as u32)
+}
+
+/// The number of bytes a splice writes.
+fn spliced_len(s: &Splice<'_>) -> usize {
+    s.pieces
+        .iter()
+        .map(|p| match *p {
+            Piece::Text(t) => t.len(),
+            Piece::Num(n) => num_len(n),
+        })
+        .sum()
+}
+
+fn num_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+fn shift_span(span: Span, shift: &impl Fn(u32) -> u32) -> Span {
+    Span {
+        start: shift(span.start),
+        end: shift(span.end),
+    }
 }
 
 fn put_num(out: &mut BytesMut, mut n: u64) {

@@ -230,3 +230,75 @@ fn reusable_output_buffer() {
         assert_eq!(Message::parse(first).unwrap().vias().count(), 4);
     }
 }
+
+/// `to_message` must give exactly what framing the edited bytes gives.
+fn assert_same_as_reframed(m: &Message, f: impl Fn(&mut Editor<'_>)) {
+    let mut e = m.edit();
+    f(&mut e);
+    let fast = e.to_message().unwrap();
+    let slow = Message::parse(e.to_bytes().unwrap()).unwrap();
+    assert_eq!(fast.as_bytes(), slow.as_bytes());
+    assert_eq!(fast.frame(), slow.frame());
+    assert_eq!(fast.top_via().unwrap(), slow.top_via().unwrap());
+}
+
+#[test]
+fn to_message_shifts_the_index_like_reframing() {
+    let m = msg(REQ);
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(Some("198.51.100.7"), Some(40000));
+    });
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(Some("2001:db8::1"), None);
+    });
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(None, Some(7));
+    });
+    // Header lines added or removed: framed anew, same result.
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(Some("198.51.100.7"), Some(40000))
+            .pop_route()
+            .add_record_route("<sip:p9.example.com;lr>")
+            .decrement_max_forwards();
+    });
+    // Leading CRLFs, a received to replace, a response.
+    let m = msg(
+        "\r\n\r\nREGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;received=192.0.2.1;branch=z9hG4bK1;rport=1\r\nTo: <sip:a@example.com>\r\nFrom: <sip:a@example.com>;tag=x\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(Some("198.51.100.200"), Some(65535));
+    });
+    let m = msg(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;rport\r\nTo: <sip:a@example.com>;tag=y\r\nFrom: <sip:a@example.com>;tag=x\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_same_as_reframed(&m, |e| {
+        e.set_via_received(Some("192.0.2.1"), Some(5060));
+    });
+}
+
+#[test]
+fn to_message_over_the_rfc4475_messages() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/rfc4475");
+    let mut edited = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "dat") {
+            continue;
+        }
+        let Ok(m) = Message::parse(Bytes::from(std::fs::read(&path).unwrap())) else {
+            continue;
+        };
+        if m.top_via().is_err() {
+            continue;
+        }
+        let mut e = m.edit();
+        e.set_via_received(Some("198.51.100.7"), Some(40000));
+        let (Ok(fast), Ok(bytes)) = (e.to_message(), e.to_bytes()) else {
+            continue;
+        };
+        let slow = Message::parse(bytes).unwrap();
+        assert_eq!(fast.frame(), slow.frame(), "{}", path.display());
+        edited += 1;
+    }
+    assert!(edited > 20, "only {edited} messages edited");
+}

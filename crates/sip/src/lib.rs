@@ -74,7 +74,7 @@ pub use stream::{StreamEvent, StreamFramer};
 pub use uri::{AbsoluteUri, SipUri, TelUri, Uri};
 pub use validate::{
     Rejection, ResponseDefect, Role, ValidationPolicy, check_max_forwards, error_response,
-    is_sip_date, validate_request, validate_response,
+    is_sip_date, validate_extensions, validate_request, validate_response,
 };
 pub use values::{CSeq, MAX_CSEQ, MediaType, RetryAfter};
 pub use via::{MAGIC_COOKIE, Transport, Via};

@@ -231,8 +231,7 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
     let from = msg
         .from()
         .map_err(|_| Rejection::bad("Bad Request - Malformed From"))?;
-    let to = msg
-        .to()
+    msg.to()
         .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?;
     let _ = from;
     if msg.vias().any(|v| v.is_err()) || msg.headers_named(HeaderName::Via).next().is_none() {
@@ -277,7 +276,25 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
     {
         return Err(Rejection::new(416, "Unsupported URI Scheme"));
     }
-    let method = cseq.method;
+    validate_extensions(msg, policy)
+}
+
+/// The part of [`validate_request`] that depends on the validating element
+/// ([`ValidationPolicy`] apart from the URI schemes): implemented methods
+/// (501), a registrar's To (400), Require or Proxy-Require (420), the body
+/// type (415) and Accept for INVITE (406).
+///
+/// For an element behind another that already ran [`validate_request`] on
+/// the same message (a registrar behind the node's SIP core, which
+/// validates as a proxy): the syntax checks need not run twice.
+pub fn validate_extensions(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<(), Rejection> {
+    let method_str = msg
+        .method_str()
+        .ok_or_else(|| Rejection::bad("Bad Request - Not a Request"))?;
+    let method = msg
+        .cseq()
+        .map_err(|_| Rejection::bad("Bad Request - Malformed CSeq"))?
+        .method;
     if let Some(methods) = policy.methods
         && !methods.contains(&method_str)
         && method != Method::Ack
@@ -286,7 +303,14 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
         r.allow = Some(methods.join(", "));
         return Err(r);
     }
-    if policy.role == Role::Registrar && method == Method::Register && !to.uri.is_sip() {
+    if policy.role == Role::Registrar
+        && method == Method::Register
+        && !msg
+            .to()
+            .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?
+            .uri
+            .is_sip()
+    {
         return Err(Rejection::bad("Bad Request - To Must Be a SIP or SIPS URI"));
     }
     let required: Vec<&str> = match policy.role {

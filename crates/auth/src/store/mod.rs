@@ -54,6 +54,26 @@ impl From<&AuthConfig> for StoreOptions {
     }
 }
 
+/// One subscriber to provision with [`SubscriberStore::import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewSubscriber<'a> {
+    /// The user part (case-sensitive).
+    pub username: &'a str,
+    /// The domain (stored lowercase).
+    pub domain: &'a str,
+    /// The SIP password (only its HA1 hashes are stored).
+    pub password: &'a str,
+}
+
+/// What [`SubscriberStore::import`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Subscribers that did not exist before.
+    pub added: u64,
+    /// Existing subscribers whose password was set.
+    pub updated: u64,
+}
+
 /// A provisioned subscriber as listed (no credentials).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscriber {
@@ -464,6 +484,76 @@ impl SubscriberStore {
             });
         }
         Ok(())
+    }
+
+    /// Provisions many subscribers in one database transaction (bulk
+    /// import): each is added, or gets its password changed when it exists
+    /// already, so an import can be run again. Every entry is checked
+    /// first; an invalid one fails the whole batch before anything is
+    /// written. Keep batches to a few thousand entries.
+    pub async fn import(&self, batch: &[NewSubscriber<'_>]) -> Result<Imported, AuthError> {
+        let mut rows = Vec::with_capacity(batch.len());
+        for entry in batch {
+            validate_username(entry.username)?;
+            let domain = normalize_domain(entry.domain)?;
+            if entry.password.is_empty() {
+                return Err(AuthError::EmptyPassword);
+            }
+            let credentials =
+                StoredCredentials::from_password(entry.username, &domain, entry.password);
+            rows.push((
+                entry.username,
+                domain,
+                credentials.md5.as_hex().to_owned(),
+                credentials.sha256.as_hex().to_owned(),
+            ));
+        }
+        let now = unix_secs(SystemTime::now());
+        let (update, insert) = (self.sql.update_ha1, self.sql.insert);
+        let write = async {
+            with_pool!(&self.pool, |p| {
+                let mut tx = p.begin().await?;
+                let mut imported = Imported::default();
+                for (username, domain, md5, sha256) in &rows {
+                    let changed = sqlx::query(update)
+                        .bind(md5.as_str())
+                        .bind(sha256.as_str())
+                        .bind(now)
+                        .bind(*username)
+                        .bind(domain.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if changed > 0 {
+                        imported.updated += 1;
+                        continue;
+                    }
+                    sqlx::query(insert)
+                        .bind(*username)
+                        .bind(domain.as_str())
+                        .bind(md5.as_str())
+                        .bind(sha256.as_str())
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    imported.added += 1;
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(imported)
+            })
+        };
+        // A batch may take longer than one lookup is allowed to.
+        let limit = self.timeout.max(Duration::from_secs(60));
+        let result = match tokio::time::timeout(limit, write).await {
+            Ok(Ok(imported)) => Ok(imported),
+            Ok(Err(e)) => Err(StoreFailure::Database(e)),
+            Err(_) => Err(StoreFailure::Timeout(limit)),
+        };
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        result.map_err(|f| self.unavailable("import", f))
     }
 
     /// Subscribers of one domain, or of all domains, sorted by domain and

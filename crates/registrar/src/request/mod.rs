@@ -239,19 +239,15 @@ pub fn behind_nat(msg: &Message, peer: &Peer) -> bool {
     for c in msg.contacts().flatten() {
         let Contact::Address(na) = c else { continue };
         let Some(sip) = na.uri.as_sip() else { continue };
-        match sip.host.ip() {
-            Some(ip) => {
-                let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
-                if ip != source.ip()
-                    || (peer.transport == TransportKind::Udp && port != source.port())
-                {
-                    nat = true;
-                }
-                if is_private(ip) && !is_private(source.ip()) {
-                    nat = true;
-                }
+        if let Some(ip) = sip.host.ip() {
+            let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
+            if ip != source.ip() || (peer.transport == TransportKind::Udp && port != source.port())
+            {
+                nat = true;
             }
-            None => {}
+            if is_private(ip) && !is_private(source.ip()) {
+                nat = true;
+            }
         }
     }
     if let Ok(via) = msg.top_via()
