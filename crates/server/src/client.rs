@@ -5,6 +5,9 @@ use voxline_sip::Message;
 use voxline_transaction::ClientTxId;
 
 /// What happens to a client transaction, in order.
+// Responses are by far the most common event: boxing them would cost an
+// allocation each to save memory on the rare others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ClientEvent {
     /// A response (provisional or final; 2xx retransmissions on INVITE too).

@@ -7,18 +7,22 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use voxline_overload::{Admission, AdmissionState};
 use voxline_sip::{
     Limits, Message, Method, ParseError, Role, ValidationPolicy, error_response, validate_request,
     validate_response,
 };
 use voxline_transaction::{
     ClientTxId, Incoming, Peer, ServerTxId, ShardRouter, SipMessage, TableConfig, TransactionTable,
+    TxId,
 };
 use voxline_transport::{ListenSpec, Outbox, Packet, Receiver, TransportError, TransportHandle};
 
 use crate::ServerConfig;
 use crate::client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
+use crate::eager::{self, Capture, Deferred};
 use crate::identity::LocalIdentity;
+use crate::overload::{self, Protection, SourceAction};
 use crate::request::ServerRequest;
 use crate::routing::response_peer;
 use crate::service::SipService;
@@ -64,6 +68,7 @@ pub struct Core {
     stopped: AtomicBool,
     draining: AtomicBool,
     tag_hasher: std::collections::hash_map::RandomState,
+    protection: Option<Protection>,
 }
 
 impl Core {
@@ -113,6 +118,7 @@ impl Core {
             stopped: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             tag_hasher: std::collections::hash_map::RandomState::new(),
+            protection: Protection::new(&config.overload, Instant::now()),
         })
     }
 
@@ -127,6 +133,19 @@ impl Core {
         for i in 0..self.shards.len() {
             tokio::spawn(run_timers(self.clone(), i));
         }
+        if self.protection.is_some() {
+            let core = self.clone();
+            tokio::spawn(async move {
+                if let Some(p) = &core.protection {
+                    overload::run_monitor(p, || core.stopped.load(Ordering::Acquire)).await;
+                }
+            });
+        }
+    }
+
+    /// Overload control's state (`None` when it is off).
+    pub fn overload_state(&self) -> Option<AdmissionState> {
+        self.protection.as_ref().and_then(Protection::state)
     }
 
     pub(crate) fn stop(&self) {
@@ -180,6 +199,15 @@ impl Core {
 
     // ----- receive path -------------------------------------------------
 
+    /// The shard of a received message's transaction. With one shard the
+    /// key is not read here (the table reads it and reports malformed ones).
+    fn shard_for(&self, msg: &Message) -> Result<usize, voxline_transaction::MessageError> {
+        if self.shards.len() == 1 {
+            return Ok(0);
+        }
+        msg.info().map(|info| self.router.shard_of(&info))
+    }
+
     fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
         let method = msg.method();
         if let Some(m) = &method {
@@ -215,8 +243,8 @@ impl Core {
             self.answer_options(&msg, &peer, out);
             return;
         }
-        let info_shard = match msg.info() {
-            Ok(info) => self.router.shard_of(&info),
+        let info_shard = match self.shard_for(&msg) {
+            Ok(shard) => shard,
             Err(e) => {
                 if method != Some(Method::Ack) {
                     let reply = self.stateless_response(&msg, 400, &format!("Bad Request - {e}"));
@@ -301,8 +329,8 @@ impl Core {
             metrics::counter!("voxline_sip_dropped_total", "reason" => "bad_response").increment(1);
             return;
         }
-        let shard_index = match msg.info() {
-            Ok(info) => self.router.shard_of(&info),
+        let shard_index = match self.shard_for(&msg) {
+            Ok(shard) => shard,
             Err(_) => {
                 metrics::counter!("voxline_sip_dropped_total", "reason" => "bad_response")
                     .increment(1);
@@ -382,6 +410,24 @@ impl Core {
             .to_tag(&tag)
             .header("Server", &self.server_header)
             .build()
+    }
+
+    /// The stateless 503 of overload protection (no validation, no
+    /// transaction: it must be cheap).
+    fn reject_overloaded(
+        &self,
+        msg: &Message,
+        peer: &Peer,
+        retry_after: u32,
+        out: &mut Outbox<'_>,
+    ) {
+        let mut digits = [0u8; 10];
+        let retry = decimal(retry_after, &mut digits);
+        let reply = voxline_sip::ResponseBuilder::new(msg, 503, "Service Unavailable")
+            .to_tag(&self.stateless_tag(msg))
+            .header("Retry-After", retry)
+            .build();
+        self.send_stateless(out, &response_peer(msg, peer), reply);
     }
 
     fn send_stateless(&self, out: &mut Outbox<'_>, target: &Peer, data: Bytes) {
@@ -511,7 +557,15 @@ impl Core {
     /// Sends bytes outside any transaction (ACK for 2xx, stateless forwarding).
     pub fn send_stateless_to(&self, target: &Peer, data: Bytes) -> Result<(), ServerError> {
         let t = self.transport.get().ok_or(ServerError::NotRunning)?;
-        t.send(target, data).map_err(ServerError::from)
+        let item = Deferred {
+            tx: None,
+            dest: *target,
+            data,
+        };
+        match eager::try_capture(item) {
+            None => Ok(()),
+            Some(item) => t.send(&item.dest, item.data).map_err(ServerError::from),
+        }
     }
 
     /// Sends what a table operation produced and re-arms the shard's timer.
@@ -528,20 +582,51 @@ impl Core {
         };
         let mut failed = Vec::new();
         for t in output.transmits {
-            if let Err(e) = transport.send(&t.dest, t.msg.to_bytes()) {
-                tracing::debug!(dest = %t.dest.addr, error = %e, "transaction transmit failed");
+            let item = Deferred {
+                tx: Some((shard_index, t.tx)),
+                dest: t.dest,
+                data: t.msg.to_bytes(),
+            };
+            // Inside a receive batch, the send joins the batch's replies.
+            let Some(item) = eager::try_capture(item) else {
+                continue;
+            };
+            if let Err(e) = transport.send(&item.dest, item.data) {
+                tracing::debug!(dest = %item.dest.addr, error = %e, "transaction transmit failed");
                 failed.push(t.tx);
             }
         }
-        if !failed.is_empty() {
-            let mut state = shard.lock();
-            for tx in failed {
-                let _ = state.table.transport_error(self.now(), tx);
+        self.transport_failed(shard_index, failed);
+    }
+
+    /// Reports sends that failed to their transactions.
+    fn transport_failed(&self, shard_index: usize, failed: Vec<TxId>) {
+        if failed.is_empty() {
+            return;
+        }
+        let Some(shard) = self.shards.get(shard_index) else {
+            return;
+        };
+        let mut state = shard.lock();
+        for tx in failed {
+            let _ = state.table.transport_error(self.now(), tx);
+        }
+        let output = state.drain();
+        drop(state);
+        // Transport errors produce events, not transmits; no recursion needed.
+        shard.maybe_wake(output.deadline, self.epoch);
+    }
+
+    /// Queues what was captured while a received message was handled on
+    /// the receive batch's outbox.
+    fn flush_captured(&self, captured: Vec<Deferred>, out: &mut Outbox<'_>) {
+        for item in captured {
+            if let Err(e) = out.send(&item.dest, item.data) {
+                tracing::debug!(dest = %item.dest.addr, error = %e, "transmit failed");
+                if let Some((shard, tx)) = item.tx {
+                    self.transport_failed(shard, vec![tx]);
+                }
             }
-            let output = state.drain();
-            drop(state);
-            // Transport errors produce events, not transmits; no recursion needed.
-            shard.maybe_wake(output.deadline, self.epoch);
         }
     }
 
@@ -566,7 +651,35 @@ pub(crate) struct CoreReceiver(pub(crate) Arc<Core>);
 impl Receiver for CoreReceiver {
     fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>) {
         let core = &self.0;
-        let Packet { data, peer, parsed } = packet;
+        let Packet {
+            data,
+            peer,
+            parsed,
+            received_at,
+        } = packet;
+        // Overload protection first: it must cost less than the work it
+        // saves.
+        let guard = core.protection.as_ref().map(|p| (p, Instant::now()));
+        if let Some((p, now)) = guard {
+            if !p.observe(&data, received_at, now) {
+                return;
+            }
+            match p.check_source(&data, &peer, now) {
+                SourceAction::Pass => {}
+                SourceAction::Drop => return,
+                SourceAction::Reject(retry_after) => {
+                    if let Ok(msg) = Message::parse_with(data, &core.limits)
+                        && msg.is_request()
+                        && msg.method() != Some(Method::Ack)
+                    {
+                        metrics::counter!("voxline_overload_rejected_total", "reason" => "banned")
+                            .increment(1);
+                        core.reject_overloaded(&msg, &peer, retry_after, out);
+                    }
+                    return;
+                }
+            }
+        }
         let msg = match parsed {
             Some(m) => m,
             None => match Message::parse_with(data.clone(), &core.limits) {
@@ -581,11 +694,25 @@ impl Receiver for CoreReceiver {
                 }
             },
         };
+        if let Some((p, now)) = guard
+            && msg.is_request()
+            && let Admission::Reject { retry_after } = p.admit(&msg, now)
+        {
+            metrics::counter!("voxline_overload_rejected_total", "reason" => "overload")
+                .increment(1);
+            core.reject_overloaded(&msg, &peer, retry_after, out);
+            p.charge(now.elapsed());
+            return;
+        }
+        // What the handlers send while this message is handled leaves with
+        // the batch's other replies.
+        let capture = Capture::begin();
         if msg.is_request() {
             core.on_request(msg, peer, out);
         } else {
             core.on_response(msg, peer);
         }
+        core.flush_captured(capture.finish(), out);
     }
 }
 
@@ -607,12 +734,12 @@ fn stamp_received(msg: Message, peer: &Peer) -> Message {
         return msg;
     }
     let received = received.map(|ip| ip.to_string());
+    // The index is shifted, not rebuilt: no second framing pass.
     let stamped = msg
         .edit()
         .set_via_received(received.as_deref(), rport)
-        .to_bytes()
-        .ok()
-        .and_then(|b| Message::parse(b).ok());
+        .to_message()
+        .ok();
     stamped.unwrap_or(msg)
 }
 
@@ -636,6 +763,20 @@ async fn run_timers(core: Arc<Core>, shard_index: usize) {
             None => shard.wake.notified().await,
         }
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 fn method_label(m: &Method) -> String {

@@ -59,7 +59,7 @@ impl LocalIdentity {
     /// Whether `host` is one of the served domains (case-insensitive).
     pub fn is_local_domain(&self, host: &str) -> bool {
         let h = normalize_host(host);
-        self.domains.iter().any(|d| *d == h)
+        self.domains.contains(&h)
     }
 
     /// Whether `uri` addresses this node itself: its host is one of our
@@ -67,8 +67,8 @@ impl LocalIdentity {
     /// scheme default).
     pub fn is_self(&self, uri: &SipUri<'_>) -> bool {
         let host = normalize_host(uri.host_str);
-        let host_ok = self.hosts.iter().any(|h| *h == host)
-            || self.domains.iter().any(|d| *d == host)
+        let host_ok = self.hosts.contains(&host)
+            || self.domains.contains(&host)
             || matches!(uri.host, Host::Ipv4(_) | Host::Ipv6(_)) && self.is_any_bound_ip(&uri.host);
         if !host_ok {
             return false;

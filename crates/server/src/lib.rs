@@ -17,7 +17,9 @@
 
 mod client;
 mod core;
+mod eager;
 mod identity;
+mod overload;
 mod request;
 mod routing;
 mod service;
@@ -25,10 +27,12 @@ mod shard;
 
 pub use client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 pub use core::{Core, ServerError};
+pub use eager::spawn_eager;
 pub use identity::LocalIdentity;
 pub use request::ServerRequest;
 pub use routing::{response_peer, via_received};
 pub use service::SipService;
+pub use voxline_overload::{AdmissionState, OverloadConfig};
 
 use std::sync::Arc;
 
@@ -54,6 +58,8 @@ pub struct ServerConfig {
     pub server_header: String,
     /// Option tags the node supports (Require / Proxy-Require checks).
     pub supported: Vec<String>,
+    /// Overload protection (`[overload]`).
+    pub overload: voxline_overload::OverloadConfig,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
             identity: LocalIdentity::default(),
             server_header: concat!("Voxline/", env!("CARGO_PKG_VERSION")).to_owned(),
             supported: vec!["path".into(), "outbound".into()],
+            overload: voxline_overload::OverloadConfig::default(),
         }
     }
 }
@@ -85,7 +92,9 @@ impl SipServer {
     ) -> Result<Self, ServerError> {
         let core = Core::new(&config, service);
         let receiver = Arc::new(core::CoreReceiver(core.clone()));
-        let transports = Transports::start(config.transport.clone(), receiver).await?;
+        let mut transport = config.transport.clone();
+        transport.udp_priority_queue |= config.overload.enabled && config.overload.priority_queue;
+        let transports = Transports::start(transport, receiver).await?;
         core.attach(transports.handle(), transports.local_addrs());
         Ok(SipServer { core, transports })
     }

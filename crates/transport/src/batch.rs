@@ -4,10 +4,15 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use nix::cmsg_space;
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg,
+};
+use nix::sys::time::TimeSpec;
 
 /// Datagrams moved per system call.
 pub const BATCH: usize = 32;
@@ -21,6 +26,7 @@ pub struct RecvBatch {
     lengths: [usize; BATCH],
     sources: [Option<SocketAddr>; BATCH],
     truncated: [bool; BATCH],
+    stamps: [Option<SystemTime>; BATCH],
     count: usize,
 }
 
@@ -34,6 +40,7 @@ impl RecvBatch {
             lengths: [0; BATCH],
             sources: [None; BATCH],
             truncated: [false; BATCH],
+            stamps: [None; BATCH],
             count: 0,
         }
     }
@@ -47,7 +54,9 @@ impl RecvBatch {
         }
         // The headers hold raw pointers (not `Send`), so they live only for
         // the call; that keeps the batch usable from any runtime thread.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        // Room for one kernel receive timestamp (SO_TIMESTAMPNS) each.
+        let mut headers =
+            MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg_space!(TimeSpec)));
         let results = recvmmsg(
             fd,
             &mut headers,
@@ -61,6 +70,18 @@ impl RecvBatch {
             self.lengths[n] = msg.bytes;
             self.truncated[n] = msg.bytes > MAX_DATAGRAM || msg.flags.contains(MsgFlags::MSG_TRUNC);
             self.sources[n] = msg.address.as_ref().and_then(to_socket_addr);
+            self.stamps[n] = msg.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|m| match m {
+                    ControlMessageOwned::ScmTimestampns(ts) => Some(
+                        SystemTime::UNIX_EPOCH
+                            + Duration::new(
+                                u64::try_from(ts.tv_sec()).unwrap_or(0),
+                                u32::try_from(ts.tv_nsec()).unwrap_or(0),
+                            ),
+                    ),
+                    _ => None,
+                })
+            });
             n += 1;
         }
         self.count = n;
@@ -78,6 +99,17 @@ impl RecvBatch {
         let len = self.lengths[i].min(MAX_DATAGRAM);
         let data = self.buffers.get(i)?.get(..len)?;
         Some((src, Bytes::copy_from_slice(data)))
+    }
+}
+
+impl RecvBatch {
+    /// When the kernel received the `i`th datagram of the last receive
+    /// (`None` without `SO_TIMESTAMPNS` on the socket).
+    pub fn received_at(&self, i: usize) -> Option<SystemTime> {
+        if i >= self.count {
+            return None;
+        }
+        self.stamps.get(i).copied().flatten()
     }
 }
 
@@ -219,10 +251,38 @@ mod tests {
             assert_eq!(d.len(), 10 + i);
             assert!(d.iter().all(|&x| x as usize == i));
         }
+        // Without SO_TIMESTAMPNS there is no receive time.
+        assert_eq!(inb.received_at(0), None);
         // Nothing more waiting: WouldBlock, not a hang.
         assert_eq!(
             inb.recv(b.as_raw_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn kernel_receive_times_with_so_timestampns() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        nix::sys::socket::setsockopt(&b, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .unwrap();
+        let before = SystemTime::now();
+        a.send_to(b"stamped", b.local_addr().unwrap()).unwrap();
+        let mut inb = RecvBatch::new();
+        let n = loop {
+            match inb.recv(b.as_raw_fd()) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(n, 1);
+        let at = inb.received_at(0).unwrap();
+        let after = SystemTime::now();
+        assert!(
+            at >= before - Duration::from_millis(1) && at <= after,
+            "{at:?}"
+        );
+        assert_eq!(inb.received_at(1), None);
     }
 }

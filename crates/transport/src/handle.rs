@@ -60,11 +60,13 @@ impl Transports {
             match spec.transport {
                 TransportKind::Udp => {
                     let sockets = udp::bind(spec.address, workers, &config).map_err(bind_err)?;
-                    let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
-                    let local = sockets[0].local_addr().map_err(bind_err)?;
+                    let Some(first) = sockets.first().map(|w| w.main.clone()) else {
+                        continue;
+                    };
+                    let local = first.local_addr().map_err(bind_err)?;
                     udp.push(UdpListener {
                         local,
-                        socket: sockets[0].clone(),
+                        socket: first,
                     });
                     locals.push(ListenSpec {
                         transport: TransportKind::Udp,

@@ -18,6 +18,7 @@
 mod batch;
 mod handle;
 mod peer;
+pub mod steer;
 mod tcp;
 mod udp;
 
@@ -41,6 +42,9 @@ pub struct Packet {
     /// The message, when framing already parsed it (streams); datagrams
     /// are parsed by the receiver.
     pub parsed: Option<voxline_sip::Message>,
+    /// When the kernel received it (datagrams; `None` for streams): the
+    /// time it waited in the receive queue is an overload signal.
+    pub received_at: Option<std::time::SystemTime>,
 }
 
 /// The SIP core's side of the transport: called for every received message.
@@ -82,6 +86,10 @@ pub struct TransportConfig {
     pub tcp_connect_timeout: Duration,
     /// Messages queued per TCP connection before sends fail.
     pub tcp_send_queue: usize,
+    /// Two UDP sockets per worker, steered by class in the kernel: in-dialog
+    /// requests, responses and pings are read before anything else, and an
+    /// overflowing queue drops only new requests ([`steer`]).
+    pub udp_priority_queue: bool,
 }
 
 impl Default for TransportConfig {
@@ -96,6 +104,7 @@ impl Default for TransportConfig {
             tcp_idle_timeout: Duration::from_secs(600),
             tcp_connect_timeout: Duration::from_secs(5),
             tcp_send_queue: 1024,
+            udp_priority_queue: false,
         }
     }
 }

@@ -378,6 +378,7 @@ async fn read_loop(
                         data: msg.to_bytes(),
                         peer,
                         parsed: Some(msg),
+                        received_at: None,
                     };
                     table.receiver.on_packet(packet, &mut out);
                 }

@@ -1,4 +1,5 @@
 //! End-to-end transport tests over real loopback sockets.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,6 +89,52 @@ async fn udp_datagrams_are_delivered_and_answered_in_batches() {
     assert_eq!(first.peer.transport, TransportKind::Udp);
     assert_eq!(first.peer.addr, client.local_addr().unwrap());
     assert_eq!(first.peer.local, Some(server));
+    // The kernel's receive time comes along (the overload signal).
+    let received = first.received_at.expect("kernel receive timestamp");
+    let waited = std::time::SystemTime::now()
+        .duration_since(received)
+        .expect("received in the past");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    t.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_with_priority_steering_serves_both_classes() {
+    let (t, mut seen) = start(TransportConfig {
+        listen: vec![listen(TransportKind::Udp, "127.0.0.1:0")],
+        udp_workers: 2,
+        udp_priority_queue: true,
+        ..TransportConfig::default()
+    })
+    .await;
+    let server = local(&t, TransportKind::Udp);
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..100 {
+        let m = message(i);
+        // Half in the bulk class (REGISTER), half priority (OPTIONS).
+        let m = if i % 2 == 0 {
+            m.replacen("OPTIONS", "REGISTER", 1)
+        } else {
+            m
+        };
+        client.send_to(m.as_bytes(), server).await.unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..100 {
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("reply")
+            .unwrap();
+        assert_eq!(from, server, "replies leave from the listening address");
+        assert!(buf[..n].starts_with(b"SIP/2.0 200 OK"));
+    }
+    let mut registers = 0;
+    for _ in 0..100 {
+        let p = seen.recv().await.unwrap();
+        assert_eq!(p.peer.local, Some(server));
+        registers += usize::from(p.data.starts_with(b"REGISTER"));
+    }
+    assert_eq!(registers, 50);
     t.shutdown();
 }
 

@@ -66,6 +66,8 @@ pub struct NodeConfig {
     pub media: MediaConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[overload]`
+    pub overload: voxline_overload::OverloadConfig,
     /// `[cdr]`: call detail records (docs/cdr.md).
     pub cdr: CdrConfig,
     /// `[edge]`: the edge role (see docs/edge.md).
@@ -312,6 +314,7 @@ impl Validate for NodeConfig {
         v.section("sip", &self.sip);
         v.section("registrar", &self.registrar);
         v.section("proxy", &self.proxy);
+        v.section("overload", &self.overload);
         v.section("cdr", &self.cdr);
         v.section("dialog", &self.dialog);
         MediaRules(self).validate(v);

@@ -152,6 +152,7 @@ pub fn server_config(cfg: &NodeConfig) -> ServerConfig {
         shards: cfg.sip.shards,
         identity: LocalIdentity::new(&cfg.sip.domains, &cfg.sip.aliases),
         server_header: cfg.sip.server_header.clone(),
+        overload: cfg.overload.clone(),
         ..ServerConfig::default()
     }
 }
@@ -267,7 +268,9 @@ impl SipService for NodeService {
         if Self::is_local_register(&req) {
             if let Some(registrar) = &self.registrar {
                 let registrar = registrar.clone();
-                tokio::spawn(async move {
+                // Polled here first: with the memory store and cached
+                // credentials a REGISTER is answered without a task.
+                voxline_server::spawn_eager(async move {
                     let core = req.core().clone();
                     registrar
                         .handle(req, |d| core.identity().is_local_domain(d))
@@ -279,7 +282,7 @@ impl SipService for NodeService {
         match &self.proxy {
             Some(proxy) => {
                 let proxy = proxy.clone();
-                tokio::spawn(async move { proxy.handle(req).await });
+                voxline_server::spawn_eager(async move { proxy.handle(req).await });
             }
             None => {
                 let _ = req.send(
