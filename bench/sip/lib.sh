@@ -13,7 +13,8 @@ VOXLINE_PORT=${VOXLINE_PORT:-5090}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 KAMAILIO_SHM_MB=${KAMAILIO_SHM_MB:-1024}
 KAMAILIO_PKG_MB=${KAMAILIO_PKG_MB:-16}
-VOXLINE=${VOXLINE:-$ROOT/target/release/voxline}
+VOXLINE=${VOXLINE:-$TARGET_DIR/release/voxline}
+case "$VOXLINE" in /*) ;; *) VOXLINE="$ROOT/$VOXLINE" ;; esac
 LOADGEN=${LOADGEN:-$TARGET_DIR/release/voxline-loadgen}
 LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/voxline-bench.XXXXXX)}
 # On a shared machine, other work on the two cores disturbs the numbers: as root, the
@@ -44,7 +45,7 @@ need() {
 build_loadgen() {
   need cargo jq taskset
   if [ -z "${SKIP_BUILD:-}" ]; then
-    (cd "$ROOT" && cargo build --release -q -p voxline-loadgen) >&2
+    (cd "$ROOT" && cargo build --release -q -p voxline-loadgen -p voxline) >&2
   fi
   [ -x "$LOADGEN" ] || { log "loadgen binary not found at $LOADGEN"; exit 2; }
 }
@@ -86,15 +87,32 @@ start_kamailio() {
   fi
 }
 
-# start_voxline TOML PORT : starts the Voxline node pinned to SERVER_CPU, if it is built
-# and answers SIP on PORT; returns 1 otherwise.
+# voxline_subscribers TOML N : a data directory (printed) holding N subscribers
+# u00000000..@localhost with password "secret", imported once per benchmark run with
+# `voxline subscriber import` and copied into each fresh server directory.
+voxline_subscribers() {
+  local toml=$1 n=$2 dir="$LOG_DIR/subscribers-$2"
+  if [ ! -d "$dir/voxline-data" ]; then
+    mkdir -p "$dir"
+    awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "u%08d@localhost,secret\n", i }' >"$dir/users.csv"
+    (cd "$dir" && "$VOXLINE" subscriber import --config "$HERE/$toml" users.csv) >&2 || return 1
+  fi
+  echo "$dir/voxline-data"
+}
+
+# start_voxline TOML PORT [DATA_TEMPLATE] : starts the Voxline node pinned to SERVER_CPU,
+# if it is built and answers SIP on PORT (returns 1 otherwise). DATA_TEMPLATE is copied
+# to ./voxline-data first (provisioned subscribers).
 start_voxline() {
-  local toml=$1 port=$2
+  local toml=$1 port=$2 template=${3:-}
   if [ ! -x "$VOXLINE" ]; then
     log "voxline binary not built ($VOXLINE): cargo build --release -p voxline"
     return 1
   fi
   SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/voxline.XXXXXX")
+  if [ -n "$template" ]; then
+    cp -r "$template" "$SERVER_RUNDIR/voxline-data"
+  fi
   (cd "$SERVER_RUNDIR" && exec setsid nice -n "$BENCH_NICE" taskset -c "$SERVER_CPU" "$VOXLINE" run --config "$HERE/$toml") \
     >"$SERVER_RUNDIR/log" 2>&1 &
   SERVER_PID=$!

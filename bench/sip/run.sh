@@ -69,10 +69,16 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS="$LOG_DIR/results.jsonl"
 log "logs and raw results: $LOG_DIR"
 
+VDATA=""
+if [[ "$SERVERS" == *voxline* && "$SCENARIO" == register-auth* ]]; then
+  # Every generator user must exist with password "secret".
+  VDATA=$(voxline_subscribers "$VTOML" 100000) || { log "subscriber import failed"; exit 1; }
+fi
+
 start() { # server
   case $1 in
     kamailio) start_kamailio "$KCFG" "$KAMAILIO_PORT" "${KDEF[@]}" ;;
-    voxline) start_voxline "$VTOML" "$VOXLINE_PORT" ;;
+    voxline) start_voxline "$VTOML" "$VOXLINE_PORT" "$VDATA" ;;
   esac
 }
 port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT"; }

@@ -66,6 +66,9 @@ pub struct RunConfig {
     pub send_trying: bool,
     /// Callee registrations kept outstanding at once.
     pub register_concurrency: u32,
+    /// Thread `i` binds the address `bind + i` (127.0.0.1, 127.0.0.2, ...
+    /// on loopback), so the load comes from as many sources as threads.
+    pub source_per_thread: bool,
 }
 
 impl RunConfig {
@@ -96,6 +99,7 @@ impl RunConfig {
             max_outstanding: 100_000,
             send_trying: true,
             register_concurrency: 200,
+            source_per_thread: false,
         }
     }
 }
@@ -343,8 +347,24 @@ impl Loop {
     }
 }
 
+/// The address of thread `index`: `base + index` (last octet or segment).
+pub fn source_address(base: IpAddr, index: usize) -> IpAddr {
+    let i = index as u128;
+    match base {
+        IpAddr::V4(v4) => IpAddr::from(std::net::Ipv4Addr::from(
+            u32::from(v4).wrapping_add(i as u32),
+        )),
+        IpAddr::V6(v6) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(v6).wrapping_add(i))),
+    }
+}
+
 fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, RunError> {
-    let bind = SocketAddr::new(cfg.bind, 0);
+    let ip = if cfg.source_per_thread {
+        source_address(cfg.bind, sh.index)
+    } else {
+        cfg.bind
+    };
+    let bind = SocketAddr::new(ip, 0);
     let uac_sock = connected(bind, cfg.target)?;
     let uas_sock = if cfg.scenario == Scenario::Call {
         Some(connected(bind, cfg.target)?)
@@ -420,7 +440,7 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         if at_start.is_none() && now >= warm_end {
             at_start = Some(snapshot(&uac, &uas));
             cpu_start = thread_cpu_seconds();
-            uac.stats.latency_us.reset();
+            uac.stats.reset_latencies();
         }
         let count_done = sh.count.is_some_and(|c| started >= c);
         if at_end.is_none() && (now >= end || (count_done && uac.outstanding() == 0)) {
@@ -541,6 +561,15 @@ fn register_callees(lp: &mut Loop, reg_cfg: UacConfig, cfg: &RunConfig) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_sources() {
+        let b: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(source_address(b, 0), b);
+        assert_eq!(source_address(b, 9).to_string(), "127.0.0.10");
+        let b6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(source_address(b6, 2).to_string(), "::3");
+    }
 
     #[test]
     fn splits_evenly_with_remainder_first() {

@@ -70,6 +70,10 @@ struct LoadArgs {
     /// Event-loop threads (each has its own sockets and share of the load).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Thread i sends from --bind + i (127.0.0.1, 127.0.0.2, ...): as many
+    /// source addresses as threads.
+    #[arg(long)]
+    source_per_thread: bool,
     /// Distinct users u00000000.. (flows cycle through them).
     #[arg(long, default_value_t = 1000)]
     users: u32,
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
     cfg.count = a.count;
     cfg.drain = secs(a.drain);
     cfg.threads = a.threads.max(1);
+    cfg.source_per_thread = a.source_per_thread;
     cfg.users = a.users.max(1);
     cfg.callees = a.callees.max(1);
     cfg.domain = a.domain;

@@ -129,6 +129,8 @@ pub struct Stats {
     pub counters: Counters,
     /// Flow latency, first request sent to final response, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// The same for failed flows (an unexpected final response, e.g. 503).
+    pub failed_latency_us: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -145,8 +147,20 @@ impl Stats {
             .expect("constant histogram bounds are valid");
         Stats {
             counters: Counters::default(),
+            failed_latency_us: latency_us.clone(),
             latency_us,
         }
+    }
+
+    /// Records the latency of a failed flow.
+    pub fn record_failed_latency(&mut self, us: u64) {
+        self.failed_latency_us.saturating_record(us.max(1));
+    }
+
+    /// Forgets the latencies recorded so far (end of warm-up).
+    pub fn reset_latencies(&mut self) {
+        self.latency_us.reset();
+        self.failed_latency_us.reset();
     }
 
     /// Records one flow latency.
@@ -158,6 +172,7 @@ impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         self.counters.add(&o.counters);
         let _ = self.latency_us.add(&o.latency_us);
+        let _ = self.failed_latency_us.add(&o.failed_latency_us);
     }
 }
 
@@ -174,6 +189,19 @@ pub struct Latency {
     pub max: u64,
     /// Mean.
     pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
 }
 
 /// The result of a run: what the summary and the JSON line print.
@@ -233,6 +261,9 @@ pub struct Report {
     pub uas_ack_timeouts: u64,
     /// Flow latency percentiles (flows completed in window and drain).
     pub latency_us: Latency,
+    /// Latency percentiles of failed flows (time to the unexpected final
+    /// response, e.g. how quickly a 503 came).
+    pub failed_latency_us: Latency,
     /// CPU time (user + system) the generator's threads used in the window, in seconds.
     pub generator_cpu_s: f64,
     /// Generator CPU use in the window, in percent of its threads' cores: well below 100
@@ -299,13 +330,8 @@ impl Report {
             uas_duplicate_invites: all.uas_duplicate_invites,
             uas_retransmissions: all.uas_retransmissions,
             uas_ack_timeouts: all.uas_ack_timeouts,
-            latency_us: Latency {
-                p50: h.value_at_quantile(0.5),
-                p90: h.value_at_quantile(0.9),
-                p99: h.value_at_quantile(0.99),
-                max: h.max(),
-                mean: h.mean(),
-            },
+            latency_us: Latency::of(h),
+            failed_latency_us: Latency::of(&final_stats.failed_latency_us),
             generator_cpu_s: 0.0,
             generator_cpu_pct: 0.0,
         }

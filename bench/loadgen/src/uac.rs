@@ -719,7 +719,11 @@ impl Uac {
                 c.flows_completed += 1;
                 self.stats.record_latency(now_us.saturating_sub(started));
             }
-            Outcome::Failed => c.flows_failed += 1,
+            Outcome::Failed => {
+                c.flows_failed += 1;
+                self.stats
+                    .record_failed_latency(now_us.saturating_sub(started));
+            }
             Outcome::TimedOut => c.flows_timed_out += 1,
         }
     }
