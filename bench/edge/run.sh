@@ -22,7 +22,7 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 USERS=${USERS:-50000}
-CONCURRENCY=${CONCURRENCY:-1000}
+CONCURRENCY=${CONCURRENCY:-200}
 KAMAILIO_CHILDREN=${EDGE_KAMAILIO_CHILDREN:-2}
 PORT=${EDGE_PORT:-5080}
 REDIS_PORT=${EDGE_REDIS_PORT:-6390}
@@ -66,7 +66,7 @@ bg() {
 all_cpu_ticks() {
   local total=0 p c t
   for p in "${PIDS[@]}"; do
-    for c in $p $(pgrep -g "$p" 2>/dev/null || true); do
+    for c in $(pgrep -g "$p" 2>/dev/null || true); do
       t=$(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)
       total=$((total + ${t:-0}))
     done
@@ -102,10 +102,10 @@ start_kamailio_cluster() {
   for i in 0 1 2; do
     echo "1 sip:${REG_IPS[$i]}:$PORT 0 0" >>"$ds"
     bg "kamailio-reg$((i + 1))" kamailio -f "$EDGE_DIR/kamailio-registrar.cfg" -l "udp:${REG_IPS[$i]}:$PORT" \
-      -n "$KAMAILIO_CHILDREN" -m 256 -M 16 -DD -E -Y "$RUN/k$i" -w "$RUN" -A "REDIS=\"redis://127.0.0.1:$REDIS_PORT/0\""
+      -n "$KAMAILIO_CHILDREN" -m "$KAMAILIO_SHM_MB" -M "$KAMAILIO_PKG_MB" -DD -E -Y "$RUN/k$i" -w "$RUN" -A "REDIS=\"redis://127.0.0.1:$REDIS_PORT/0\""
   done
   bg kamailio-edge kamailio -f "$EDGE_DIR/kamailio-edge.cfg" -l "udp:$EDGE_IP:$PORT" \
-    -n "$KAMAILIO_CHILDREN" -m 256 -M 16 -DD -E -Y "$RUN/ke" -w "$RUN" -A "DSLIST=\"$ds\""
+    -n "$KAMAILIO_CHILDREN" -m "$KAMAILIO_SHM_MB" -M "$KAMAILIO_PKG_MB" -DD -E -Y "$RUN/ke" -w "$RUN" -A "DSLIST=\"$ds\""
 }
 
 voxline_registrar_toml() { # name ip backend
@@ -241,18 +241,22 @@ echo
 echo "REGISTER with MD5 digest auth through 1 edge + 3 registrars; $USERS users, closed loop $CONCURRENCY;"
 echo "window ${DURATION} s after ${WARMUP} s warm-up; medians of $REPS runs; servers + Redis on cpu $SERVER_CPU, generator on cpu $LOADGEN_CPU"
 echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-15s %10s %15s %10s %8s %8s %10s\n' config "REG/s" "min-max" "fail+t/o" "p50 ms" "p99 ms" "srv-cpu%"
+printf '%-15s %10s %15s %10s %8s %8s %10s %12s\n' config "REG/s" "min-max" "fail+t/o" "p50 ms" "p99 ms" "srv-cpu%" "per-core/s"
 for s in $SERVERS; do
   grep -q "\"server\":\"$s\"" "$RESULTS" || { printf '%-15s %s\n' "$s" "n/a"; continue; }
   v=$(jq -r --arg s "$s" 'select(.server == $s) | .completed_per_s | floor' "$RESULTS" | sort -g)
-  printf '%-15s %10s %15s %10s %8s %8s %10s\n' "$s" "$(col '.completed_per_s | floor' "$s")" \
+  printf '%-15s %10s %15s %10s %8s %8s %10s %12s\n' "$s" "$(col '.completed_per_s | floor' "$s")" \
     "$(head -1 <<<"$v")-$(tail -1 <<<"$v")" "$(col '.flows_failed + .flows_timed_out' "$s")" \
     "$(col '.latency_us.p50 / 1000' "$s")" "$(col '.latency_us.p99 / 1000' "$s")" \
-    "$(col '.servers_cpu_pct | floor' "$s")"
+    "$(col '.servers_cpu_pct | floor' "$s")" \
+    "$(col 'if .servers_cpu_pct > 0 then (.completed_per_s * 100 / .servers_cpu_pct | floor) else 0 end' "$s")"
 done
 if grep -q '"server":"voxline"' "$RESULTS" && grep -q '"server":"voxline-memory"' "$RESULTS"; then
   r=$(col '.completed_per_s' voxline); m=$(col '.completed_per_s' voxline-memory)
-  echo "Redis backend vs memory backend: $(awk -v r="$r" -v m="$m" 'BEGIN { printf "%.1f", 100 * (1 - r / m) }') % less throughput"
+  pc='if .servers_cpu_pct > 0 then .completed_per_s * 100 / .servers_cpu_pct else 0 end'
+  rc=$(col "$pc" voxline); mc=$(col "$pc" voxline-memory)
+  echo "Redis backend vs memory backend: $(awk -v r="$r" -v m="$m" 'BEGIN { printf "%.1f", 100 * (1 - r / m) }') % less throughput" \
+    "($(awk -v r="$rc" -v m="$mc" 'BEGIN { printf "%.1f", 100 * (1 - r / m) }') % less per second of server CPU)"
 fi
 if grep -q '"server":"voxline"' "$RESULTS" && grep -q '"server":"kamailio"' "$RESULTS"; then
   v=$(col '.completed_per_s' voxline); k=$(col '.completed_per_s' kamailio)
