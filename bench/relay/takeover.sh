@@ -68,7 +68,7 @@ TOML
 }
 
 start() { # name -> sets PID and NG
-  VOXLINE_LOG=warn "$GEN" serve-relay --config "$TMP/$1.toml" > "$TMP/$1.out" 2> "$TMP/$1.log" &
+  VOXLINE_LOG=${VOXLINE_LOG:-warn} "$GEN" serve-relay --config "$TMP/$1.toml" > "$TMP/$1.out" 2> "$TMP/$1.log" &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 200); do grep -q '^ready ' "$TMP/$1.out" 2>/dev/null && break; sleep 0.05; done
@@ -87,7 +87,7 @@ for run in $(seq "$RUNS"); do
     --sessions "$SESSIONS" --before-secs "$BEFORE" --after-secs "$AFTER" --run-id "run$run" \
     | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(run=$run, heartbeat_interval_ms=$HB_INTERVAL_MS, heartbeat_timeout_ms=$HB_TIMEOUT_MS); print(json.dumps(r, sort_keys=True))" \
     | tee -a "$OUT"
-  grep -h "takeover complete" "$TMP/relay-b.log" | tail -1 | cut -c1-300 >&2 || true
+  if [ -n "${SHOW_LOG:-}" ]; then cat "$TMP/relay-b.log" >&2; else grep -h "takeover complete" "$TMP/relay-b.log" | tail -1 | cut -c1-300 >&2 || true; fi
   kill "$B_PID" 2>/dev/null || true
   wait "$B_PID" 2>/dev/null || true
   wait "$A_PID" 2>/dev/null || true

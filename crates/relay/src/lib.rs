@@ -37,7 +37,7 @@ use std::time::Duration;
 
 pub use config::{ConfigError, InterfaceConfig, RedisConfig, RelayConfig};
 pub use control::RelayStats;
-pub use replication::RedisStatus;
+pub use replication::{RedisStatus, Takeover};
 use tokio::sync::watch;
 use voxline_relay_dataplane::{Dataplane, DataplaneConfig, DataplaneError, unix_ms};
 

@@ -39,6 +39,19 @@ async fn relay(
     tweak: impl FnOnce(&mut RedisConfig),
 ) -> RelayHandle {
     let ip = std::net::IpAddr::from([127, 0, 0, host]);
+    relay_ng(SocketAddr::new(ip, 0), host, ports, url, id, tweak).await
+}
+
+/// Same, with ng on `ng`.
+async fn relay_ng(
+    ng: SocketAddr,
+    host: u8,
+    ports: u16,
+    url: &str,
+    id: &str,
+    tweak: impl FnOnce(&mut RedisConfig),
+) -> RelayHandle {
+    let ip = std::net::IpAddr::from([127, 0, 0, host]);
     let mut redis = RedisConfig {
         url: url.to_owned(),
         key_prefix: "test:relay".into(),
@@ -49,7 +62,7 @@ async fn relay(
     };
     tweak(&mut redis);
     Relay::start(RelayConfig {
-        ng_udp: SocketAddr::new(ip, 0),
+        ng_udp: ng,
         ng_tcp: None,
         interfaces: vec![InterfaceConfig {
             name: "default".into(),
@@ -149,6 +162,21 @@ impl Call {
     }
 }
 
+/// A wildcard-bound address as reached on loopback.
+fn loopback(a: SocketAddr) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], a.port()))
+}
+
+fn taken_over(h: &RelayHandle) -> Vec<(String, &'static str)> {
+    h.stats()
+        .redis
+        .unwrap()
+        .taken_over
+        .into_iter()
+        .map(|t| (t.relay, t.trigger))
+        .collect()
+}
+
 fn owner_in_redis(r: &RedisServer, call: &str) -> Option<String> {
     let v = r.cli(&["GET", &format!("test:relay:call:{call}")]).unwrap();
     let v: serde_json::Value = serde_json::from_str(v.trim()).ok()?;
@@ -199,7 +227,9 @@ async fn standby_follows_sessions_and_takes_over_when_the_owner_stops() {
     // The owner goes away (its sockets close, its heartbeat stops).
     a.shutdown().await;
     let t0 = Instant::now();
-    eventually(5, || b.stats().redis.unwrap().taken_over == ["a"]).await;
+    // Its ng address is free at once: taken over after one missed heartbeat.
+    eventually(5, || !taken_over(&b).is_empty()).await;
+    assert_eq!(taken_over(&b), [("a".to_owned(), "address")]);
     let detect = t0.elapsed();
     let st = b.stats();
     assert_eq!((st.sessions, st.foreign_sessions, st.adopted), (2, 0, 2));
@@ -221,7 +251,7 @@ async fn standby_follows_sessions_and_takes_over_when_the_owner_stops() {
     assert!(d.warning.is_none());
     eventually(5, || owner_in_redis(&r, "c2").is_none()).await;
     assert_eq!(b.stats().sessions, 1);
-    eprintln!("heartbeat takeover {detect:?} after shutdown (timeout 300 ms)");
+    eprintln!("takeover {detect:?} after shutdown");
     b.shutdown().await;
 }
 
@@ -230,20 +260,24 @@ async fn media_on_a_standby_socket_takes_over_before_the_heartbeat_timeout() {
     let r = redis();
     // A long heartbeat timeout: only media can trigger the takeover in time.
     let slow = |c: &mut RedisConfig| c.heartbeat_timeout_ms = 20_000;
-    let a = relay(4, 33200, &r.url(), "a", slow).await;
+    // ng on the wildcard address: no address trigger.
+    let a = relay_ng("0.0.0.0:0".parse().unwrap(), 4, 33200, &r.url(), "a", slow).await;
     let b = relay(5, 33300, &r.url(), "b", slow).await;
-    let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
+    let ng = NgClient::connect(loopback(a.ng_udp_addr()), policy())
+        .await
+        .unwrap();
     let call = Call::set_up(&ng, "m1").await;
     call.media_flows(1);
     eventually(5, || b.stats().foreign_sessions == 1).await;
     a.shutdown().await;
-    // B binds the freed ports once A misses heartbeats; the next packet
-    // takes the session over.
+    // B binds the freed media ports once A misses heartbeats; the next
+    // packet takes the session over.
     let gap = call.resumes_within(10).await;
     assert!(gap < Duration::from_secs(5), "took {gap:?}");
-    assert_eq!(b.stats().redis.unwrap().taken_over, ["a"]);
+    assert_eq!(taken_over(&b), [("a".to_owned(), "media")]);
     call.media_flows(2);
-    query(&ng, "m1").await.unwrap();
+    let b_ng = NgClient::connect(b.ng_udp_addr(), policy()).await.unwrap();
+    query(&b_ng, "m1").await.unwrap();
     b.shutdown().await;
 }
 
@@ -251,12 +285,16 @@ async fn media_on_a_standby_socket_takes_over_before_the_heartbeat_timeout() {
 async fn ng_command_for_a_standby_session_of_a_silent_relay_takes_it_over() {
     let r = redis();
     let slow = |c: &mut RedisConfig| c.heartbeat_timeout_ms = 20_000;
-    let a = relay(6, 33400, &r.url(), "a", slow).await;
+    let a = relay_ng("0.0.0.0:0".parse().unwrap(), 6, 33400, &r.url(), "a", slow).await;
     let b = relay(7, 33500, &r.url(), "b", slow).await;
-    let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
+    let ng = NgClient::connect(loopback(a.ng_udp_addr()), policy())
+        .await
+        .unwrap();
     let call = Call::set_up(&ng, "s1").await;
     eventually(5, || b.stats().foreign_sessions == 1).await;
     a.shutdown().await;
+    // No address to probe and no media: only the command can set the
+    // takeover off.
     // The proxy fails over to B's own address.
     let b_ng = NgClient::connect(b.ng_udp_addr(), policy()).await.unwrap();
     let t0 = Instant::now();
@@ -272,9 +310,9 @@ async fn ng_command_for_a_standby_session_of_a_silent_relay_takes_it_over() {
     assert_eq!(q.tags.len(), 2);
     assert_eq!(b.stats().sessions, 1);
     call.resumes_within(5).await;
-    // And the old address answers too, once bound.
-    eventually(5, || b.stats().redis.unwrap().taken_over == ["a"]).await;
-    query(&ng, "s1").await.unwrap();
+    eventually(5, || !taken_over(&b).is_empty()).await;
+    assert_eq!(taken_over(&b), [("a".to_owned(), "signalling")]);
+    drop(ng);
     b.shutdown().await;
 }
 
@@ -395,4 +433,41 @@ async fn notify_keyspace_events_off_is_reported() {
     })
     .await;
     a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_timeout_takes_over_a_relay_without_a_known_address() {
+    let r = redis();
+    // ng on the wildcard address: nothing to probe or take over; only the
+    // heartbeat timeout (300 ms) decides. No media until then.
+    let a = relay_ng(
+        "0.0.0.0:0".parse().unwrap(),
+        12,
+        34000,
+        &r.url(),
+        "a",
+        |_| {},
+    )
+    .await;
+    let b = relay(13, 34100, &r.url(), "b", |_| {}).await;
+    let ng = NgClient::connect(loopback(a.ng_udp_addr()), policy())
+        .await
+        .unwrap();
+    let call = Call::set_up(&ng, "h1").await;
+    eventually(5, || b.stats().foreign_sessions == 1).await;
+    // The heartbeat stops when the shutdown starts.
+    let t0 = Instant::now();
+    a.shutdown().await;
+    eventually(5, || !taken_over(&b).is_empty()).await;
+    let took = t0.elapsed();
+    assert_eq!(taken_over(&b), [("a".to_owned(), "heartbeat")]);
+    // At most one interval (50 ms) passed since the last heartbeat.
+    assert!(
+        took >= Duration::from_millis(250),
+        "not before the timeout: {took:?}"
+    );
+    call.resumes_within(5).await;
+    let b_ng = NgClient::connect(b.ng_udp_addr(), policy()).await.unwrap();
+    query(&b_ng, "h1").await.unwrap();
+    b.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! Redis I/O is in [`crate::replication`].
 
 use std::collections::HashMap;
+use std::net::UdpSocket;
 
 use tokio::sync::mpsc::UnboundedSender;
 use voxline_relay_dataplane::{StreamKey, StreamKind};
@@ -28,6 +29,10 @@ pub(crate) struct WriteOp {
 pub(crate) enum Trigger {
     /// The owner's heartbeat stopped.
     Heartbeat,
+    /// The owner missed a heartbeat and its ng address is free and local
+    /// here: its process is gone (one machine), or its address has moved
+    /// here.
+    Address,
     /// Media arrived on a standby stream.
     Media,
     /// An ng command for a standby session.
@@ -38,6 +43,7 @@ impl Trigger {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::Heartbeat => "heartbeat",
+            Trigger::Address => "address",
             Trigger::Media => "media",
             Trigger::Signalling => "signalling",
         }
@@ -348,25 +354,46 @@ impl Control {
         self.flush_wakes();
     }
 
-    /// Timer: heartbeat verdicts. Suspects get their sockets bound where
-    /// possible (media then triggers the takeover at once); dead relays are
-    /// returned for the I/O layer's takeover procedure.
-    pub(crate) fn poll_standby(&mut self, now_ms: u64) -> Vec<String> {
+    /// Timer: heartbeat verdicts, as relays to take over with the reason.
+    /// A relay that missed a heartbeat is taken over at once if its ng
+    /// address is free here (its process is gone, or its address moved
+    /// here); otherwise its standby sockets are bound where possible, so its
+    /// media triggers the takeover when it arrives. Dead relays are taken
+    /// over.
+    pub(crate) fn poll_standby(&mut self, now_ms: u64) -> Vec<(String, Trigger)> {
         let Some(r) = self.replica.as_mut() else {
             return Vec::new();
         };
         if !r.standby_enabled {
             return Vec::new();
         }
-        let mut dead = Vec::new();
+        let mut out = Vec::new();
         for v in r.liveness.poll(now_ms) {
             match v {
-                Verdict::Suspect(relay) => self.prebind(&relay),
-                Verdict::Dead(relay) => dead.push(relay),
+                Verdict::Suspect(relay) => {
+                    if self.ng_address_free(&relay) {
+                        out.push((relay, Trigger::Address));
+                    } else {
+                        self.prebind(&relay);
+                    }
+                }
+                Verdict::Dead(relay) => out.push((relay, Trigger::Heartbeat)),
             }
         }
         self.flush_wakes();
-        dead
+        out
+    }
+
+    /// True if one of `relay`'s ng UDP addresses can be bound here without
+    /// `IP_FREEBIND`: local, and not held by anyone.
+    fn ng_address_free(&self, relay: &str) -> bool {
+        let Some(info) = self.replica.as_ref().and_then(|r| r.infos.get(relay)) else {
+            return false;
+        };
+        info.ng_udp
+            .iter()
+            .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+            .any(|a| UdpSocket::bind(a).is_ok())
     }
 
     /// Tries to bind the not yet bound standby sockets of `relay`.

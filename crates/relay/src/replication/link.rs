@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
@@ -40,6 +40,8 @@ const WRITE_CHUNK: usize = 512;
 const LOCK_MS: u64 = 10_000;
 /// Heartbeats between two info writes.
 const INFO_EVERY: u32 = 10;
+/// Pause before a failed reconcile is tried again.
+const RECONCILE_RETRY: Duration = Duration::from_millis(500);
 
 /// Everything the link needs from the relay.
 pub(crate) struct LinkParts {
@@ -195,6 +197,7 @@ pub(crate) fn start(parts: LinkParts) -> Result<Link, redis::RedisError> {
                 per_source: parts.ng_queue_per_source,
                 shutdown: parts.shutdown,
                 servers: Vec::new(),
+                reconcile_retry: None,
             }
             .run(push_rx, parts.takeovers_rx, parts.hook_rx),
         ),
@@ -329,6 +332,8 @@ struct Follower {
     per_source: usize,
     shutdown: watch::Receiver<bool>,
     servers: Vec<JoinHandle<()>>,
+    /// A reconcile failed: when to try again.
+    reconcile_retry: Option<Instant>,
 }
 
 impl Follower {
@@ -355,7 +360,7 @@ impl Follower {
                 _ = shutdown.changed() => return,
             }
         }
-        let period = (self.shared.config.heartbeat_interval_ms / 2).clamp(5, 100);
+        let period = (self.shared.config.heartbeat_interval_ms / 4).clamp(5, 100);
         let mut poll = tokio::time::interval(Duration::from_millis(period));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -365,10 +370,13 @@ impl Follower {
                 Some(key) = hooks.recv() => self.media_arrived(key).await,
                 Some(done) = takeovers.recv() => self.complete(done).await,
                 _ = poll.tick() => {
+                    if self.reconcile_retry.is_some_and(|t| Instant::now() >= t) {
+                        self.try_reconcile().await;
+                    }
                     let now = unix_ms();
                     let dead = with_control(&self.shared.control, |c| c.poll_standby(now)).unwrap_or_default();
-                    for relay in dead {
-                        self.takeover_dead(&relay).await;
+                    for (relay, trigger) in dead {
+                        self.takeover_dead(&relay, trigger).await;
                     }
                 }
                 Some(first) = pushes.recv() => {
@@ -433,23 +441,26 @@ impl Follower {
             self.on_connected().await;
             return;
         }
-        self.fetch_calls(calls).await;
+        if !self.fetch_calls(calls).await && self.reconcile_retry.is_none() {
+            self.reconcile_retry = Some(Instant::now() + RECONCILE_RETRY);
+        }
         for relay in relays {
             self.fetch_relay(&relay).await;
         }
     }
 
-    /// Reads calls' records and hands them to the control plane.
-    async fn fetch_calls(&self, calls: Vec<String>) {
+    /// Reads calls' records and hands them to the control plane; false if
+    /// Redis did not answer.
+    async fn fetch_calls(&self, calls: Vec<String>) -> bool {
         for chunk in calls.chunks(FETCH_CHUNK) {
             let keys: Vec<String> = chunk.iter().map(|id| self.shared.keys.call(id)).collect();
             let cmd = redis::cmd("MGET").arg(&keys).to_owned();
             let values: Vec<Option<Vec<u8>>> = match self.shared.query(&cmd).await {
                 Ok(v) => v,
                 Err(e) => {
-                    // Read again by the reconcile after the reconnection.
+                    // Read again by a reconcile.
                     tracing::debug!(error = %e, "session records not read");
-                    return;
+                    return false;
                 }
             };
             let now = unix_ms();
@@ -460,6 +471,7 @@ impl Follower {
                 c.flush_wakes();
             });
         }
+        true
     }
 
     async fn fetch_relay(&self, relay: &str) {
@@ -487,8 +499,17 @@ impl Follower {
         for op in own {
             let _ = self.writes.send(op);
         }
-        if let Err(e) = self.reconcile().await {
-            tracing::warn!(error = %e, "reconcile with Redis failed; retried after the next reconnection");
+        self.try_reconcile().await;
+    }
+
+    /// Reconciles; on failure tries again after a pause (from the timer).
+    async fn try_reconcile(&mut self) {
+        match self.reconcile().await {
+            Ok(()) => self.reconcile_retry = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile with Redis failed; retrying");
+                self.reconcile_retry = Some(Instant::now() + RECONCILE_RETRY);
+            }
         }
     }
 
@@ -586,8 +607,9 @@ impl Follower {
         }
     }
 
-    /// Heartbeat-triggered: lock, prove the address is free, take over.
-    async fn takeover_dead(&mut self, relay: &str) {
+    /// Triggered by the heartbeat (or a free ng address): lock, bind the ng
+    /// address (proving it free), take over.
+    async fn takeover_dead(&mut self, relay: &str, trigger: Trigger) {
         if !with_control(&self.shared.control, |c| c.has_standby_of(relay)).unwrap_or(false) {
             return;
         }
@@ -622,9 +644,8 @@ impl Follower {
             }
         };
         let now = unix_ms();
-        let Some(done) = with_control(&self.shared.control, |c| {
-            c.takeover(relay, Trigger::Heartbeat, now)
-        }) else {
+        let Some(done) = with_control(&self.shared.control, |c| c.takeover(relay, trigger, now))
+        else {
             return;
         };
         self.finish(done, ng).await;
@@ -671,7 +692,11 @@ impl Follower {
             s.ng_udp.extend(udp.iter().copied());
             s.ng_tcp.extend(tcp.iter().copied());
         }
-        self.shared.status.took_over(&done.relay);
+        self.shared.status.took_over(super::Takeover {
+            relay: done.relay.clone(),
+            trigger: done.trigger.as_str(),
+            sessions: done.sessions,
+        });
         self.shared.publish_info().await;
         let del = redis::cmd("DEL")
             .arg(self.shared.keys.relay(&done.relay))

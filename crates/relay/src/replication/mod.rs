@@ -44,7 +44,20 @@ pub struct RedisStatus {
     /// Failed write batches, ever.
     pub write_errors: u64,
     /// Relays taken over, in order.
-    pub taken_over: Vec<String>,
+    pub taken_over: Vec<Takeover>,
+}
+
+/// One takeover done by this relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// The relay taken over.
+    pub relay: String,
+    /// What set it off: `heartbeat` (timeout), `address` (missed heartbeat
+    /// and its ng address free here), `media` (packets on a standby
+    /// socket), `signalling` (an ng command for one of its sessions).
+    pub trigger: &'static str,
+    /// Sessions adopted.
+    pub sessions: usize,
 }
 
 /// Shared, lock-free (mostly) view of the link's state.
@@ -56,7 +69,7 @@ pub(crate) struct LinkStatus {
     notifications: AtomicU8,
     pending: AtomicUsize,
     write_errors: AtomicU64,
-    taken_over: Mutex<Vec<String>>,
+    taken_over: Mutex<Vec<Takeover>>,
 }
 
 impl LinkStatus {
@@ -99,9 +112,9 @@ impl LinkStatus {
         metrics::counter!("voxline_relay_redis_write_errors_total").increment(1);
     }
 
-    pub(crate) fn took_over(&self, relay: &str) {
+    pub(crate) fn took_over(&self, t: Takeover) {
         if let Ok(mut v) = self.taken_over.lock() {
-            v.push(relay.to_owned());
+            v.push(t);
         }
     }
 
