@@ -199,3 +199,78 @@ async fn dispatcher(State(s): State<Arc<ApiState>>) -> Response {
     }))
     .into_response()
 }
+
+/// The `[replication]` routes: status, cutting and restoring a link,
+/// asking for a full resync.
+pub fn replication_routes(replication: Option<Arc<voxline_replication::Replication>>) -> Router {
+    Router::new()
+        .route("/api/v1/replication", get(replication_status))
+        .route("/api/v1/replication/block", post(replication_block))
+        .route("/api/v1/replication/resync", post(replication_resync))
+        .with_state(replication)
+}
+
+type ReplicationState = State<Option<Arc<voxline_replication::Replication>>>;
+
+fn replication_off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "replication is not configured on this node\n",
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/replication`: journal, links (state, queue, lag, counters)
+/// and what arrived from each peer.
+async fn replication_status(State(r): ReplicationState) -> Response {
+    match r {
+        Some(r) => axum::Json(r.status()).into_response(),
+        None => replication_off(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplicationBlock {
+    peer: String,
+    #[serde(default = "replication_block_default")]
+    blocked: bool,
+}
+
+fn replication_block_default() -> bool {
+    true
+}
+
+/// `POST /api/v1/replication/block {"peer": "b", "blocked": true}`: cut
+/// (or with `false` restore) the link with a peer site, both ways.
+async fn replication_block(
+    State(r): ReplicationState,
+    axum::Json(body): axum::Json<ReplicationBlock>,
+) -> Response {
+    let Some(r) = r else {
+        return replication_off();
+    };
+    match r.set_blocked(&body.peer, body.blocked) {
+        Ok(()) => axum::Json(json!({ "peer": body.peer, "blocked": body.blocked })).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplicationPeer {
+    peer: String,
+}
+
+/// `POST /api/v1/replication/resync {"peer": "b"}`: send everything to a
+/// peer site again.
+async fn replication_resync(
+    State(r): ReplicationState,
+    axum::Json(body): axum::Json<ReplicationPeer>,
+) -> Response {
+    let Some(r) = r else {
+        return replication_off();
+    };
+    match r.resync(&body.peer) {
+        Ok(()) => axum::Json(json!({ "peer": body.peer, "resync": true })).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    }
+}

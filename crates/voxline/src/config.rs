@@ -18,6 +18,7 @@ use voxline_edge::{DispatcherConfig, EdgeConfig};
 use voxline_proxy::ProxyConfig;
 use voxline_registrar::RegistrarConfig;
 use voxline_relay::RelayConfig;
+use voxline_replication::ReplicationConfig;
 use voxline_transaction::TransportKind;
 
 /// The embedded all-in-one default (`voxline run` without `--config`).
@@ -77,6 +78,9 @@ pub struct NodeConfig {
     /// `[partitions]`: which registrar node serves which users (absent:
     /// every node serves every user).
     pub partitions: Option<PartitionsConfig>,
+    /// `[replication]`: location replication to peer sites
+    /// (docs/deployment.md); absent: this site stands alone.
+    pub replication: Option<ReplicationConfig>,
 }
 
 /// `[node]`: identity, roles and storage of this process.
@@ -319,6 +323,7 @@ impl Validate for NodeConfig {
         v.section("dialog", &self.dialog);
         MediaRules(self).validate(v);
         v.section("", &EdgeRules(self));
+        ReplicationRules(self).validate(v);
         for problem in self.auth.problems() {
             v.error("auth", problem.to_string());
         }
@@ -539,6 +544,65 @@ direction = ["external", "internal"]
         let p = NodeConfig::load_str("t.toml", bad).unwrap_err().to_string();
         assert!(p.contains("t.toml:2:1: key `media.timeout_ms`"), "{p}");
         assert!(p.contains("key `media.offer.replace`"), "{p}");
+    }
+}
+
+/// `[replication]`, and that the node keeps a user location to replicate.
+struct ReplicationRules<'a>(&'a NodeConfig);
+
+impl Validate for ReplicationRules<'_> {
+    fn validate(&self, v: &mut Validator) {
+        let c = self.0;
+        let Some(r) = &c.replication else { return };
+        v.section("replication", r);
+        if !c.has_role(RoleName::Registrar) && !c.has_role(RoleName::Proxy) {
+            v.error(
+                "replication",
+                "replication needs the registrar or proxy role (it replicates their user location)",
+            );
+        }
+        if c.admin.enabled && c.admin.listen == r.listen {
+            v.error(
+                "replication.listen",
+                "must differ from admin.listen (peers reach only the replication listener)",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod replication_tests {
+    use super::*;
+
+    const SECTION: &str = r#"
+[replication]
+site = "a"
+listen = "127.0.0.1:7700"
+secret = "0123456789abcdef0123"
+[[replication.peers]]
+name = "b"
+addresses = ["127.0.0.2:7700"]
+"#;
+
+    #[test]
+    fn the_section_loads_and_is_checked() {
+        let c = NodeConfig::load_str("t.toml", SECTION).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(c.replication.map(|r| r.site), Some("a".to_owned()));
+        let relay_only = format!("[node]\nroles = [\"relay\"]\n{SECTION}");
+        let p = NodeConfig::load_str("t.toml", &relay_only)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("registrar or proxy role"), "{p}");
+        let clash = format!("[admin]\nlisten = \"127.0.0.1:7700\"\n{SECTION}");
+        let p = NodeConfig::load_str("t.toml", &clash)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("key `replication.listen`"), "{p}");
+        let bad = SECTION.replace("name = \"b\"", "name = \"a\"");
+        let p = NodeConfig::load_str("t.toml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("key `replication.peers[0].name`"), "{p}");
     }
 }
 

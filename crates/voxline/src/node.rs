@@ -77,9 +77,11 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     let mut calls = None;
     let mut edge = None;
     let mut _edge_tasks = None;
+    let mut replication = None;
     let sip_roles = [RoleName::Edge, RoleName::Registrar, RoleName::Proxy];
     if sip_roles.iter().any(|r| cfg.has_role(*r)) {
         let service = build_service(&cfg).await?;
+        replication = start_replication(&cfg, &service.location).await?;
         location = Some(service.location.clone());
         edge = service.edge.clone();
         calls = service.calls.clone();
@@ -113,6 +115,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
             edge,
             partitions: cfg.partition_map().map(|m| (m, cfg.node.name.clone())),
         }));
+        let routes = routes.merge(crate::api::replication_routes(replication.clone()));
         let admin = AdminServer::start(cfg.admin.listen, metrics, routes).await?;
         tracing::info!(address = %admin.local_addr(), "admin listener ready");
         node.admin = Some(admin);
@@ -312,6 +315,22 @@ impl SipService for NodeService {
             proxy.handle_stray_response(core, &response);
         }
     }
+}
+
+/// Location replication to the peer sites (`[replication]`), started
+/// before the SIP listeners so that every change is journaled.
+async fn start_replication(
+    cfg: &NodeConfig,
+    location: &LocationStore,
+) -> anyhow::Result<Option<Arc<voxline_replication::Replication>>> {
+    let Some(rc) = &cfg.replication else {
+        return Ok(None);
+    };
+    let r = voxline_replication::Replication::start(rc, &cfg.node.name, location.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("replication: {e}"))?;
+    tracing::info!(address = %r.local_addr(), site = %rc.site, "replication listener ready");
+    Ok(Some(Arc::new(r)))
 }
 
 async fn shutdown_signal() {

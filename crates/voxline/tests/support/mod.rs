@@ -745,3 +745,597 @@ impl Response {
         })
     }
 }
+
+// ----- two active-active sites (tests/sites_*.rs) ---------------------------
+
+/// A TCP address on `ip` that was free a moment ago.
+pub fn free_tcp_addr(ip: &str) -> SocketAddr {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The secret of the test sites' replication mesh.
+pub const SITES_SECRET: &str = "two-sites-test-replication-secret";
+
+/// The `[replication]` section of site `site` (listener `listen`) with one
+/// peer site `peer` at `peer_addr`.
+pub fn replication_toml(
+    site: &str,
+    listen: SocketAddr,
+    peer: &str,
+    peer_addr: SocketAddr,
+) -> String {
+    format!(
+        r#"
+[replication]
+site = "{site}"
+listen = "{listen}"
+secret = "{SITES_SECRET}"
+retry_min_ms = 50
+retry_max_ms = 500
+heartbeat_ms = 250
+request_timeout_ms = 1000
+[[replication.peers]]
+name = "{peer}"
+addresses = ["{peer_addr}"]
+"#
+    )
+}
+
+/// A binding as the site listings compare it: (contact, Call-ID, CSeq).
+pub type BindingId = (String, String, u64);
+
+/// One complete site on its own loopback addresses: Redis, a
+/// registrar/proxy node with its media relay that replicates location to
+/// the peer site, and an edge in front of it. Subscribers (password = user name) in the site's own
+/// SQLite file.
+pub struct Site {
+    pub name: String,
+    pub redis: voxline_location::testutil::RedisServer,
+    pub reg: Node,
+    pub edge: Node,
+    pub replication: SocketAddr,
+    pub db_dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// The public SIP address of the site (its edge).
+    pub fn edge_addr(&self) -> SocketAddr {
+        self.edge.sip_udp.unwrap()
+    }
+
+    /// `kill -9` every process of the site: edge, registrar node, Redis.
+    pub fn kill9(&mut self) {
+        self.edge.kill9();
+        self.reg.kill9();
+        self.redis.stop();
+    }
+
+    /// POST a JSON body to the registrar node's admin API.
+    pub fn admin_post(&self, path: &str, body: &str) -> String {
+        let admin = self.reg.admin.expect("admin listener");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(voxline_admin::client::request(
+            admin,
+            "POST",
+            path,
+            Some(body),
+        ))
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// `GET /api/v1/replication` of the registrar node.
+    pub fn replication_status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.reg.admin_get("/api/v1/replication")).unwrap()
+    }
+
+    /// The live bindings of `aor` (admin API of the registrar node).
+    pub fn bindings_of(&self, aor: &str) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(
+            &self
+                .reg
+                .admin_get(&format!("/api/v1/registrations?aor={aor}")),
+        )
+        .unwrap();
+        v["bindings"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every AOR with its bindings as (contact, Call-ID, CSeq), sorted: the
+    /// site's whole location, paged through the admin API.
+    pub fn listing(&self) -> Vec<(String, Vec<BindingId>)> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/registrations?limit=1000&cursor={c}"),
+                None => "/api/v1/registrations?limit=1000".to_owned(),
+            };
+            let v: serde_json::Value = serde_json::from_str(&self.reg.admin_get(&path)).unwrap();
+            for r in v["registrations"].as_array().unwrap() {
+                let mut bs: Vec<BindingId> = r["bindings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| {
+                        (
+                            b["contact"].as_str().unwrap().to_owned(),
+                            b["call_id"].as_str().unwrap().to_owned(),
+                            b["cseq"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                bs.sort();
+                out.push((r["aor"].as_str().unwrap().to_owned(), bs));
+            }
+            match v["next"].as_str() {
+                Some(n) => cursor = Some(n.to_owned()),
+                None => break,
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn site_reg_config(
+    name: &str,
+    ip: &str,
+    redis: &str,
+    db: &Path,
+    replication: &str,
+    relay_ports: (u16, u16),
+) -> String {
+    // The site's node also runs its relay: calls are media-anchored.
+    let relay = format!(
+        "[relay]\nng_udp = \"{ip}:0\"\nport_min = {}\nport_max = {}\n[[relay.interfaces]]\nname = \"default\"\naddress = \"{ip}\"\n",
+        relay_ports.0, relay_ports.1
+    );
+    registrar_node_config(name, ip, redis, db, &format!("{replication}\n{relay}"))
+        .replace(
+            "roles = [\"registrar\", \"proxy\"]",
+            "roles = [\"registrar\", \"proxy\", \"relay\"]",
+        )
+        // Short registrations for the failover test's phones.
+        .replace("[registrar]\n", "[registrar]\nmin_expires = 10\n")
+}
+
+fn start_site(
+    name: &str,
+    reg_ip: &str,
+    edge_ip: &str,
+    users: &[String],
+    replication: &str,
+    relay_ports: (u16, u16),
+) -> Site {
+    let redis = voxline_location::testutil::RedisServer::start().expect("redis-server");
+    let db_dir = fast_tempdir();
+    let db = db_dir.path().join("subscribers.db");
+    provision_db(
+        &db,
+        users.iter().map(|u| {
+            let name = u.split('@').next().unwrap().to_owned();
+            (u.clone(), name)
+        }),
+    );
+    let reg = Node::start(&site_reg_config(
+        &format!("reg-{name}"),
+        reg_ip,
+        &redis.url(),
+        &db,
+        replication,
+        relay_ports,
+    ));
+    let edge = Node::start(&edge_node_config(
+        edge_ip,
+        &[(&format!("reg-{name}"), reg.sip_udp.unwrap())],
+        "",
+    ));
+    let replication = replication
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .and_then(|l| l.trim_end_matches('"').parse().ok())
+        .expect("replication listen address");
+    Site {
+        name: name.to_owned(),
+        redis,
+        reg,
+        edge,
+        replication,
+        db_dir,
+    }
+}
+
+/// Sites "a" (edge 127.0.0.20, registrar 127.0.0.21) and "b" (edge
+/// 127.0.0.30, registrar 127.0.0.31) replicating to each other, each with
+/// `users` provisioned (password = user name).
+pub fn two_sites(users: &[String]) -> (Site, Site) {
+    let a_repl = free_tcp_addr("127.0.0.21");
+    let b_repl = free_tcp_addr("127.0.0.31");
+    let a = start_site(
+        "a",
+        "127.0.0.21",
+        "127.0.0.20",
+        users,
+        &replication_toml("a", a_repl, "b", b_repl),
+        (40000, 40999),
+    );
+    let b = start_site(
+        "b",
+        "127.0.0.31",
+        "127.0.0.30",
+        users,
+        &replication_toml("b", b_repl, "a", a_repl),
+        (41000, 41999),
+    );
+    (a, b)
+}
+
+/// A SIPp scenario written next to the test's other files.
+fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// SIPp prints numeric variables as `2.000000`; this turns `cseq` into the
+/// integer string `cs` and counts on.
+const NEXT_CSEQ: &str = r#"<nop><action><assignstr assign_to="cstr" value="[$cseq]"/><ereg regexp="^[0-9]+" search_in="var" variable="cstr" assign_to="cs"/><add assign_to="cseq" value="1"/></action></nop>"#;
+
+fn phone_scenario(alt: SocketAddr, refresh_ms: u64, expires: u32) -> String {
+    // No SIPp retransmissions: after a timeout jump SIPp would keep
+    // retransmitting the old request instead of sending the next one.
+    let register = |auth: &str| {
+        format!(
+            r#"  <send>
+    <![CDATA[
+
+      REGISTER sip:[field1] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]-[$cs];rport
+      From: <sip:[field0]@[field1]>;tag=[pid]r[call_number]
+      To: <sip:[field0]@[field1]>
+      Call-ID: [call_id]
+      CSeq: [$cs] REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port];transport=[transport]>
+      {auth}
+      Expires: {expires}
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- A phone: registers (digest), refreshes every {refresh_ms} ms, and when its
+     registrar does not answer within 1 s registers with the other site
+     ({alt}) instead. Calls are answered by the out-of-call scenario. -->
+<scenario name="phone with failover">
+  <nop><action><assign assign_to="cseq" value="1"/></action></nop>
+  <nop next="1"/>
+  <label id="9"/>
+  <nop><action><setdest host="{host}" port="{port}" protocol="udp"/><log message="[field0] fails over to {alt}"/></action></nop>
+  <label id="1"/>
+  {NEXT_CSEQ}
+{first}
+  <recv response="100" optional="true" timeout="1000" ontimeout="9"/>
+  <recv response="401" auth="true" timeout="1000" ontimeout="9"/>
+  {NEXT_CSEQ}
+{second}
+  <recv response="100" optional="true" timeout="1000" ontimeout="9"/>
+  <recv response="200" timeout="1000" ontimeout="9"/>
+  <nop><action><log message="[field0] registered"/></action></nop>
+  <pause milliseconds="{refresh_ms}"/>
+  <nop next="1"/>
+</scenario>
+"#,
+        host = alt.ip(),
+        port = alt.port(),
+        first = register(""),
+        second = register("[field2]"),
+    )
+}
+
+/// A bank of SIPp phones on one `ip:port`: registers `users` (password =
+/// user name) with `primary`, refreshes every `refresh_ms`, fails over to
+/// `alt` when a REGISTER goes unanswered for 1 s, and answers calls to
+/// any of them (`uas_answer.xml` as SIPp's out-of-call scenario).
+pub struct Phones {
+    child: Option<Child>,
+    pub ip: String,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Phones {
+    pub fn start(
+        dir: &Path,
+        ip: &str,
+        users: &[String],
+        primary: SocketAddr,
+        alt: SocketAddr,
+        refresh_ms: u64,
+    ) -> Phones {
+        let port = std::net::UdpSocket::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = dir.join(format!("phones-{ip}-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sf = write_scenario(&dir, "phone.xml", &phone_scenario(alt, refresh_ms, 60));
+        let rows: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let (n, d) = u.split_once('@').unwrap();
+                format!("{n};{d};[authentication username={n} password={n}]")
+            })
+            .collect();
+        let inf = injection(&dir, "phones.csv", &rows);
+        let ooc = scenario("uas_answer.xml");
+        let n = users.len().to_string();
+        let child = Command::new("sipp")
+            .current_dir(&dir)
+            .args(["-sf", sf.to_str().unwrap(), "-inf", inf.to_str().unwrap()])
+            .args(["-oocsf", ooc.to_str().unwrap()])
+            .arg(primary.to_string())
+            .args(["-i", ip, "-p", &port.to_string()])
+            .args(["-m", &n, "-l", &n, "-r", "50"])
+            .args(["-nd", "-nostdin", "-trace_err", "-trace_logs"])
+            .args(["-timeout", "300"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp must be installed (Debian package sip-tester)");
+        Phones {
+            child: Some(child),
+            ip: ip.to_owned(),
+            port,
+            dir,
+        }
+    }
+
+    /// The phones' SIPp log (registrations, failovers) and errors.
+    pub fn log_text(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with("_logs.log") || name.ends_with("_errors.log") {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// Times a line containing `needle` was logged.
+    pub fn logged(&self, needle: &str) -> usize {
+        self.log_text().matches(needle).count()
+    }
+}
+
+impl Drop for Phones {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn caller_scenario(alt: SocketAddr, answer_ms: u64) -> String {
+    // The first INVITE is not retransmitted by SIPp (a timeout jump would
+    // leave the retransmission running instead of sending to `alt`).
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            r#"  <send{retrans}>
+    <![CDATA[
+
+      INVITE sip:[field1]@[field2] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[field0]@[field2]>;tag=[pid]c[call_number]
+      To: <sip:[field1]@[field2]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:[field0]@[local_ip]:[local_port];transport=[transport]>
+      {auth}
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>"#,
+            retrans = if cseq == 1 { "" } else { " retrans=\"500\"" }
+        )
+    };
+    let in_dialog = |method: &str, cseq: u32| {
+        format!(
+            r#"  <send{retrans}>
+    <![CDATA[
+
+      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      From: <sip:[field0]@[field2]>;tag=[pid]c[call_number]
+      To: <sip:[field1]@[field2]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:[field0]@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>"#,
+            retrans = if method == "BYE" {
+                " retrans=\"500\""
+            } else {
+                ""
+            }
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- A caller whose outbound proxy fails over like a DNS SRV client: when
+     its site does not answer the INVITE within 1 s it sends it to the other
+     site ({alt}). Injection: caller;callee;domain;[authentication ...] -->
+<scenario name="caller with failover">
+  <nop next="1"/>
+  <label id="9"/>
+  <nop><action><setdest host="{host}" port="{port}" protocol="udp"/></action></nop>
+  <label id="1"/>
+{first}
+  <recv response="100" optional="true" timeout="1000" ontimeout="9"/>
+  <recv response="407" auth="true" timeout="1000" ontimeout="9"/>
+  <send>
+    <![CDATA[
+
+      ACK sip:[field1]@[field2] SIP/2.0
+      [last_Via:]
+      From: <sip:[field0]@[field2]>;tag=[pid]c[call_number]
+      To: <sip:[field1]@[field2]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+{second}
+  <recv response="100" optional="true" timeout="{answer_ms}"/>
+  <recv response="180" optional="true" timeout="{answer_ms}"/>
+  <recv response="183" optional="true" timeout="{answer_ms}"/>
+  <recv response="200" rrs="true" timeout="{answer_ms}"/>
+{ack}
+  <pause milliseconds="50"/>
+{bye}
+  <recv response="200" timeout="{answer_ms}"/>
+</scenario>
+"#,
+        host = alt.ip(),
+        port = alt.port(),
+        first = invite(1, ""),
+        second = invite(2, "[field3]"),
+        ack = in_dialog("ACK", 2),
+        bye = in_dialog("BYE", 3),
+    )
+}
+
+/// One SIPp call from `caller` (on `ip`) to `callee` through `primary`,
+/// failing over to `alt` when `primary` does not answer within 1 s; the
+/// call fails when it is not answered within `answer_ms`.
+pub fn call_with_failover(
+    dir: &Path,
+    ip: &str,
+    caller: &str,
+    callee: &str,
+    primary: SocketAddr,
+    alt: SocketAddr,
+    answer_ms: u64,
+) -> SippProcess {
+    let (cu, d) = caller.split_once('@').unwrap();
+    let (eu, _) = callee.split_once('@').unwrap();
+    let port = std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sf = write_scenario(
+        dir,
+        &format!("caller-{ip}-{port}.xml"),
+        &caller_scenario(alt, answer_ms),
+    );
+    let inf = injection(
+        dir,
+        &format!("call-{cu}-{eu}-{port}.csv"),
+        &[format!(
+            "{cu};{eu};{d};[authentication username={cu} password={cu}]"
+        )],
+    );
+    SippProcess::spawn(
+        dir,
+        &[
+            "-sf",
+            sf.to_str().unwrap(),
+            "-inf",
+            inf.to_str().unwrap(),
+            &primary.to_string(),
+            "-m",
+            "1",
+            "-i",
+            ip,
+            "-p",
+            &port.to_string(),
+        ],
+    )
+}
+
+/// REGISTER (digest, password = user name) of `contact` for `user` through
+/// `target` from a fresh socket on 127.0.0.1 with a fresh Call-ID; `expires`
+/// 0 removes the binding. Returns the final status.
+pub fn register_contact(target: SocketAddr, user: &str, contact: &str, expires: u32) -> u16 {
+    let (name, domain) = user.split_once('@').unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let call_id = format!("{name}-{}-{}", local.port(), std::process::id());
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{name}{cseq}x{};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:{user}>;tag={cseq}\r\nTo: <sip:{user}>\r\n\
+Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n",
+            local.port()
+        )
+    };
+    let final_response = |sock: &std::net::UdpSocket| -> Option<Response> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).ok()?;
+            let r = Response::parse(&String::from_utf8_lossy(&buf[..n]))?;
+            if r.status >= 200 {
+                return Some(r);
+            }
+        }
+    };
+    sock.send_to(request(1, "").as_bytes(), target).unwrap();
+    let Some(challenge) = final_response(&sock) else {
+        return 408;
+    };
+    if challenge.status != 401 {
+        return challenge.status;
+    }
+    let ch = voxline_auth::DigestChallenge::parse(&challenge.header("WWW-Authenticate").unwrap())
+        .unwrap();
+    let uri = format!("sip:{domain}");
+    let auth = ch.authorize(
+        name,
+        name,
+        &voxline_auth::ClientRequest {
+            method: "REGISTER",
+            uri: &uri,
+            nc: 1,
+            cnonce: "0a4f113b",
+        },
+    );
+    sock.send_to(
+        request(2, &format!("Authorization: {auth}\r\n")).as_bytes(),
+        target,
+    )
+    .unwrap();
+    final_response(&sock).map_or(408, |r| r.status)
+}
