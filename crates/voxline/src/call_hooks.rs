@@ -4,10 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use voxline_cdr::{CdrRecord, CdrWriter, HangupReason, RelayUsage, Source, Timestamp, TransportKind};
+use voxline_cdr::{
+    CdrRecord, CdrWriter, HangupReason, RelayUsage, Source, Timestamp, TransportKind,
+};
 use voxline_dialog::{Ended, Hangup};
 use voxline_media::{AnswerParams, DeleteParams, MediaControl, OfferParams};
-use voxline_proxy::calls::{BoxFuture, CallRecorder, MediaAnchor, MediaFailure, MediaReport, SdpExchange};
+use voxline_proxy::calls::{
+    BoxFuture, CallRecorder, MediaAnchor, MediaFailure, MediaReport, SdpExchange,
+};
 
 /// Media anchoring on the configured relay set.
 pub struct RelayAnchor {
@@ -26,7 +30,10 @@ impl RelayAnchor {
 }
 
 impl MediaAnchor for RelayAnchor {
-    fn offer<'a>(&'a self, x: SdpExchange<'a>) -> BoxFuture<'a, Result<(String, String), MediaFailure>> {
+    fn offer<'a>(
+        &'a self,
+        x: SdpExchange<'a>,
+    ) -> BoxFuture<'a, Result<(String, String), MediaFailure>> {
         Box::pin(async move {
             let mut p = OfferParams::new(x.call_id, x.from_tag, x.sdp, x.source);
             p.via_branch = x.via_branch.map(str::to_owned);
@@ -41,7 +48,13 @@ impl MediaAnchor for RelayAnchor {
 
     fn answer<'a>(&'a self, x: SdpExchange<'a>) -> BoxFuture<'a, Result<String, MediaFailure>> {
         Box::pin(async move {
-            let p = AnswerParams::new(x.call_id, x.from_tag, x.to_tag.unwrap_or(""), x.sdp, x.source);
+            let p = AnswerParams::new(
+                x.call_id,
+                x.from_tag,
+                x.to_tag.unwrap_or(""),
+                x.sdp,
+                x.source,
+            );
             self.media
                 .answer(&p)
                 .await
@@ -50,7 +63,11 @@ impl MediaAnchor for RelayAnchor {
         })
     }
 
-    fn delete<'a>(&'a self, call_id: &'a str, from_tag: &'a str) -> BoxFuture<'a, Option<MediaReport>> {
+    fn delete<'a>(
+        &'a self,
+        call_id: &'a str,
+        from_tag: &'a str,
+    ) -> BoxFuture<'a, Option<MediaReport>> {
         Box::pin(async move {
             let relay = self.media.relay_of(call_id)?.address.to_string();
             let stats = self
@@ -66,7 +83,11 @@ impl MediaAnchor for RelayAnchor {
         })
     }
 
-    fn media_active<'a>(&'a self, call_id: &'a str, _from_tag: &'a str) -> BoxFuture<'a, Option<bool>> {
+    fn media_active<'a>(
+        &'a self,
+        call_id: &'a str,
+        _from_tag: &'a str,
+    ) -> BoxFuture<'a, Option<bool>> {
         Box::pin(async move {
             match self.media.query(call_id).await {
                 Ok(stats) => {
@@ -78,7 +99,8 @@ impl MediaAnchor for RelayAnchor {
                         .map(|s| s.last_packet)
                         .max()
                         .unwrap_or(0);
-                    let now = i64::try_from(voxline_proxy::calls::now_ms() / 1000).unwrap_or(i64::MAX);
+                    let now =
+                        i64::try_from(voxline_proxy::calls::now_ms() / 1000).unwrap_or(i64::MAX);
                     Some(last > 0 && now - last < self.quiet_secs)
                 }
                 // The relay no longer knows the call: its own media timeout
@@ -112,11 +134,20 @@ impl CallRecorder for CdrSink {
     fn record(&self, ended: &Ended, media: Option<&MediaReport>) {
         let info = &ended.info;
         let source = Source {
-            addr: info.source.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            addr: info
+                .source
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
             transport: TransportKind::parse(&info.transport).unwrap_or(TransportKind::Udp),
         };
         let ms = |v: u64| Timestamp::from_unix_ms(i64::try_from(v).unwrap_or(i64::MAX));
-        let mut r = CdrRecord::new(&info.call_id, &self.node, source, ms(info.started_ms), ms(ended.ended_ms));
+        let mut r = CdrRecord::new(
+            &info.call_id,
+            &self.node,
+            source,
+            ms(info.started_ms),
+            ms(ended.ended_ms),
+        );
         r.caller.aor = info.caller.clone();
         r.callee.aor = info.callee.clone();
         r.callee.request_uri = format!("sip:{}", info.callee);
@@ -136,7 +167,8 @@ impl CallRecorder for CdrSink {
                 other => HangupReason::Other(other.to_owned()),
             }),
         };
-        r.relay = media.map(|m| RelayUsage::from_call_stats(m.relay.clone(), &m.stats, &info.from_tag));
+        r.relay =
+            media.map(|m| RelayUsage::from_call_stats(m.relay.clone(), &m.stats, &info.from_tag));
         self.writer.record(r);
     }
 }

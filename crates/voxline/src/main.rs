@@ -2,6 +2,7 @@
 //! the configuration and call into the crates that do the work.
 
 mod api;
+mod call_hooks;
 mod cdr;
 mod config;
 mod ctl;

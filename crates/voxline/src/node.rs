@@ -80,7 +80,8 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     let mut replication = None;
     let sip_roles = [RoleName::Edge, RoleName::Registrar, RoleName::Proxy];
     if sip_roles.iter().any(|r| cfg.has_role(*r)) {
-        let service = build_service(&cfg).await?;
+        let local_relay = node.relay.as_ref().map(|r| r.ng_udp_addr());
+        let service = build_service(&cfg, local_relay).await?;
         replication = start_replication(&cfg, &service.location).await?;
         location = Some(service.location.clone());
         edge = service.edge.clone();
@@ -174,7 +175,10 @@ async fn open_location(cfg: &NodeConfig) -> anyhow::Result<LocationStore> {
     Ok(store)
 }
 
-async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
+async fn build_service(
+    cfg: &NodeConfig,
+    local_relay: Option<std::net::SocketAddr>,
+) -> anyhow::Result<NodeService> {
     let location = open_location(cfg).await?;
     let digest = DigestAuth::from_config(&cfg.auth, &cfg.node.data_dir)
         .await
@@ -187,11 +191,17 @@ async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
             Some(auth.clone()),
         ))
     });
-    let calls = cfg
-        .has_role(RoleName::Proxy)
-        .then(|| Arc::new(CallControl::new(cfg.dialog.clone(), None, None)));
+    let calls = match cfg.has_role(RoleName::Proxy) {
+        true => Some(Arc::new(build_call_control(cfg, local_relay).await?)),
+        false => None,
+    };
     let proxy = cfg.has_role(RoleName::Proxy).then(|| {
-        Proxy::with_calls(cfg.proxy.clone(), Some(location.clone()), Some(auth.clone()), calls.clone())
+        Proxy::with_calls(
+            cfg.proxy.clone(),
+            Some(location.clone()),
+            Some(auth.clone()),
+            calls.clone(),
+        )
     });
     let edge = match cfg.has_role(RoleName::Edge) {
         true => {
@@ -218,6 +228,40 @@ async fn build_service(cfg: &NodeConfig) -> anyhow::Result<NodeService> {
         location,
         calls,
     })
+}
+
+/// Dialogs, media anchoring (`[media]`) and call records (`[cdr]`) of the
+/// proxy.
+async fn build_call_control(
+    cfg: &NodeConfig,
+    local_relay: Option<std::net::SocketAddr>,
+) -> anyhow::Result<CallControl> {
+    let media: Option<Arc<dyn voxline_proxy::calls::MediaAnchor>> =
+        if cfg.media.enabled && (local_relay.is_some() || !cfg.media.relays.is_empty()) {
+            let control = voxline_media::MediaControl::start(&cfg.media, local_relay)
+                .await
+                .map_err(|e| anyhow::anyhow!("media relays: {e}"))?;
+            let quiet = cfg.dialog.inactivity_check_secs.max(cfg.relay.timeout_secs);
+            Some(Arc::new(crate::call_hooks::RelayAnchor::new(
+                Arc::new(control),
+                quiet,
+            )))
+        } else {
+            None
+        };
+    let recorder: Option<Arc<dyn voxline_proxy::calls::CallRecorder>> = if cfg.cdr.enabled {
+        let options = voxline_cdr::WriterOptions::from_config(&cfg.cdr, &cfg.node.data_dir)
+            .map_err(|e| anyhow::anyhow!("cdr: {e}"))?;
+        let writer =
+            voxline_cdr::CdrWriter::start(options).map_err(|e| anyhow::anyhow!("cdr: {e}"))?;
+        Some(Arc::new(crate::call_hooks::CdrSink::new(
+            writer,
+            cfg.node.name.clone(),
+        )))
+    } else {
+        None
+    };
+    Ok(CallControl::new(cfg.dialog.clone(), media, recorder))
 }
 
 /// Dispatches requests to the node's roles: REGISTER for our domains to
@@ -257,8 +301,7 @@ impl SipService for NodeService {
         }
         if let Some((map, name)) = &self.partitions
             && req.message().method() == Some(Method::Register)
-            && let Ok((user, domain)) =
-                voxline_registrar::request::address_of_record(req.message())
+            && let Ok((user, domain)) = voxline_registrar::request::address_of_record(req.message())
         {
             let p = map.partition_of(&format!("{user}@{domain}"));
             metrics::counter!(
