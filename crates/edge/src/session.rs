@@ -40,10 +40,9 @@ pub(crate) struct Plan {
     pub keepalive: Option<Flow>,
 }
 
-/// The `host:port[;transport=x]` the edge writes for messages to `peer`.
-fn own_uri(core: &Core, token: &str, peer: &Peer) -> String {
-    let addr = core.sent_by(peer);
-    match peer.transport {
+/// `<sip:token@addr[;transport=x];lr>`: one of the edge's own URIs.
+fn own_uri_at(token: &str, addr: &str, transport: TransportKind) -> String {
+    match transport {
         TransportKind::Udp => format!("<sip:{token}@{addr};lr>"),
         t => format!(
             "<sip:{token}@{addr};transport={};lr>",
@@ -52,33 +51,22 @@ fn own_uri(core: &Core, token: &str, peer: &Peer) -> String {
     }
 }
 
+/// The edge's URI for messages to `peer` (the listener they leave from).
+fn own_uri(core: &Core, token: &str, peer: &Peer) -> String {
+    own_uri_at(token, &core.sent_by(peer), peer.transport)
+}
+
 /// Record-Route values for a request that came from `incoming` and goes
 /// to `outgoing`: one, or two when it changes listener or transport (the
 /// incoming side first, as `forwarded_request` wants).
 fn record_route_values(core: &Core, token: &str, incoming: &Peer, outgoing: &Peer) -> Vec<String> {
-    let out = own_uri(core, token, outgoing);
-    let back = Peer {
-        local: incoming.local,
-        ..*incoming
-    };
-    let inc = own_uri(core, token, &back);
-    let same_listener = incoming
-        .local
-        .is_none_or(|l| core.sent_by(outgoing) == l.to_string());
-    if same_listener && incoming.transport == outgoing.transport || inc == out {
-        vec![out]
-    } else {
-        let inc = match incoming.local {
-            Some(l) => match incoming.transport {
-                TransportKind::Udp => format!("<sip:{token}@{l};lr>"),
-                t => format!(
-                    "<sip:{token}@{l};transport={};lr>",
-                    t.via_token().to_ascii_lowercase()
-                ),
-            },
-            None => inc,
-        };
-        vec![inc, out]
+    let out_addr = core.sent_by(outgoing);
+    let out = own_uri_at(token, &out_addr, outgoing.transport);
+    match incoming.local {
+        Some(l) if l.to_string() != out_addr || incoming.transport != outgoing.transport => {
+            vec![own_uri_at(token, &l.to_string(), incoming.transport), out]
+        }
+        _ => vec![out],
     }
 }
 
@@ -399,5 +387,22 @@ impl Session {
             self.req.response(status, reason_phrase(status)).build()
         };
         let _ = self.req.send(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_uris() {
+        assert_eq!(
+            own_uri_at("vxf1", "192.0.2.1:5060", TransportKind::Udp),
+            "<sip:vxf1@192.0.2.1:5060;lr>"
+        );
+        assert_eq!(
+            own_uri_at("vxf1", "[2001:db8::1]:5060", TransportKind::Tcp),
+            "<sip:vxf1@[2001:db8::1]:5060;transport=tcp;lr>"
+        );
     }
 }

@@ -427,6 +427,12 @@ authenticate = true
 authenticate = true
 dns = false
 timer_c_secs = 5
+[media]
+enabled = false
+# These tests are about routing and failover, on a busy machine: no
+# load shedding (its own tests cover it).
+[overload]
+enabled = false
 [auth]
 secret = "edge-test-cluster-secret-0123456789"
 algorithms = ["MD5"]
@@ -464,6 +470,8 @@ domains = []
 [[sip.listen]]
 transport = "udp"
 address = "{ip}:0"
+[overload]
+enabled = false
 [edge]
 set = "registrars"
 failover_timeout_ms = 500
@@ -643,8 +651,7 @@ pub fn call_through(dir: &Path, target: SocketAddr, caller: &str, callee: &str) 
             "127.0.0.1",
             "-p",
             &port,
-            "-set",
-            "hold_ms",
+            "-d",
             "50",
         ],
     )
@@ -902,6 +909,8 @@ fn site_reg_config(
         )
         // Short registrations for the failover test's phones.
         .replace("[registrar]\n", "[registrar]\nmin_expires = 10\n")
+        // Media anchored on the site's own relay.
+        .replace("[media]\nenabled = false\n", "")
 }
 
 fn start_site(
