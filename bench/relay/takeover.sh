@@ -10,14 +10,14 @@
 # address, which B has taken over. One JSON line per run in $OUT.
 #
 # Usage: bench/relay/takeover.sh
-# Env:   SESSIONS (1000), RUNS (3), HB_INTERVAL_MS (100), HB_TIMEOUT_MS (500),
+# Env:   SESSIONS (1000), RUNS (3), HB_INTERVAL_MS (50), HB_TIMEOUT_MS (500),
 #        BEFORE (3), AFTER (5), OUT
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SESSIONS=${SESSIONS:-1000}
 RUNS=${RUNS:-3}
-HB_INTERVAL_MS=${HB_INTERVAL_MS:-100}
+HB_INTERVAL_MS=${HB_INTERVAL_MS:-50}
 HB_TIMEOUT_MS=${HB_TIMEOUT_MS:-500}
 BEFORE=${BEFORE:-3}
 AFTER=${AFTER:-5}

@@ -98,7 +98,7 @@ impl Default for RedisConfig {
             relay_id: String::new(),
             standby: true,
             follow: Vec::new(),
-            heartbeat_interval_ms: 100,
+            heartbeat_interval_ms: 50,
             heartbeat_timeout_ms: 500,
             command_timeout_ms: 500,
             key_ttl_secs: 86_400,

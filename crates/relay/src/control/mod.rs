@@ -99,12 +99,17 @@ fn bind_nonblocking(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub(crate) fn bind_freebind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let ty = socket2::Type::DGRAM.nonblocking();
     let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
-    let _ = if addr.is_ipv4() {
-        s.set_freebind_v4(true)
-    } else {
-        s.set_freebind_v6(true)
-    };
-    s.bind(&addr.into())?;
+    match s.bind(&addr.into()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            if addr.is_ipv4() {
+                s.set_freebind_v4(true)?;
+            } else {
+                s.set_freebind_v6(true)?;
+            }
+            s.bind(&addr.into())?;
+        }
+        r => r?,
+    }
     Ok(s.into())
 }
 
@@ -324,7 +329,7 @@ impl Control {
                     key,
                     worker,
                     config,
-                } => dp.send(worker, StreamCommand::Configure { key, config }),
+                } => dp.queue(worker, StreamCommand::Configure { key, config }),
                 Effect::Close { key, worker } => {
                     if let Some(c) = self.counters.remove(&key.0) {
                         let s = c.snapshot();

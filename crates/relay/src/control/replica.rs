@@ -477,12 +477,14 @@ impl Control {
             r.taken_over.insert(relay.to_owned());
             r.infos.remove(relay)
         });
+        let t0 = std::time::Instant::now();
         let (sessions, unbound) = self.adopt_owner(relay, now_ms);
         tracing::warn!(
             relay,
             trigger = trigger.as_str(),
             sessions,
             unbound_sockets = unbound,
+            adopt_ms = t0.elapsed().as_millis() as u64,
             "took over relay"
         );
         metrics::counter!("voxline_relay_takeovers_total", "trigger" => trigger.as_str())

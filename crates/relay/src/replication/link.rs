@@ -38,8 +38,8 @@ const FETCH_CHUNK: usize = 256;
 const WRITE_CHUNK: usize = 512;
 /// How long a takeover lock is held.
 const LOCK_MS: u64 = 10_000;
-/// Heartbeats between two info writes.
-const INFO_EVERY: u32 = 10;
+/// How often the info record is written again.
+const INFO_PERIOD_MS: u64 = 1000;
 /// Pause before a failed reconcile is tried again.
 const RECONCILE_RETRY: Duration = Duration::from_millis(500);
 
@@ -300,7 +300,7 @@ async fn run_heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
         tokio::time::interval(Duration::from_millis(shared.config.heartbeat_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let key = shared.keys.heartbeat(&shared.config.relay_id);
-    let mut n: u32 = 0;
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -320,7 +320,8 @@ async fn run_heartbeat(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
             }
         }
         n = n.wrapping_add(1);
-        if n.is_multiple_of(INFO_EVERY) {
+        let every = (INFO_PERIOD_MS / shared.config.heartbeat_interval_ms.max(1)).max(1);
+        if n.is_multiple_of(every) {
             shared.publish_info().await;
         }
     }
