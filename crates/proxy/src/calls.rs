@@ -83,6 +83,11 @@ pub trait MediaAnchor: Send + Sync + 'static {
 pub trait CallRecorder: Send + Sync + 'static {
     /// Records one ended call attempt.
     fn record(&self, ended: &Ended, media: Option<&MediaReport>);
+
+    /// Writes out everything recorded so far (node shutdown).
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Dialogs, media and records of one proxy.
@@ -430,6 +435,13 @@ impl CallControl {
             metrics::gauge!("voxline_dialogs", "state" => "early").decrement(1.0);
         }
         self.close(&t.ended).await;
+    }
+
+    /// Flushes the call records (node shutdown).
+    pub async fn shutdown(&self) {
+        if let Some(r) = &self.recorder {
+            r.flush().await;
+        }
     }
 
     /// The calls in progress (admin API).

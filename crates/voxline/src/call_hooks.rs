@@ -171,4 +171,8 @@ impl CallRecorder for CdrSink {
             media.map(|m| RelayUsage::from_call_stats(m.relay.clone(), &m.stats, &info.from_tag));
         self.writer.record(r);
     }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.writer.shutdown())
+    }
 }

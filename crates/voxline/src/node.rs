@@ -112,7 +112,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
             core: node.sip.as_ref().map(|s| s.core().clone()),
             location,
             relay: node.relay.clone(),
-            calls,
+            calls: calls.clone(),
             edge,
             partitions: cfg.partition_map().map(|m| (m, cfg.node.name.clone())),
         }));
@@ -124,6 +124,9 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(name = %cfg.node.name, roles = ?cfg.node.roles, "node running");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(c) = &calls {
+        c.shutdown().await;
+    }
     if let Some(s) = node.sip.take() {
         s.shutdown();
     }

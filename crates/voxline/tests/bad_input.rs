@@ -68,13 +68,16 @@ fn malformed_datagrams_get_400_or_are_dropped_and_the_node_keeps_serving() {
             Some("SIP/2.0 400"),
         ),
         (
-            "64 KiB header",
+            // The largest header a UDP datagram can carry is still within
+            // the 64 KiB message limit: it is served (larger ones are
+            // refused by the codec, see crates/sip/tests/bad_input.rs).
+            "64,000-byte header",
             good.replace(
                 "Max-Forwards: 70",
                 &format!("X-Big: {}", "a".repeat(65_000)),
             )
             .into_bytes(),
-            None,
+            Some("SIP/2.0 200"),
         ),
         (
             "1000 vias",

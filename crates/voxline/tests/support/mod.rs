@@ -164,6 +164,13 @@ impl Drop for Node {
 
 /// A standard config: the given roles, all listeners on free ports.
 pub fn config(roles: &str, extra: &str) -> String {
+    // A proxy without a relay of its own and without a relay set does not
+    // anchor media (the config refuses to leave that implicit).
+    let media = if roles.contains("proxy") && !roles.contains("relay") && !extra.contains("[media]") {
+        "[media]\nenabled = false\n"
+    } else {
+        ""
+    };
     format!(
         r#"
 [node]
@@ -183,7 +190,7 @@ address = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [relay]
 ng_udp = "127.0.0.1:0"
-{extra}
+{media}{extra}
 "#
     )
 }
