@@ -175,6 +175,20 @@ async fn open_location(cfg: &NodeConfig) -> anyhow::Result<LocationStore> {
         .await
         .map_err(|e| anyhow::anyhow!("location store: {e}"))?;
     store.spawn_maintenance(&lc);
+    if let LocationStore::Memory(_) = &store {
+        // Counting is O(1) in memory (Redis would scan: left to the admin API).
+        let s = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Ok(c) = s.count(voxline_location::Timestamp::now()).await {
+                    metrics::gauge!("voxline_registrations_aors").set(c.aors as f64);
+                    metrics::gauge!("voxline_registrations_bindings").set(c.bindings as f64);
+                }
+            }
+        });
+    }
     Ok(store)
 }
 
