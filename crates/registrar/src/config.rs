@@ -21,6 +21,11 @@ pub struct RegistrarConfig {
     /// (never below `min_expires`), chosen at random per REGISTER, so that
     /// clients re-registered at once after an outage drift apart.
     pub expires_jitter_percent: u8,
+    /// Answer REGISTER without a server transaction (a stateless UAS, RFC
+    /// 3261 §8.2.7, as Kamailio's registrar does): no state kept for 32 s
+    /// per request. A retransmission (same Call-ID and CSeq) is answered
+    /// with the current bindings again, as the first copy was.
+    pub stateless: bool,
 }
 
 impl Default for RegistrarConfig {
@@ -31,6 +36,7 @@ impl Default for RegistrarConfig {
             min_expires: 60,
             max_expires: 7200,
             expires_jitter_percent: 0,
+            stateless: true,
         }
     }
 }

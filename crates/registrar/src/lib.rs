@@ -47,6 +47,12 @@ impl Registrar {
         &self.location
     }
 
+    /// Whether REGISTER is answered without a server transaction
+    /// ([`RegistrarConfig::stateless`]).
+    pub fn is_stateless(&self) -> bool {
+        self.config.stateless
+    }
+
     /// Handles one REGISTER for one of our domains and answers it.
     ///
     /// The SIP core has validated the request's syntax already
@@ -97,11 +103,18 @@ impl Registrar {
         let now = Timestamp::now();
         let result = match &registration {
             Registration::Query { aor } => self.location.lookup(aor, now).await,
-            Registration::Update { aor, update } => self
-                .location
-                .apply(aor, update, now)
-                .await
-                .map(|a| a.bindings),
+            Registration::Update { aor, update } => {
+                match self.location.apply(aor, update, now).await {
+                    // The same Call-ID and CSeq again: a retransmission
+                    // (without a transaction to absorb it, or after its
+                    // transaction ended). It gets what the first copy got.
+                    Err(LocationError::OutOfOrder { cseq, stored_cseq }) if cseq == stored_cseq => {
+                        metrics::counter!("voxline_registrar_retransmissions_total").increment(1);
+                        self.location.lookup(aor, now).await
+                    }
+                    other => other.map(|a| a.bindings),
+                }
+            }
         };
         match result {
             Ok(bindings) => {

@@ -243,6 +243,15 @@ impl Core {
             self.answer_options(&msg, &peer, out);
             return;
         }
+        if method != Some(Method::Ack)
+            && method != Some(Method::Cancel)
+            && self.service.stateless(self, &msg)
+        {
+            metrics::counter!("voxline_sip_stateless_requests_total").increment(1);
+            self.service
+                .on_request(ServerRequest::new(self.clone(), None, msg, peer));
+            return;
+        }
         let info_shard = match self.shard_for(&msg) {
             Ok(shard) => shard,
             Err(e) => {
@@ -290,7 +299,7 @@ impl Core {
         match incoming {
             Incoming::Request { id, request } => {
                 self.service
-                    .on_request(ServerRequest::new(self.clone(), id, request, peer));
+                    .on_request(ServerRequest::new(self.clone(), Some(id), request, peer));
             }
             Incoming::Cancel { request, .. } => {
                 if let Some(watch) = cancel_for {
@@ -552,6 +561,18 @@ impl Core {
         drop(state);
         self.finish(id.shard(), output);
         result.map_err(ServerError::from)
+    }
+
+    /// Sends the response of a request handled statelessly, where RFC 3261
+    /// §18.2.2 says (no transaction keeps it).
+    pub(crate) fn send_stateless_reply(
+        &self,
+        request: &Message,
+        peer: &Peer,
+        response: Bytes,
+    ) -> Result<(), ServerError> {
+        metrics::counter!("voxline_sip_responses_sent_total", "kind" => "stateless").increment(1);
+        self.send_stateless_to(&response_peer(request, peer), response)
     }
 
     /// Sends bytes outside any transaction (ACK for 2xx, stateless forwarding).

@@ -16,20 +16,21 @@ use crate::core::{Core, ServerError};
 /// layer and is counted.
 pub struct ServerRequest {
     core: Arc<Core>,
-    id: ServerTxId,
+    /// `None`: handled statelessly ([`SipService::stateless`](crate::SipService::stateless)).
+    id: Option<ServerTxId>,
     msg: Message,
     peer: Peer,
     to_tag: String,
 }
 
 impl ServerRequest {
-    pub(crate) fn new(core: Arc<Core>, id: ServerTxId, msg: Message, peer: Peer) -> Self {
+    pub(crate) fn new(core: Arc<Core>, id: Option<ServerTxId>, msg: Message, peer: Peer) -> Self {
         ServerRequest {
             core,
             id,
             msg,
             peer,
-            to_tag: format!("{:016x}", rand::random::<u64>()),
+            to_tag: to_tag(),
         }
     }
 
@@ -43,8 +44,8 @@ impl ServerRequest {
         &self.peer
     }
 
-    /// Its server transaction.
-    pub fn id(&self) -> ServerTxId {
+    /// Its server transaction (`None` when handled statelessly).
+    pub fn id(&self) -> Option<ServerTxId> {
         self.id
     }
 
@@ -78,8 +79,13 @@ impl ServerRequest {
 
     /// Sends a response built by the caller (e.g. from [`response`](Self::response)).
     pub fn send(&self, response: Bytes) -> Result<(), ServerError> {
-        let msg = Message::parse(response).map_err(ServerError::BadResponse)?;
-        self.core.send_response(self.id, msg)
+        match self.id {
+            Some(id) => {
+                let msg = Message::parse(response).map_err(ServerError::BadResponse)?;
+                self.core.send_response(id, msg)
+            }
+            None => self.core.send_stateless_reply(&self.msg, &self.peer, response),
+        }
     }
 
     /// Relays a response received from downstream (a proxy's best
@@ -111,7 +117,11 @@ impl ServerRequest {
     /// answered the CANCEL with 200). Without a watcher the core answers
     /// the INVITE with 487 itself.
     pub fn cancelled(&self) -> oneshot::Receiver<Message> {
-        self.core.watch_cancel(self.id)
+        match self.id {
+            Some(id) => self.core.watch_cancel(id),
+            // No transaction, nothing to cancel: the receiver ends at once.
+            None => oneshot::channel().1,
+        }
     }
 }
 
@@ -122,5 +132,29 @@ impl std::fmt::Debug for ServerRequest {
             .field("method", &self.msg.method_str())
             .field("peer", &self.peer)
             .finish()
+    }
+}
+
+/// A random To tag: 16 hex digits, without the formatting machinery.
+fn to_tag() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = rand::random::<u64>();
+    let mut tag = String::with_capacity(16);
+    for _ in 0..16 {
+        tag.push(char::from(HEX[(n >> 60) as usize]));
+        n <<= 4;
+    }
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn to_tags_are_16_hex_digits_and_differ() {
+        let a = super::to_tag();
+        let b = super::to_tag();
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }

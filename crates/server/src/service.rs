@@ -19,6 +19,17 @@ pub trait SipService: Send + Sync + 'static {
     /// (the transaction layer's lifetime timer ends forgotten ones).
     fn on_request(&self, req: ServerRequest);
 
+    /// Whether `request` is handled without a server transaction, as a
+    /// stateless UAS (RFC 3261 §8.2.7): its responses are sent at once and
+    /// not kept, and a retransmission reaches [`on_request`](Self::on_request)
+    /// again, which must answer it as it answered the first copy. Cheap
+    /// for requests whose processing is idempotent (a registrar's REGISTER):
+    /// no transaction state, no Timer J (32 s) of memory per request.
+    fn stateless(&self, core: &Arc<Core>, request: &Message) -> bool {
+        let _ = (core, request);
+        false
+    }
+
     /// An ACK for a 2xx response: transaction-less, routed like any
     /// in-dialog request (RFC 3261 §13.2.2.4, §16).
     fn on_ack(&self, core: &Arc<Core>, ack: Message, peer: Peer) {

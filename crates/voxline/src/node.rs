@@ -356,6 +356,16 @@ impl SipService for NodeService {
         }
     }
 
+    fn stateless(&self, core: &Arc<Core>, request: &Message) -> bool {
+        // REGISTER for our domains without a transaction ([registrar]
+        // stateless): a retransmission gets the same answer again.
+        self.edge.is_none()
+            && self.registrar.as_ref().is_some_and(|r| r.is_stateless())
+            && request.method() == Some(Method::Register)
+            && matches!(request.request_uri(), Ok(Uri::Sip(u))
+                if core.identity().is_local_domain(u.host_str.trim_matches(['[', ']'])))
+    }
+
     fn on_ack(&self, core: &Arc<Core>, ack: Message, peer: Peer) {
         if let Some(edge) = &self.edge {
             edge.handle_ack(core, &ack, &peer);
