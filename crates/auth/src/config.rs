@@ -56,6 +56,10 @@ pub struct AuthConfig {
     pub cache_ttl_secs: u64,
     /// Entries in the lookup cache.
     pub cache_size: usize,
+    /// Load every subscriber into the lookup cache when the node starts
+    /// (up to `cache_size`), so that lookups do not reach the database
+    /// until their entries expire after `cache_ttl_secs`.
+    pub preload: bool,
     /// Nonces tracked for nonce-count replay protection.
     pub nc_table_size: usize,
 }
@@ -71,6 +75,7 @@ impl Default for AuthConfig {
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
             cache_size: DEFAULT_CACHE_SIZE,
+            preload: false,
             nc_table_size: DEFAULT_NC_TABLE_SIZE,
         }
     }
@@ -87,6 +92,7 @@ impl fmt::Debug for AuthConfig {
             .field("db_max_connections", &self.db_max_connections)
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .field("cache_size", &self.cache_size)
+            .field("preload", &self.preload)
             .field("nc_table_size", &self.nc_table_size)
             .finish()
     }

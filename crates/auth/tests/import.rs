@@ -96,3 +96,44 @@ async fn an_invalid_entry_fails_the_batch_before_anything_is_written() {
     assert!(store.list(None).await.unwrap().is_empty());
     store.close().await;
 }
+
+#[tokio::test]
+async fn preload_fills_the_lookup_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("voxline.db").display());
+    let cached = SubscriberStore::open_with(
+        &url,
+        &StoreOptions {
+            cache_ttl: std::time::Duration::from_secs(3600),
+            cache_size: 1000,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
+    let batch: Vec<NewSubscriber<'_>> = names.iter().map(|n| entry(n, "localhost", n)).collect();
+    cached.import(&batch).await.unwrap();
+    assert_eq!(cached.preload().await.unwrap(), 200);
+    // Removed behind its back (another process, say): the preloaded
+    // entries still answer until they expire.
+    let other = SubscriberStore::open_with(
+        &url,
+        &StoreOptions {
+            cache_size: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    other.remove("p7", "localhost").await.unwrap();
+    assert_eq!(other.lookup("p7", "localhost").await.unwrap(), None);
+    assert_eq!(
+        cached.lookup("p7", "localhost").await.unwrap(),
+        Some(StoredCredentials::from_password("p7", "localhost", "p7"))
+    );
+    // Without a cache there is nothing to fill.
+    assert_eq!(other.preload().await.unwrap(), 0);
+    other.close().await;
+    cached.close().await;
+}

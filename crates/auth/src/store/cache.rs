@@ -57,6 +57,11 @@ impl CredentialCache {
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// About how many entries the cache holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.shard_capacity * self.shards.len()
+    }
+
     pub(crate) fn get(&self, username: &str, domain: &str, now: Instant) -> Cached {
         let key = key(username, domain);
         let shard = self.shard(&key);

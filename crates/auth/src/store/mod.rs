@@ -197,8 +197,56 @@ impl SubscriberStore {
         data_dir: &Path,
     ) -> Result<SubscriberStore, AuthError> {
         config.validate()?;
-        SubscriberStore::open_with(&config.database_url(data_dir), &StoreOptions::from(config))
-            .await
+        let store =
+            SubscriberStore::open_with(&config.database_url(data_dir), &StoreOptions::from(config))
+                .await?;
+        if config.preload {
+            let loaded = store.preload().await?;
+            tracing::info!(subscribers = loaded, "subscriber credentials preloaded");
+        }
+        Ok(store)
+    }
+
+    /// Loads every subscriber's credentials into the lookup cache (as far
+    /// as it holds them); returns how many were loaded. Without a cache,
+    /// nothing is loaded.
+    pub async fn preload(&self) -> Result<usize, AuthError> {
+        let Some(cache) = &self.cache else {
+            return Ok(0);
+        };
+        let query = self.sql.all_credentials;
+        // Reading a whole table may take longer than one lookup may.
+        let limit = self.timeout.max(Duration::from_secs(60));
+        let rows: Vec<(String, String, String, String)> = match tokio::time::timeout(
+            limit,
+            async { with_pool!(&self.pool, |p| sqlx::query_as(query).fetch_all(p).await) },
+        )
+        .await
+        {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => return Err(self.unavailable("preload", StoreFailure::Database(e))),
+            Err(_) => return Err(self.unavailable("preload", StoreFailure::Timeout(limit))),
+        };
+        let now = Instant::now();
+        let mut loaded = 0;
+        for (username, domain, md5, sha256) in rows {
+            if loaded >= cache.capacity() {
+                tracing::warn!(
+                    cache_size = cache.capacity(),
+                    "more subscribers than the lookup cache holds; the rest is looked up on demand"
+                );
+                break;
+            }
+            let (Some(md5), Some(sha256)) = (
+                Ha1::from_hex(Algorithm::Md5, &md5),
+                Ha1::from_hex(Algorithm::Sha256, &sha256),
+            ) else {
+                continue;
+            };
+            cache.insert(&username, &domain, Some(StoredCredentials { md5, sha256 }), now);
+            loaded += 1;
+        }
+        Ok(loaded)
     }
 
     /// Opens (and migrates) the database at `url`.

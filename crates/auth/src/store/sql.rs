@@ -48,6 +48,7 @@ pub(crate) struct Statements {
     pub(crate) update_ha1: &'static str,
     pub(crate) list_all: &'static str,
     pub(crate) list_domain: &'static str,
+    pub(crate) all_credentials: &'static str,
 }
 
 /// `?` placeholders: SQLite and MySQL.
@@ -62,6 +63,7 @@ const QUESTION_MARKS: Statements = Statements {
                ORDER BY domain, username",
     list_domain: "SELECT username, domain, created_at, updated_at FROM subscriber \
                   WHERE domain = ? ORDER BY username",
+    all_credentials: "SELECT username, domain, ha1_md5, ha1_sha256 FROM subscriber",
 };
 
 /// `$n` placeholders: PostgreSQL.
@@ -76,6 +78,7 @@ const DOLLARS: Statements = Statements {
                ORDER BY domain, username",
     list_domain: "SELECT username, domain, created_at, updated_at FROM subscriber \
                   WHERE domain = $1 ORDER BY username",
+    all_credentials: "SELECT username, domain, ha1_md5, ha1_sha256 FROM subscriber",
 };
 
 pub(crate) fn statements(dialect: Dialect) -> &'static Statements {
