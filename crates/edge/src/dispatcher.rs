@@ -183,20 +183,21 @@ impl SetPlan {
     /// then the others by descending weight.
     fn weighted(&self, states: &[State], random: u32) -> Vec<usize> {
         let n = self.destinations.len();
+        let weight = |i: usize| self.destinations.get(i).map_or(0, |d| d.weight);
         let usable = |i: usize| states.get(i).copied().unwrap_or(State::Active) == State::Active;
         let total: u64 = (0..n)
             .filter(|i| usable(*i))
-            .map(|i| u64::from(self.destinations[i].weight))
+            .map(|i| u64::from(weight(i)))
             .sum();
         let mut rest: Vec<usize> = (0..n).collect();
-        rest.sort_by_key(|i| std::cmp::Reverse(self.destinations[*i].weight));
+        rest.sort_by_key(|i| std::cmp::Reverse(weight(*i)));
         if total == 0 {
             return rest;
         }
         let mut target = u64::from(random) % total;
         let mut first = None;
         for i in (0..n).filter(|i| usable(*i)) {
-            let w = u64::from(self.destinations[i].weight);
+            let w = u64::from(weight(i));
             if target < w {
                 first = Some(i);
                 break;
