@@ -9,9 +9,12 @@
 # AFTER seconds; then queries (and deletes) every session through A's ng
 # address, which B has taken over. One JSON line per run in $OUT.
 #
+# RELAY=voxline runs the relays as `voxline run --config` (relay-only nodes)
+# instead of `voxline-relaygen serve-relay`.
+#
 # Usage: bench/relay/takeover.sh
 # Env:   SESSIONS (1000), RUNS (3), HB_INTERVAL_MS (50), HB_TIMEOUT_MS (500),
-#        BEFORE (3), AFTER (5), OUT
+#        BEFORE (3), AFTER (5), RELAY (relaygen | voxline), OUT
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,9 +27,14 @@ AFTER=${AFTER:-5}
 OUT=${OUT:-bench/relay/results/takeover-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 mkdir -p "$(dirname "$OUT")"
 command -v redis-server >/dev/null || { echo "missing redis-server (Debian: redis-server)"; exit 1; }
+RELAY=${RELAY:-relaygen}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/relay}
 cargo build --release -p voxline-relaygen
 GEN="$CARGO_TARGET_DIR/release/voxline-relaygen"
+if [ "$RELAY" = voxline ]; then
+  cargo build --release -p voxline
+  VOXLINE="$CARGO_TARGET_DIR/release/voxline"
+fi
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -47,7 +55,15 @@ for _ in $(seq 100); do redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG &&
 config() { # name host port_min
   cat > "$TMP/$1.toml" <<TOML
 [node]
+name = "$1"
 roles = ["relay"]
+data_dir = "$TMP/$1-data"
+
+[log]
+format = "text"
+
+[admin]
+enabled = false
 
 [relay]
 ng_udp = "127.0.0.$2:0"
@@ -68,11 +84,20 @@ TOML
 }
 
 start() { # name -> sets PID and NG
-  VOXLINE_LOG=${VOXLINE_LOG:-warn} "$GEN" serve-relay --config "$TMP/$1.toml" > "$TMP/$1.out" 2> "$TMP/$1.log" &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 200); do grep -q '^ready ' "$TMP/$1.out" 2>/dev/null && break; sleep 0.05; done
-  NG=$(sed -n 's/^ready //p' "$TMP/$1.out")
+  if [ "$RELAY" = voxline ]; then
+    # The node logs its bound ng address: "ng listener ready address=…".
+    VOXLINE_LOG=${VOXLINE_LOG:-info} "$VOXLINE" run --config "$TMP/$1.toml" > "$TMP/$1.out" 2> "$TMP/$1.log" &
+    PID=$!
+    PIDS+=("$PID")
+    for _ in $(seq 200); do grep -q 'ng listener ready' "$TMP/$1.log" 2>/dev/null && break; sleep 0.05; done
+    NG=$(sed -n 's/.*ng listener ready address=\([0-9.:]*\).*/\1/p' "$TMP/$1.log" | head -1)
+  else
+    VOXLINE_LOG=${VOXLINE_LOG:-warn} "$GEN" serve-relay --config "$TMP/$1.toml" > "$TMP/$1.out" 2> "$TMP/$1.log" &
+    PID=$!
+    PIDS+=("$PID")
+    for _ in $(seq 200); do grep -q '^ready ' "$TMP/$1.out" 2>/dev/null && break; sleep 0.05; done
+    NG=$(sed -n 's/^ready //p' "$TMP/$1.out")
+  fi
   [ -n "$NG" ] || { echo "$1 did not start"; cat "$TMP/$1.log"; exit 1; }
 }
 
@@ -85,7 +110,7 @@ for run in $(seq "$RUNS"); do
   start relay-b; B_PID=$PID; B_NG=$NG
   "$GEN" takeover --ng "$A_NG" --standby-ng "$B_NG" --kill-pid "$A_PID" \
     --sessions "$SESSIONS" --before-secs "$BEFORE" --after-secs "$AFTER" --run-id "run$run" \
-    | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(run=$run, heartbeat_interval_ms=$HB_INTERVAL_MS, heartbeat_timeout_ms=$HB_TIMEOUT_MS); print(json.dumps(r, sort_keys=True))" \
+    | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(run=$run, relay=\"$RELAY\", heartbeat_interval_ms=$HB_INTERVAL_MS, heartbeat_timeout_ms=$HB_TIMEOUT_MS); print(json.dumps(r, sort_keys=True))" \
     | tee -a "$OUT"
   if [ -n "${SHOW_LOG:-}" ]; then cat "$TMP/relay-b.log" >&2; else grep -h "takeover complete" "$TMP/relay-b.log" | tail -1 | cut -c1-300 >&2 || true; fi
   kill "$B_PID" 2>/dev/null || true

@@ -155,6 +155,20 @@ fn relay_json(r: &RelayHandle) -> Value {
         "bytes": st.bytes,
         "forwarded": st.forwarded,
         "errors": st.errors,
+        "foreign_sessions": st.foreign_sessions,
+        "adopted": st.adopted,
+        "redis": st.redis.map(|r| json!({
+            "relay_id": r.relay_id,
+            "connected": r.connected,
+            "keyspace_notifications": r.keyspace_notifications,
+            "pending_writes": r.pending_writes,
+            "write_errors": r.write_errors,
+            "taken_over": r.taken_over.iter().map(|t| json!({
+                "relay": t.relay,
+                "trigger": t.trigger,
+                "sessions": t.sessions,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 
