@@ -10,11 +10,11 @@ use voxline_admin::AdminConfig;
 use voxline_auth::AuthConfig;
 use voxline_cdr::CdrConfig;
 use voxline_config::{Problems, Validate, Validator};
+use voxline_dialog::DialogConfig;
+use voxline_edge::{DispatcherConfig, EdgeConfig};
 use voxline_location::LocationConfig;
 use voxline_media::MediaConfig;
 use voxline_partition::{PartitionMap, PartitionsConfig};
-use voxline_dialog::DialogConfig;
-use voxline_edge::{DispatcherConfig, EdgeConfig};
 use voxline_proxy::ProxyConfig;
 use voxline_registrar::RegistrarConfig;
 use voxline_relay::RelayConfig;
@@ -504,49 +504,6 @@ impl Validate for EdgeRules<'_> {
     }
 }
 
-#[cfg(test)]
-mod media_tests {
-    use super::*;
-
-    #[test]
-    fn media_defaults_to_the_built_in_relay() {
-        let c = NodeConfig::embedded_default().unwrap_or_else(|p| panic!("{p}"));
-        assert!(c.media.enabled);
-        let relays = c.media.effective_relays(Some(c.relay.ng_udp));
-        assert_eq!(relays.len(), 1);
-        assert_eq!(relays[0].address, c.relay.ng_udp);
-    }
-
-    #[test]
-    fn media_section_loads_and_is_checked() {
-        let text = r#"
-[node]
-roles = ["proxy"]
-[media]
-relays = [{ address = "10.0.0.1:22222", weight = 2 }, { address = "10.0.0.2:22222" }]
-[media.offer]
-address = "sip-source"
-[[media.direction]]
-source = ["10.0.0.0/8"]
-direction = ["external", "internal"]
-"#;
-        let c = NodeConfig::load_str("t.toml", text).unwrap_or_else(|p| panic!("{p}"));
-        assert_eq!(c.media.relays.len(), 2);
-        assert_eq!(c.media.direction.len(), 1);
-        let no_relay = "[node]\nroles = [\"proxy\"]\n";
-        let p = NodeConfig::load_str("t.toml", no_relay)
-            .unwrap_err()
-            .to_string();
-        assert!(p.contains("key `media.relays`"), "{p}");
-        let off = "[node]\nroles = [\"proxy\"]\n[media]\nenabled = false\n";
-        assert!(NodeConfig::load_str("t.toml", off).is_ok());
-        let bad = "[media]\ntimeout_ms = 0\n[media.offer]\nreplace = [\"session-connection\"]\n";
-        let p = NodeConfig::load_str("t.toml", bad).unwrap_err().to_string();
-        assert!(p.contains("t.toml:2:1: key `media.timeout_ms`"), "{p}");
-        assert!(p.contains("key `media.offer.replace`"), "{p}");
-    }
-}
-
 /// `[replication]`, and that the node keeps a user location to replicate.
 struct ReplicationRules<'a>(&'a NodeConfig);
 
@@ -603,6 +560,70 @@ addresses = ["127.0.0.2:7700"]
             .unwrap_err()
             .to_string();
         assert!(p.contains("key `replication.peers[0].name`"), "{p}");
+    }
+
+    #[test]
+    fn the_two_site_examples_are_valid() {
+        for (name, text) in [
+            ("site-a.toml", include_str!("../../../examples/site-a.toml")),
+            (
+                "site-a-edge.toml",
+                include_str!("../../../examples/site-a-edge.toml"),
+            ),
+            ("site-b.toml", include_str!("../../../examples/site-b.toml")),
+            (
+                "site-b-edge.toml",
+                include_str!("../../../examples/site-b-edge.toml"),
+            ),
+        ] {
+            let c = NodeConfig::load_str(name, text).unwrap_or_else(|p| panic!("{p}"));
+            if let Some(r) = &c.replication {
+                assert_eq!(r.peers.len(), 1, "{name}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+
+    #[test]
+    fn media_defaults_to_the_built_in_relay() {
+        let c = NodeConfig::embedded_default().unwrap_or_else(|p| panic!("{p}"));
+        assert!(c.media.enabled);
+        let relays = c.media.effective_relays(Some(c.relay.ng_udp));
+        assert_eq!(relays.len(), 1);
+        assert_eq!(relays[0].address, c.relay.ng_udp);
+    }
+
+    #[test]
+    fn media_section_loads_and_is_checked() {
+        let text = r#"
+[node]
+roles = ["proxy"]
+[media]
+relays = [{ address = "10.0.0.1:22222", weight = 2 }, { address = "10.0.0.2:22222" }]
+[media.offer]
+address = "sip-source"
+[[media.direction]]
+source = ["10.0.0.0/8"]
+direction = ["external", "internal"]
+"#;
+        let c = NodeConfig::load_str("t.toml", text).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(c.media.relays.len(), 2);
+        assert_eq!(c.media.direction.len(), 1);
+        let no_relay = "[node]\nroles = [\"proxy\"]\n";
+        let p = NodeConfig::load_str("t.toml", no_relay)
+            .unwrap_err()
+            .to_string();
+        assert!(p.contains("key `media.relays`"), "{p}");
+        let off = "[node]\nroles = [\"proxy\"]\n[media]\nenabled = false\n";
+        assert!(NodeConfig::load_str("t.toml", off).is_ok());
+        let bad = "[media]\ntimeout_ms = 0\n[media.offer]\nreplace = [\"session-connection\"]\n";
+        let p = NodeConfig::load_str("t.toml", bad).unwrap_err().to_string();
+        assert!(p.contains("t.toml:2:1: key `media.timeout_ms`"), "{p}");
+        assert!(p.contains("key `media.offer.replace`"), "{p}");
     }
 }
 
