@@ -56,8 +56,12 @@ case $SCENARIO in
   register-auth-sha256)
     KCFG=registrar-auth.cfg; KDEF=(-A SHA256); VTOML=voxline-registrar-auth.toml
     ARGS=(register-auth --users 100000 --expires 3600 --password secret --algorithm sha256 --concurrency 1000) ;;
-  call|overload)
+  call)
     KCFG=proxy.cfg; VTOML=voxline-proxy.toml
+    ARGS=(call --users 10000 --callees 1000 --concurrency 200) ;;
+  overload)
+    # Voxline with its default overload control on (voxline-proxy-overload.toml).
+    KCFG=proxy.cfg; VTOML=voxline-proxy-overload.toml
     ARGS=(call --users 10000 --callees 1000 --concurrency 200) ;;
   generator)
     ARGS=(options --concurrency 2000) ;;

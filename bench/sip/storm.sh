@@ -7,7 +7,7 @@
 #
 # Usage: bench/sip/storm.sh [--server "voxline kamailio kamailio-pike"] [--multipliers "1 2 4 6 8 10"]
 #                           [--duration S] [--threads N] [--timeout-ms MS]
-#   voxline        voxline-registrar.toml: overload control on (the default [overload])
+#   voxline        voxline-registrar-storm.toml: overload control on (the default [overload])
 #   kamailio       registrar.cfg: Kamailio's default behaviour (serve everything it reads)
 #   kamailio-pike  registrar-pike.cfg: the same behind pike (per-source limits)
 set -euo pipefail
@@ -39,7 +39,7 @@ start_for() { # server
   case $1 in
     kamailio) start_kamailio registrar.cfg "$KAMAILIO_PORT" ;;
     kamailio-pike) start_kamailio registrar-pike.cfg "$KAMAILIO_PORT" ;;
-    voxline) start_voxline voxline-registrar.toml "$VOXLINE_PORT" ;;
+    voxline) start_voxline voxline-registrar-storm.toml "$VOXLINE_PORT" ;;
   esac
 }
 port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT"; }
