@@ -11,6 +11,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || need+=(mariadb-server)
 if ((${#need[@]})); then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -23,4 +24,9 @@ fi
 # Distribution packages may have started services that hold the default
 # ports; the tests use their own free ports, so this is only a courtesy.
 export CARGO_TERM_COLOR=never
+# Small CI disks: no incremental artefacts (the dev profile already leaves
+# dependency debug info out, see Cargo.toml). Say how much room there is, so
+# a full disk is recognised as such.
+export CARGO_INCREMENTAL=0
+df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null || df -h .
 cargo test --workspace --no-fail-fast
