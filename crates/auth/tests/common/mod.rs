@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers may unwrap
 
 /// Real PostgreSQL and MariaDB servers (shared with other crates' tests).
+#[allow(unused_imports)] // used by the PostgreSQL and MySQL store tests only
 pub use voxline_testdb as servers;
 pub mod suite;
 
