@@ -7,7 +7,7 @@ use crate::outbox::{Leg, Outbox};
 use crate::socket::{BATCH, BatchIo, connected, send_leg};
 use crate::stats::{Counters, Report, Stats};
 use crate::template::TemplateError;
-use crate::uac::{Scenario, Timing, Uac, UacConfig};
+use crate::uac::{CallOptions, Scenario, Timing, Uac, UacConfig};
 use crate::uas::{Uas, UasConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MultiHeaders, SockaddrStorage};
@@ -69,6 +69,8 @@ pub struct RunConfig {
     /// Thread `i` binds the address `bind + i` (127.0.0.1, 127.0.0.2, ...
     /// on loopback), so the load comes from as many sources as threads.
     pub source_per_thread: bool,
+    /// Call scenario: SDP offer/answer, held calls, media addresses recorded.
+    pub call: CallOptions,
 }
 
 impl RunConfig {
@@ -100,6 +102,7 @@ impl RunConfig {
             send_trying: true,
             register_concurrency: 200,
             source_per_thread: false,
+            call: CallOptions::default(),
         }
     }
 }
@@ -163,6 +166,7 @@ struct ThreadResult {
     unfinished: u64,
     window_s: f64,
     window_cpu_s: f64,
+    media: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// Runs the configured load and returns the merged report.
@@ -206,8 +210,10 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let mut unfinished = 0;
     let mut window_s: f64 = 0.0;
     let mut window_cpu = 0.0;
+    let mut media = Vec::new();
     for r in results {
-        let r = r?;
+        let mut r = r?;
+        media.append(&mut r.media);
         at_start.add(&r.at_start);
         at_end.add(&r.at_end);
         stats.merge(&r.stats);
@@ -232,6 +238,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
         unfinished,
     );
     report.generator_cpu_s = window_cpu;
+    report.media_pairs = media;
     report.generator_cpu_pct = if window_s > 0.0 {
         100.0 * window_cpu / window_s / threads as f64
     } else {
@@ -399,9 +406,10 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
     };
     let mut uas = None;
     if let Some(s) = &lp.uas_sock {
+        let uas_local = s.local_addr()?;
         let reg_cfg = UacConfig {
             scenario: Scenario::Register,
-            local: s.local_addr()?,
+            local: uas_local,
             user_prefix: "c".to_string(),
             first_user: sh.first_callee,
             users: sh.callees,
@@ -411,13 +419,17 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
             ..uac_cfg.clone()
         };
         register_callees(&mut lp, reg_cfg, cfg)?;
-        uas = Some(Uas::new(UasConfig {
+        let mut u = Uas::new(UasConfig {
             slots: sh.slots,
             timing: cfg.timing,
             send_trying: cfg.send_trying,
-        }));
+        });
+        let answer_at = if cfg.call.sdp { Some(uas_local) } else { None };
+        u.set_media(answer_at, cfg.call.record_media);
+        uas = Some(u);
     }
     let mut uac = Uac::new(uac_cfg)?;
+    uac.set_call_options(cfg.call);
 
     let t0 = lp.now();
     let warm_end = t0 + cfg.warmup.as_micros() as u64;
@@ -509,6 +521,20 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
     }
     stats.counters.send_errors += lp.send_failures;
     let window_end = end.min(final_now);
+    // Pairs (where the caller sends its media, where the callee sends its media) of the
+    // calls whose offer reached the callee and whose answer reached the caller.
+    let mut media = Vec::new();
+    if cfg.call.record_media
+        && let Some(u) = &uas
+    {
+        let offers: std::collections::HashMap<(u32, u32), SocketAddr> =
+            u.media.iter().map(|&(s, f, a)| ((s, f), a)).collect();
+        for &(s, f, to_callee) in &uac.media {
+            if let Some(&to_caller) = offers.get(&(s, f)) {
+                media.push((to_callee, to_caller));
+            }
+        }
+    }
     Ok(ThreadResult {
         at_start,
         at_end,
@@ -516,6 +542,7 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         unfinished: uac.outstanding() as u64,
         window_s: window_end.saturating_sub(warm_end) as f64 / 1e6,
         window_cpu_s: cpu_end.unwrap_or_else(thread_cpu_seconds) - cpu_start,
+        media,
     })
 }
 

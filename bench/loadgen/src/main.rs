@@ -8,7 +8,7 @@ use std::time::Duration;
 use voxline_loadgen::digest::Algorithm;
 use voxline_loadgen::engine::{RunConfig, Shape, run};
 use voxline_loadgen::responder::Responder;
-use voxline_loadgen::uac::{Scenario, Timing};
+use voxline_loadgen::uac::{CallOptions, Scenario, Timing};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,6 +104,21 @@ struct LoadArgs {
     /// Called side: do not send 100 Trying.
     #[arg(long)]
     no_trying: bool,
+    /// Call: the INVITE carries an SDP offer (audio PCMU at the caller socket) and the
+    /// callee's 200 an SDP answer (audio PCMU at the callee socket), so a media-anchoring
+    /// proxy sends its relay offer, answer and (on BYE) delete for every call.
+    #[arg(long)]
+    sdp: bool,
+    /// Call: hold the calls (INVITE, 200, ACK; no BYE): a call is complete when its 200
+    /// is ACKed and the dialog stays confirmed on the server.
+    #[arg(long)]
+    hold: bool,
+    /// Call with --sdp --hold: write the relay ports of every established call to this
+    /// file, two lines per call: the port of the 200's SDP (where the caller sends its
+    /// media) then the port of the SDP the callee received (where the callee sends).
+    /// The format of voxline-relaygen's --forwarder-ports.
+    #[arg(long, requires_all = ["sdp", "hold"])]
+    media_ports: Option<std::path::PathBuf>,
     /// Print one JSON line on stdout (the summary goes to stderr).
     #[arg(long)]
     json: bool,
@@ -173,12 +188,33 @@ fn main() -> ExitCode {
     };
     cfg.max_outstanding = a.max_outstanding.max(1);
     cfg.send_trying = !a.no_trying;
+    cfg.call = CallOptions {
+        sdp: a.sdp,
+        hold: a.hold,
+        record_media: a.media_ports.is_some(),
+    };
     if scenario == Scenario::RegisterAuth && cfg.password.is_none() {
         eprintln!("register-auth needs --password");
         return ExitCode::from(2);
     }
     match run(&cfg) {
         Ok(report) => {
+            if let Some(path) = &a.media_ports {
+                let text: String = report
+                    .media_pairs
+                    .iter()
+                    .map(|(caller, callee)| format!("{}\n{}\n", caller.port(), callee.port()))
+                    .collect();
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("voxline-loadgen: writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                eprintln!(
+                    "media ports of {} calls written to {}",
+                    report.media_pairs.len(),
+                    path.display()
+                );
+            }
             if a.json {
                 eprintln!("{}", report.summary());
                 println!("{}", report.json());

@@ -143,6 +143,11 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The message body (after the blank line ending the headers; empty when none).
+    pub fn body(&self) -> &'a [u8] {
+        self.raw.get(self.headers_end + 2..).unwrap_or(&[])
+    }
+
     /// Method for a request, `None` for a response.
     pub fn method(&self) -> Option<&'a [u8]> {
         match self.start {
@@ -337,6 +342,38 @@ fn split_outside_angles(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The address of the first audio stream of an SDP body: the `c=IN IP4`/`IP6` address
+/// (media-level if present, else session-level) and the `m=audio` port. `None` when the
+/// body has no such stream or the values do not parse.
+pub fn sdp_audio_addr(body: &[u8]) -> Option<std::net::SocketAddr> {
+    let mut conn: Option<std::net::IpAddr> = None;
+    let mut port: Option<u16> = None;
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"m=") {
+            if port.is_some() {
+                break;
+            }
+            if let Some(p) = rest.strip_prefix(b"audio ") {
+                let digits = p.split(|&b| b == b' ' || b == b'/').next().unwrap_or(&[]);
+                port = parse_decimal(digits).and_then(|v| u16::try_from(v).ok());
+            }
+        } else if let Some(rest) = line
+            .strip_prefix(b"c=IN IP4 ")
+            .or_else(|| line.strip_prefix(b"c=IN IP6 "))
+        {
+            let addr = rest.split(|&b| b == b'/').next().unwrap_or(&[]);
+            if let Some(ip) = std::str::from_utf8(addr)
+                .ok()
+                .and_then(|a| a.trim().parse().ok())
+            {
+                conn = Some(ip);
+            }
+        }
+    }
+    Some(std::net::SocketAddr::new(conn?, port?))
+}
+
 /// Value of parameter `name` in a `;`-separated parameter list (case-insensitive name).
 pub fn param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     for p in params.split(|&b| b == b';').skip(1) {
@@ -472,6 +509,26 @@ Content-Length: 0\r\n\r\n";
             parse(many.as_bytes()).unwrap_err(),
             ParseError::TooMany("Via")
         );
+    }
+
+    #[test]
+    fn reads_body_and_sdp_audio_address() {
+        let raw = b"SIP/2.0 200 OK\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\nContent-Length: 10\r\n\r\nv=0\r\no=- 1 1 IN IP4 10.0.0.9\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+        let m = parse(raw).unwrap();
+        assert!(m.body().starts_with(b"v=0\r\n"));
+        assert_eq!(
+            sdp_audio_addr(m.body()),
+            Some("127.0.0.1:30002".parse().unwrap())
+        );
+        assert_eq!(sdp_audio_addr(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n"), None);
+        assert_eq!(
+            sdp_audio_addr(b"c=IN IP4 x\r\nm=audio 1 RTP/AVP 0\r\n"),
+            None
+        );
+        assert_eq!(sdp_audio_addr(b""), None);
+        let no_body =
+            parse(b"OPTIONS sip:a SIP/2.0\r\nCall-ID: a\r\nCSeq: 1 OPTIONS\r\n\r\n").unwrap();
+        assert!(no_body.body().is_empty());
     }
 
     #[test]

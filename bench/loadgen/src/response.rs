@@ -25,6 +25,17 @@ pub fn write_response(
     req: &Message<'_>,
     spec: &ResponseSpec<'_>,
 ) -> Result<(), WriterFull> {
+    write_response_with_tail(w, req, spec, b"Content-Length: 0\r\n\r\n")
+}
+
+/// Writes a response to `req` into `w` whose last header lines, blank line and body are
+/// `tail` (see [`crate::template::sdp_tail`]).
+pub fn write_response_with_tail(
+    w: &mut Writer<'_>,
+    req: &Message<'_>,
+    spec: &ResponseSpec<'_>,
+    tail: &[u8],
+) -> Result<(), WriterFull> {
     w.put(b"SIP/2.0 ")?;
     w.put_u64(u64::from(spec.code))?;
     w.put(b" ")?;
@@ -58,7 +69,7 @@ pub fn write_response(
         w.put(c)?;
         w.put(b">\r\n")?;
     }
-    w.put(b"Content-Length: 0\r\n\r\n")
+    w.put(tail)
 }
 
 #[cfg(test)]

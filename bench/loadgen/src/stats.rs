@@ -269,6 +269,10 @@ pub struct Report {
     /// Generator CPU use in the window, in percent of its threads' cores: well below 100
     /// means the generator was not the bottleneck.
     pub generator_cpu_pct: f64,
+    /// Held calls with recorded media: (relay address the caller's media goes to, relay
+    /// address the callee's media goes to), one per call. Not printed.
+    #[serde(skip)]
+    pub media_pairs: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 impl Report {
@@ -334,6 +338,7 @@ impl Report {
             failed_latency_us: Latency::of(&final_stats.failed_latency_us),
             generator_cpu_s: 0.0,
             generator_cpu_pct: 0.0,
+            media_pairs: Vec::new(),
         }
     }
 

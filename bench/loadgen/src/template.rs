@@ -152,7 +152,20 @@ impl Template {
         extra: &[&[u8]],
         buf: &mut [u8],
     ) -> Result<usize, TemplateError> {
-        let needed = self.head.len() + extra.iter().map(|e| e.len()).sum::<usize>() + TAIL.len();
+        self.render_with_tail(values, extra, TAIL, buf)
+    }
+
+    /// Like [`Template::render`], with `tail` (the last header lines, the blank line and
+    /// any body, e.g. Content-Type, Content-Length and an SDP body) instead of
+    /// `Content-Length: 0` and the blank line.
+    pub fn render_with_tail(
+        &self,
+        values: &Values,
+        extra: &[&[u8]],
+        tail: &[u8],
+        buf: &mut [u8],
+    ) -> Result<usize, TemplateError> {
+        let needed = self.head.len() + extra.iter().map(|e| e.len()).sum::<usize>() + tail.len();
         if needed > buf.len() {
             return Err(TemplateError::Overflow {
                 needed,
@@ -168,14 +181,36 @@ impl Template {
             buf[at..at + e.len()].copy_from_slice(e);
             at += e.len();
         }
-        buf[at..at + TAIL.len()].copy_from_slice(TAIL);
-        Ok(at + TAIL.len())
+        buf[at..at + tail.len()].copy_from_slice(tail);
+        Ok(at + tail.len())
     }
 
     /// Length of the fixed part (everything before the extra headers).
     pub fn head_len(&self) -> usize {
         self.head.len()
     }
+}
+
+/// The tail of a message carrying an SDP body: Content-Type, Content-Length, the blank
+/// line and the body.
+pub fn sdp_tail(sdp: &str) -> Vec<u8> {
+    format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+/// A minimal audio SDP (PCMU/8000, sendrecv) with media at `addr`.
+pub fn audio_sdp(addr: std::net::SocketAddr, session: u32) -> String {
+    let (family, ip) = match addr.ip() {
+        std::net::IpAddr::V4(v4) => ("IP4", v4.to_string()),
+        std::net::IpAddr::V6(v6) => ("IP6", v6.to_string()),
+    };
+    format!(
+        "v=0\r\no=- {session} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        port = addr.port()
+    )
 }
 
 /// Writes `value` as zero-padded decimal filling all of `dst` (higher digits are dropped

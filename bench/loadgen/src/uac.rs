@@ -14,7 +14,7 @@ use crate::digest::{self, Algorithm, Challenge, Credentials};
 use crate::message::{self, Message};
 use crate::outbox::{Leg, Outbox};
 use crate::stats::Stats;
-use crate::template::{Field, Template, TemplateError, Values, parse_decimal};
+use crate::template::{Field, Template, TemplateError, Values, audio_sdp, parse_decimal, sdp_tail};
 use crate::timers::Timers;
 use crate::writer::{Writer, WriterFull};
 use std::net::SocketAddr;
@@ -100,6 +100,20 @@ pub struct UacConfig {
     pub leg: Leg,
 }
 
+/// Options of the call scenario beyond plain zero-length calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// The INVITE carries an SDP offer (one audio stream, PCMU, at the caller socket's
+    /// address), so that a media-anchoring proxy sends its relay an offer (and, with the
+    /// callee's SDP answer, an answer and, on BYE, a delete).
+    pub sdp: bool,
+    /// Calls are held: a flow completes when its 2xx is ACKed and sends no BYE, so the
+    /// dialogs stay confirmed on the server.
+    pub hold: bool,
+    /// Remember the media address of each 2xx's SDP answer (see [`Uac::media`]).
+    pub record_media: bool,
+}
+
 /// Largest request a slot keeps for retransmission.
 pub const REQUEST_MAX: usize = 1400;
 
@@ -180,6 +194,11 @@ pub struct Uac {
     outstanding: usize,
     local: String,
     call_id_suffix: String,
+    tail: Vec<u8>,
+    options: CallOptions,
+    /// With [`CallOptions::record_media`]: (slot, flow, media address of the 2xx's SDP)
+    /// of every answered call, in answer order.
+    pub media: Vec<(u32, u32, SocketAddr)>,
     /// Counters and latencies.
     pub stats: Stats,
 }
@@ -222,8 +241,22 @@ impl Uac {
             outstanding: 0,
             local,
             call_id_suffix,
+            tail: b"Content-Length: 0\r\n\r\n".to_vec(),
+            options: CallOptions::default(),
+            media: Vec::new(),
             stats: Stats::new(),
         })
+    }
+
+    /// Sets the call options (call scenario only; other scenarios ignore them).
+    pub fn set_call_options(&mut self, options: CallOptions) {
+        if self.cfg.scenario != Scenario::Call {
+            return;
+        }
+        self.options = options;
+        if options.sdp {
+            self.tail = sdp_tail(&audio_sdp(self.cfg.local, self.cfg.run_id));
+        }
     }
 
     /// Flows currently open.
@@ -325,7 +358,10 @@ impl Uac {
         if s.request.len() < REQUEST_MAX {
             s.request.resize(REQUEST_MAX, 0);
         }
-        match self.initial.render(&values, extra, &mut s.request) {
+        match self
+            .initial
+            .render_with_tail(&values, extra, &self.tail, &mut s.request)
+        {
             Ok(n) => s.request_len = n,
             Err(_) => {
                 self.finish(idx, now_us, Outcome::Failed);
@@ -453,6 +489,16 @@ impl Uac {
         };
         if !s.active || s.flow != flow {
             self.stats.counters.duplicate_replies += 1;
+            // A held call's 2xx retransmitted (its ACK was lost): ACK it again.
+            if self.options.hold
+                && s.flow == flow
+                && (200..300).contains(&code)
+                && m.cseq_method == b"INVITE"
+                && s.ack_len > 0
+            {
+                out.push_bytes(self.cfg.leg, &s.ack[..s.ack_len]);
+                self.stats.counters.retransmissions += 1;
+            }
             return;
         }
         if s.txn != txn || !s.waiting {
@@ -555,6 +601,11 @@ impl Uac {
             self.finish(idx, now_us, Outcome::Failed);
             return;
         };
+        if self.options.record_media
+            && let Some(addr) = message::sdp_audio_addr(m.body())
+        {
+            self.media.push((idx, flow, addr));
+        }
         let ack_txn = (txn + 1) % 10_000;
         let bye_txn = (txn + 2) % 10_000;
         let mut ack = [0u8; REQUEST_MAX];
@@ -601,6 +652,12 @@ impl Uac {
         }
         s.ack[..ack_len].copy_from_slice(&ack[..ack_len]);
         s.ack_len = ack_len;
+        if self.options.hold {
+            out.push_bytes(leg, &s.ack[..ack_len]);
+            self.stats.counters.requests_sent += 1;
+            self.finish(idx, now_us, Outcome::Completed);
+            return;
+        }
         s.request[..bye_len].copy_from_slice(&bye[..bye_len]);
         s.request_len = bye_len;
         s.method = Some(Method::Bye);

@@ -3,12 +3,17 @@
 //! 64·T1), and answers BYE with 200. Dialog state is indexed by the caller's slot number,
 //! which the generator writes into the Call-ID, so no lookup table is needed. No I/O.
 
-use crate::message::{Message, StartLine};
+use crate::message::{Message, StartLine, sdp_audio_addr};
 use crate::outbox::{Leg, Outbox};
-use crate::response::{ResponseSpec, write_response};
+use crate::response::{ResponseSpec, write_response, write_response_with_tail};
 use crate::stats::Counters;
 use crate::timers::Timers;
-use crate::uac::{REQUEST_MAX, Timing, parse_call_id};
+use crate::uac::{Timing, parse_call_id};
+use std::net::SocketAddr;
+
+/// Largest 2xx a dialog keeps for retransmission (room for a proxy's Via and
+/// Record-Route lines and an SDP answer).
+const RESPONSE_MAX: usize = 2048;
 use crate::writer::{Writer, WriterFull};
 
 /// Configuration of the called side.
@@ -58,6 +63,11 @@ pub struct Uas {
     cfg: UasConfig,
     dialogs: Vec<Dialog>,
     timers: Timers<TimerRef>,
+    answer_tail: Option<Vec<u8>>,
+    record_media: bool,
+    /// With media recording on: (slot, flow, media address of the INVITE's SDP offer)
+    /// of every new INVITE that carried one.
+    pub media: Vec<(u32, u32, SocketAddr)>,
     /// Called-side counters (the `uas_*` fields).
     pub counters: Counters,
 }
@@ -70,8 +80,20 @@ impl Uas {
             cfg,
             dialogs,
             timers: Timers::new(),
+            answer_tail: None,
+            record_media: false,
+            media: Vec::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Answers INVITEs that carry an SDP offer with an SDP answer (one audio stream, PCMU,
+    /// at `media`) in the 200, and with `record` remembers each offer's media address in
+    /// [`Uas::media`].
+    pub fn set_media(&mut self, media: Option<SocketAddr>, record: bool) {
+        self.answer_tail =
+            media.map(|a| crate::template::sdp_tail(&crate::template::audio_sdp(a, 2)));
+        self.record_media = record;
     }
 
     /// Earliest timer deadline (µs).
@@ -115,18 +137,29 @@ impl Uas {
                 let ringing = spec(180, b"Ringing", tag, true, Some(uri));
                 let _ = out.push(Leg::Uas, |b| respond(b, m, &ringing));
                 let ok = spec(200, b"OK", tag, true, Some(uri));
+                let offer = sdp_audio_addr(m.body());
+                let tail: &[u8] = match (&self.answer_tail, offer) {
+                    (Some(t), Some(_)) => t,
+                    _ => b"Content-Length: 0\r\n\r\n",
+                };
                 let Some((slot, flow)) = dialog else {
-                    let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
+                    let _ = out.push(Leg::Uas, |b| respond_tail(b, m, &ok, tail));
                     return;
                 };
-                let Some(d) = self.dialogs.get_mut(slot as usize) else {
-                    let _ = out.push(Leg::Uas, |b| respond(b, m, &ok));
-                    return;
-                };
-                if d.response.len() < REQUEST_MAX {
-                    d.response.resize(REQUEST_MAX, 0);
+                if self.record_media
+                    && let Some(addr) = offer
+                {
+                    self.media.push((slot, flow, addr));
                 }
-                let Ok(n) = respond(&mut d.response, m, &ok) else {
+                let Some(d) = self.dialogs.get_mut(slot as usize) else {
+                    let _ = out.push(Leg::Uas, |b| respond_tail(b, m, &ok, tail));
+                    return;
+                };
+                if d.response.len() < RESPONSE_MAX {
+                    d.response.resize(RESPONSE_MAX, 0);
+                }
+                let Ok(n) = respond_tail(&mut d.response, m, &ok, tail) else {
+                    self.counters.send_errors += 1;
                     return;
                 };
                 d.response_len = n;
@@ -227,6 +260,17 @@ fn respond(buf: &mut [u8], m: &Message<'_>, spec: &ResponseSpec<'_>) -> Result<u
     Ok(w.len())
 }
 
+fn respond_tail(
+    buf: &mut [u8],
+    m: &Message<'_>,
+    spec: &ResponseSpec<'_>,
+    tail: &[u8],
+) -> Result<usize, WriterFull> {
+    let mut w = Writer::new(buf);
+    write_response_with_tail(&mut w, m, spec, tail)?;
+    Ok(w.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +346,38 @@ CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(m.status(), Some(200));
         assert_eq!(m.cseq_method, b"BYE");
         assert_eq!(u.counters.uas_requests, [2, 1, 1, 0]);
+    }
+
+    #[test]
+    fn answers_an_sdp_offer_with_an_answer_and_records_the_offer() {
+        let mut u = uas();
+        u.set_media(Some("127.0.0.1:40001".parse().unwrap()), true);
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 30010 RTP/AVP 0\r\n";
+        let inv = std::str::from_utf8(INVITE).unwrap().replacen(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            1,
+        );
+        let mut out = Outbox::new();
+        u.on_request(0, &parse(inv.as_bytes()).unwrap(), &mut out);
+        let r = take(&mut out);
+        let ok = parse(&r[2]).unwrap();
+        assert_eq!(ok.status(), Some(200));
+        assert_eq!(
+            crate::message::sdp_audio_addr(ok.body()),
+            Some("127.0.0.1:40001".parse().unwrap())
+        );
+        assert!(parse(&r[1]).unwrap().body().is_empty(), "180 without SDP");
+        assert_eq!(u.media, vec![(2, 5, "127.0.0.1:30010".parse().unwrap())]);
+        // Without an offer the 200 has no body either.
+        let mut u = uas();
+        u.set_media(Some("127.0.0.1:40001".parse().unwrap()), true);
+        u.on_request(0, &parse(INVITE).unwrap(), &mut out);
+        assert!(parse(&take(&mut out)[2]).unwrap().body().is_empty());
+        assert!(u.media.is_empty());
     }
 
     #[test]

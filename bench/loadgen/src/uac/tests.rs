@@ -360,3 +360,78 @@ fn foreign_and_garbage_replies_are_counted() {
     assert_eq!(u.stats.counters.unmatched, 2);
     assert!(out.is_empty());
 }
+
+/// `msg` (ending in `Content-Length: 0` and the blank line) with an SDP body instead.
+fn with_sdp(msg: &[u8], sdp: &str) -> Vec<u8> {
+    let text = s(msg).replacen(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            sdp.len()
+        ),
+        1,
+    );
+    assert!(text.ends_with("\r\n\r\n"));
+    format!("{text}{sdp}").into_bytes()
+}
+
+#[test]
+fn sdp_offer_and_held_call_records_the_answer_address() {
+    let mut u = Uac::new(cfg(Scenario::Call)).unwrap();
+    u.set_call_options(CallOptions {
+        sdp: true,
+        hold: true,
+        record_media: true,
+    });
+    let mut out = Outbox::new();
+    u.start_flow(0, &mut out);
+    let inv = take(&mut out);
+    let mi = parse(&inv[0]).unwrap();
+    assert!(s(&inv[0]).contains("Content-Type: application/sdp\r\n"));
+    assert_eq!(
+        message::sdp_audio_addr(mi.body()),
+        Some("127.0.0.1:40000".parse().unwrap())
+    );
+    let declared: usize = s(&inv[0])
+        .split("Content-Length: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(declared, mi.body().len());
+    let ok = with_sdp(
+        &reply(&inv[0], 200, &["Contact: <sip:c00000000@127.0.0.1:40001>"]),
+        "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 30004 RTP/AVP 0\r\n",
+    );
+    u.on_datagram(30, &ok, &mut out);
+    let msgs = take(&mut out);
+    assert_eq!(msgs.len(), 1, "ACK only, no BYE");
+    assert_eq!(parse(&msgs[0]).unwrap().method(), Some(&b"ACK"[..]));
+    assert_eq!(u.stats.counters.flows_completed, 1);
+    assert_eq!(u.outstanding(), 0);
+    assert_eq!(u.media, vec![(0, 1, "127.0.0.1:30004".parse().unwrap())]);
+    // The 200 retransmitted (ACK lost): ACKed again, nothing else.
+    u.on_datagram(40, &ok, &mut out);
+    assert_eq!(take(&mut out), msgs);
+    u.on_timers(10_000_000, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn plain_calls_keep_a_bodiless_invite() {
+    let mut u = Uac::new(cfg(Scenario::Call)).unwrap();
+    let mut out = Outbox::new();
+    u.start_flow(0, &mut out);
+    let inv = take(&mut out);
+    assert!(s(&inv[0]).ends_with("Content-Length: 0\r\n\r\n"));
+    // Options are ignored outside the call scenario.
+    let mut o = Uac::new(cfg(Scenario::Options)).unwrap();
+    o.set_call_options(CallOptions {
+        sdp: true,
+        hold: true,
+        record_media: true,
+    });
+    o.start_flow(0, &mut out);
+    assert!(s(&take(&mut out)[0]).ends_with("Content-Length: 0\r\n\r\n"));
+}
