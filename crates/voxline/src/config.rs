@@ -561,27 +561,6 @@ addresses = ["127.0.0.2:7700"]
             .to_string();
         assert!(p.contains("key `replication.peers[0].name`"), "{p}");
     }
-
-    #[test]
-    fn the_two_site_examples_are_valid() {
-        for (name, text) in [
-            ("site-a.toml", include_str!("../../../examples/site-a.toml")),
-            (
-                "site-a-edge.toml",
-                include_str!("../../../examples/site-a-edge.toml"),
-            ),
-            ("site-b.toml", include_str!("../../../examples/site-b.toml")),
-            (
-                "site-b-edge.toml",
-                include_str!("../../../examples/site-b-edge.toml"),
-            ),
-        ] {
-            let c = NodeConfig::load_str(name, text).unwrap_or_else(|p| panic!("{p}"));
-            if let Some(r) = &c.replication {
-                assert_eq!(r.peers.len(), 1, "{name}");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -654,6 +633,55 @@ mod tests {
         assert_eq!((c.relay.port_min, c.relay.port_max), (30000, 39999));
     }
 
+    /// Every `examples/*.toml` passes `voxline check` (and the relay's own
+    /// start-up checks), and is listed in docs/config.md.
+    #[test]
+    fn every_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                names.push(path);
+            }
+        }
+        names.sort();
+        assert!(names.len() >= 10, "examples found: {names:?}");
+        let doc = include_str!("../../../docs/config.md");
+        for path in &names {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let c = NodeConfig::load_file(path).unwrap_or_else(|e| panic!("{e}"));
+            if c.has_role(RoleName::Relay) {
+                c.relay.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            if name.starts_with("site-") {
+                let peers = c.replication.as_ref().map_or(1, |r| r.peers.len());
+                assert_eq!(peers, 1, "{name}");
+            }
+            assert!(
+                doc.contains(&format!("(../examples/{name})")),
+                "docs/config.md does not list examples/{name}"
+            );
+        }
+        let names: Vec<_> = names
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str())
+            .collect();
+        for (example, role) in [
+            ("all-in-one.toml", RoleName::Registrar),
+            ("edge.toml", RoleName::Edge),
+            ("proxy-node.toml", RoleName::Proxy),
+            ("relay.toml", RoleName::Relay),
+        ] {
+            assert!(names.contains(&example), "examples/{example} is missing");
+            let c = NodeConfig::load_file(&dir.join(example)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(c.has_role(role), "{example}");
+        }
+    }
+
     #[test]
     fn problems_name_key_and_line() {
         let text = "[node]\nroles = [\"registrar\", \"registrar\"]\n[sip]\nmax_transactions = 1\nbogus = 3\n";
@@ -663,5 +691,177 @@ mod tests {
         assert!(p.contains("t.toml:2:1: key `node.roles`"), "{p}");
         assert!(p.contains("t.toml:4:1: key `sip.max_transactions`"), "{p}");
         assert!(p.contains("t.toml:5:1: key `sip.bogus`"), "{p}");
+    }
+}
+
+/// `docs/config.md` is the one reference: every key the loader accepts has
+/// a row there, and every row names a key the loader accepts.
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    const DOC: &str = include_str!("../../../docs/config.md");
+    const PROBE: &str = "__probe__";
+
+    /// One table of the file: its path and, per component, whether that
+    /// component is an array of tables (`[[...]]`).
+    type TablePath = Vec<(String, bool)>;
+
+    fn dotted(path: &[(String, bool)]) -> String {
+        path.iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// A file that puts the key `PROBE` into the table `path` (creating the
+    /// arrays of tables on the way).
+    fn probe_text(path: &[(String, bool)]) -> String {
+        let mut text = String::new();
+        for (i, (_, array)) in path.iter().enumerate() {
+            let prefix = dotted(&path[..=i]);
+            if *array {
+                text.push_str(&format!("[[{prefix}]]\n"));
+            } else if i + 1 == path.len() {
+                text.push_str(&format!("[{prefix}]\n"));
+            }
+        }
+        text.push_str(&format!("{PROBE} = 1\n"));
+        text
+    }
+
+    /// The keys serde expects in the table `path` (from its "unknown field"
+    /// message), or `None` if `path` is not a table with known fields.
+    fn fields_of(path: &[(String, bool)]) -> Option<Vec<String>> {
+        let problems = match NodeConfig::load_str("probe.toml", &probe_text(path)) {
+            Ok(_) => return None,
+            Err(p) => p.to_string(),
+        };
+        let needle = format!("unknown field `{PROBE}`");
+        let line = problems.lines().find(|l| l.contains(&needle))?;
+        let rest = &line[line.find(&needle)? + needle.len()..];
+        Some(
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Every table reachable from the root, with its keys; keys that are
+    /// tables themselves are explored too.
+    fn accepted_tables() -> BTreeMap<String, BTreeSet<String>> {
+        let mut out = BTreeMap::new();
+        let mut todo: Vec<TablePath> = vec![Vec::new()];
+        while let Some(path) = todo.pop() {
+            let keys = fields_of(&path)
+                .unwrap_or_else(|| panic!("cannot list the keys of [{}]", dotted(&path)));
+            for key in &keys {
+                for array in [false, true] {
+                    let mut sub = path.clone();
+                    sub.push((key.clone(), array));
+                    if fields_of(&sub).is_some() {
+                        todo.push(sub);
+                    }
+                }
+            }
+            out.insert(dotted(&path), keys.into_iter().collect());
+        }
+        out
+    }
+
+    /// The documented tables: a heading naming `` `[path]` `` or
+    /// `` `[[path]]` `` (or several, for tables with the same keys) starts
+    /// one, and each table row's first cell names a key in backticks.
+    fn documented_tables() -> BTreeMap<String, Vec<(String, Vec<String>)>> {
+        let mut out: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+        let mut current: Vec<String> = Vec::new();
+        for line in DOC.lines() {
+            if line.starts_with('#') {
+                current = line
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|s| s.starts_with('['))
+                    .map(|s| s.trim_matches(['[', ']']).to_owned())
+                    .collect();
+                for c in &current {
+                    out.entry(c.clone()).or_default();
+                }
+                continue;
+            }
+            let Some(row) = line.strip_prefix("| `") else {
+                continue;
+            };
+            let cells: Vec<String> = line
+                .trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_owned())
+                .collect();
+            let key = row.split('`').next().unwrap_or_default().to_owned();
+            for section in &current {
+                if let Some(rows) = out.get_mut(section) {
+                    rows.push((key.clone(), cells.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_key_is_documented_in_config_md() {
+        let accepted = accepted_tables();
+        let documented = documented_tables();
+        let mut missing = Vec::new();
+        for (table, keys) in &accepted {
+            if table.is_empty() {
+                continue;
+            }
+            let Some(rows) = documented.get(table) else {
+                missing.push(format!("no heading `[{table}]`"));
+                continue;
+            };
+            for key in keys {
+                let is_table = accepted.contains_key(&format!("{table}.{key}"));
+                if !is_table && !rows.iter().any(|(k, _)| k == key) {
+                    missing.push(format!("{table}.{key}"));
+                }
+            }
+        }
+        for key in &accepted[""] {
+            if !documented.contains_key(key) {
+                missing.push(format!("no heading `[{key}]`"));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/config.md lacks: {}",
+            missing.join(", ")
+        );
+    }
+
+    #[test]
+    fn config_md_names_only_accepted_keys_with_defaults() {
+        let accepted = accepted_tables();
+        let mut wrong = Vec::new();
+        for (table, rows) in documented_tables() {
+            let Some(keys) = accepted.get(&table) else {
+                wrong.push(format!("`[{table}]` is not a table of the file"));
+                continue;
+            };
+            for (key, cells) in rows {
+                if !keys.contains(&key) {
+                    wrong.push(format!("{table}.{key} is not a key"));
+                }
+                if cells.len() < 4 || cells[2].is_empty() {
+                    wrong.push(format!(
+                        "{table}.{key}: the row needs key, type, default and meaning"
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "docs/config.md: {}", wrong.join("; "));
     }
 }
