@@ -8,10 +8,13 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use voxline_sqldb::{Dialect, sqlite_url};
 
 use crate::digest::Algorithm;
 use crate::error::{AuthError, ConfigError};
 use crate::replay;
+
+pub(crate) use voxline_sqldb::redact_url;
 
 /// Default nonce lifetime.
 pub const DEFAULT_NONCE_LIFETIME_SECS: u64 = 300;
@@ -27,7 +30,7 @@ pub const DEFAULT_DB_TIMEOUT_MS: u64 = 1000;
 /// Default connection pool size.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
 /// The SQLite file in the data directory when `db_url` is not set.
-pub const DEFAULT_DB_FILE: &str = "voxline.db";
+pub const DEFAULT_DB_FILE: &str = voxline_sqldb::DEFAULT_SQLITE_FILE;
 
 /// The `[auth]` section. Every field has a default; unknown keys are
 /// errors. See `docs/auth-config.md`.
@@ -98,32 +101,6 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                url.to_string()
-            }
-        }
-        None => url.to_string(),
-    }
-}
-
-pub(crate) fn has_known_scheme(url: &str) -> bool {
-    ["sqlite:", "postgres://", "postgresql://", "mysql://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-}
-
 impl AuthConfig {
     /// Every problem in the section (empty when valid).
     pub fn problems(&self) -> Vec<ConfigError> {
@@ -154,7 +131,7 @@ impl AuthConfig {
             problems.push(ConfigError::ZeroDbTimeout);
         }
         if let Some(url) = &self.db_url
-            && !has_known_scheme(url)
+            && Dialect::from_url(url).is_none()
         {
             problems.push(ConfigError::DbUrlScheme(redact_url(url)));
         }
@@ -173,7 +150,7 @@ impl AuthConfig {
     pub fn database_url(&self, data_dir: &Path) -> String {
         match &self.db_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}", data_dir.join(DEFAULT_DB_FILE).display()),
+            None => sqlite_url(&data_dir.join(DEFAULT_DB_FILE)),
         }
     }
 
@@ -391,16 +368,6 @@ mod tests {
             ..AuthConfig::default()
         };
         assert_eq!(empty.validate(), Err(ConfigError::NoAlgorithms));
-    }
-
-    #[test]
-    fn redacts_passwords_in_urls() {
-        assert_eq!(
-            redact_url("mysql://u:p@h:3306/db"),
-            "mysql://u:***@h:3306/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
     #[test]

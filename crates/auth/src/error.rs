@@ -1,7 +1,6 @@
 //! Error types of the crate.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Everything that can go wrong in the subscriber store, the secret file or
 /// the configuration. Authentication *decisions* (challenge, accept) are not
@@ -84,16 +83,16 @@ pub enum AuthError {
     Config(#[from] ConfigError),
 }
 
-/// Why the store was unavailable.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreFailure {
-    /// The operation did not finish within the configured timeout.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// The driver reported a failure (connection refused, I/O error, pool
-    /// timeout, server error).
-    #[error(transparent)]
-    Database(sqlx::Error),
+pub use voxline_sqldb::StoreFailure;
+
+impl From<voxline_sqldb::OpenError> for AuthError {
+    fn from(e: voxline_sqldb::OpenError) -> AuthError {
+        match e {
+            voxline_sqldb::OpenError::UnsupportedUrl(url) => AuthError::UnsupportedDatabaseUrl(url),
+            voxline_sqldb::OpenError::Connect(e) => AuthError::Open(e),
+            voxline_sqldb::OpenError::Migrate(e) => AuthError::Migration(e),
+        }
+    }
 }
 
 /// A problem in [`crate::AuthConfig`].

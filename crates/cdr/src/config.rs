@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use voxline_config::{Validate, Validator};
+use voxline_sqldb::{Dialect, sqlite_url};
 
 use crate::error::ConfigError;
 
+pub use voxline_sqldb::redact_url;
+
 /// The SQLite file in the data directory when `db_url` is not set (the
 /// same file as the subscribers: each crate has its own tables).
-pub const DEFAULT_DB_FILE: &str = "voxline.db";
+pub const DEFAULT_DB_FILE: &str = voxline_sqldb::DEFAULT_SQLITE_FILE;
 /// The spool file in the data directory when `spool_path` is not set.
 pub const DEFAULT_SPOOL_FILE: &str = "cdr-spool.jsonl";
 /// Default records per database insert.
@@ -96,7 +99,7 @@ impl CdrConfig {
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         if let Some(url) = &self.db_url
-            && crate::store::Dialect::from_url(url).is_none()
+            && Dialect::from_url(url).is_none()
         {
             problems.push(ConfigError::DbUrlScheme(redact_url(url)));
         }
@@ -136,7 +139,7 @@ impl CdrConfig {
     pub fn database_url(&self, data_dir: &Path) -> String {
         match &self.db_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}", data_dir.join(DEFAULT_DB_FILE).display()),
+            None => sqlite_url(&data_dir.join(DEFAULT_DB_FILE)),
         }
     }
 
@@ -169,22 +172,6 @@ impl Validate for CdrConfig {
         for problem in self.problems() {
             v.error(problem.key(), problem.to_string());
         }
-    }
-}
-
-/// `scheme://user:password@host` → `scheme://user:***@host`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -256,18 +243,5 @@ mod tests {
         let mut v = Validator::default();
         v.section("cdr", &c);
         assert!(!v.is_empty());
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/voxline.db"),
-            "sqlite://data/voxline.db"
-        );
-        assert_eq!(redact_url("mysql://u@h/db"), "mysql://u@h/db");
     }
 }

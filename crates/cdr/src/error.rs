@@ -1,7 +1,6 @@
 //! Error types of the crate.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::record::RecordError;
 
@@ -51,15 +50,16 @@ pub enum CdrError {
     Config(#[from] ConfigError),
 }
 
-/// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreFailure {
-    /// The database answered with an error, or the connection failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    /// No answer within the configured timeout.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
+pub use voxline_sqldb::StoreFailure;
+
+impl From<voxline_sqldb::OpenError> for CdrError {
+    fn from(e: voxline_sqldb::OpenError) -> CdrError {
+        match e {
+            voxline_sqldb::OpenError::UnsupportedUrl(url) => CdrError::UnsupportedDatabaseUrl(url),
+            voxline_sqldb::OpenError::Connect(e) => CdrError::Open(e),
+            voxline_sqldb::OpenError::Migrate(e) => CdrError::Migration(e),
+        }
+    }
 }
 
 /// A broken rule of the `[cdr]` section.

@@ -7,21 +7,18 @@ mod sql;
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use voxline_sqldb::{OpenOptions, SqlPool, with_pool, within};
 
-pub use sql::Dialect;
+pub use voxline_sqldb::Dialect;
 
 use crate::config::{AuthConfig, redact_url};
 use crate::digest::{Algorithm, Ha1, StoredCredentials};
 use crate::error::{AuthError, StoreFailure};
 use cache::{Cached, CredentialCache};
-use sql::{Statements, migrator, statements};
+use sql::{MIGRATIONS, Statements, statements};
 
 /// How a store behaves; [`StoreOptions::from`] an [`AuthConfig`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,23 +84,6 @@ pub struct Subscriber {
     pub updated_at: SystemTime,
 }
 
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-    MySql(MySqlPool),
-}
-
-/// Runs `$body` with `$pool` bound to whichever pool the store has.
-macro_rules! with_pool {
-    ($pool_enum:expr, |$pool:ident| $body:expr) => {
-        match $pool_enum {
-            Pool::Sqlite($pool) => $body,
-            Pool::Postgres($pool) => $body,
-            Pool::MySql($pool) => $body,
-        }
-    };
-}
-
 /// Splits `user@domain` (an optional `sip:` prefix is ignored) for the CLI.
 pub fn parse_address(address: &str) -> Result<(&str, &str), AuthError> {
     let bare = address.strip_prefix("sip:").unwrap_or(address);
@@ -162,8 +142,7 @@ const PADDING_SHA256: &str = "0123456789abcdef0123456789abcdef0123456789abcdef01
 
 /// Subscribers and their HA1 values in SQL.
 pub struct SubscriberStore {
-    pool: Pool,
-    dialect: Dialect,
+    pool: SqlPool,
     sql: &'static Statements,
     cache: Option<CredentialCache>,
     timeout: Duration,
@@ -175,7 +154,7 @@ pub struct SubscriberStore {
 impl std::fmt::Debug for SubscriberStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriberStore")
-            .field("dialect", &self.dialect)
+            .field("dialect", &self.pool.dialect())
             .field("timeout", &self.timeout)
             .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
@@ -217,16 +196,11 @@ impl SubscriberStore {
         let query = self.sql.all_credentials;
         // Reading a whole table may take longer than one lookup may.
         let limit = self.timeout.max(Duration::from_secs(60));
-        let rows: Vec<(String, String, String, String)> = match tokio::time::timeout(
-            limit,
-            async { with_pool!(&self.pool, |p| sqlx::query_as(query).fetch_all(p).await) },
-        )
+        let rows: Vec<(String, String, String, String)> = within(limit, async {
+            with_pool!(&self.pool, |p| sqlx::query_as(query).fetch_all(p).await)
+        })
         .await
-        {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => return Err(self.unavailable("preload", StoreFailure::Database(e))),
-            Err(_) => return Err(self.unavailable("preload", StoreFailure::Timeout(limit))),
-        };
+        .map_err(|f| self.unavailable("preload", f))?;
         let now = Instant::now();
         let mut loaded = 0;
         for (username, domain, md5, sha256) in rows {
@@ -243,7 +217,12 @@ impl SubscriberStore {
             ) else {
                 continue;
             };
-            cache.insert(&username, &domain, Some(StoredCredentials { md5, sha256 }), now);
+            cache.insert(
+                &username,
+                &domain,
+                Some(StoredCredentials { md5, sha256 }),
+                now,
+            );
             loaded += 1;
         }
         Ok(loaded)
@@ -254,65 +233,18 @@ impl SubscriberStore {
         url: &str,
         options: &StoreOptions,
     ) -> Result<SubscriberStore, AuthError> {
-        let dialect = Dialect::from_url(url)
-            .ok_or_else(|| AuthError::UnsupportedDatabaseUrl(redact_url(url)))?;
         let timeout = options.timeout;
-        let pool = match dialect {
-            Dialect::Sqlite => {
-                let connect = SqliteConnectOptions::from_str(url)
-                    .map_err(AuthError::Open)?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(timeout.max(Duration::from_secs(5)));
-                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                if !in_memory
-                    && let Some(parent) = connect.get_filename().parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| AuthError::Open(sqlx::Error::Io(e)))?;
-                }
-                let mut pool = SqlitePoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout);
-                if in_memory {
-                    // The database lives only as long as a connection does.
-                    pool = pool
-                        .min_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None);
-                }
-                Pool::Sqlite(pool.connect_with(connect).await.map_err(AuthError::Open)?)
-            }
-            Dialect::Postgres => {
-                let connect = PgConnectOptions::from_str(url).map_err(AuthError::Open)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout)
-                    .connect_with(connect)
-                    .await
-                    .map_err(AuthError::Open)?;
-                Pool::Postgres(pool)
-            }
-            Dialect::MySql => {
-                let connect = MySqlConnectOptions::from_str(url).map_err(AuthError::Open)?;
-                let pool = MySqlPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout)
-                    .connect_with(connect)
-                    .await
-                    .map_err(AuthError::Open)?;
-                Pool::MySql(pool)
-            }
+        let open = OpenOptions {
+            timeout,
+            max_connections: options.max_connections,
         };
-        let migrator = migrator(dialect);
-        with_pool!(&pool, |p| migrator.run(p).await).map_err(AuthError::Migration)?;
+        let pool = SqlPool::open(url, &open, &MIGRATIONS).await?;
+        let dialect = pool.dialect();
         let cache = (!options.cache_ttl.is_zero() && options.cache_size > 0)
             .then(|| CredentialCache::new(options.cache_ttl, options.cache_size));
         tracing::debug!(dialect = dialect.name(), url = %redact_url(url), "subscriber store open");
         Ok(SubscriberStore {
             pool,
-            dialect,
             sql: statements(dialect),
             cache,
             timeout,
@@ -323,23 +255,19 @@ impl SubscriberStore {
 
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        self.pool.dialect()
     }
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
-        with_pool!(&self.pool, |p| p.close().await);
+        self.pool.close().await;
     }
 
     async fn run<T>(
         &self,
         operation: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreFailure> {
-        match tokio::time::timeout(self.timeout, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StoreFailure::Database(e)),
-            Err(_) => Err(StoreFailure::Timeout(self.timeout)),
-        }
+        within(self.timeout, operation).await
     }
 
     /// Counts the outage and logs it (at most once a second).
@@ -355,7 +283,7 @@ impl SubscriberStore {
                 .is_ok()
         {
             tracing::warn!(
-                dialect = self.dialect.name(),
+                dialect = self.dialect().name(),
                 operation,
                 error = %failure,
                 "subscriber store unavailable"
@@ -593,11 +521,7 @@ impl SubscriberStore {
         };
         // A batch may take longer than one lookup is allowed to.
         let limit = self.timeout.max(Duration::from_secs(60));
-        let result = match tokio::time::timeout(limit, write).await {
-            Ok(Ok(imported)) => Ok(imported),
-            Ok(Err(e)) => Err(StoreFailure::Database(e)),
-            Err(_) => Err(StoreFailure::Timeout(limit)),
-        };
+        let result = within(limit, write).await;
         if let Some(cache) = &self.cache {
             cache.clear();
         }

@@ -2,43 +2,7 @@
 //! migrations. Queries are runtime strings with bind parameters (no
 //! compile-time checking, so builds need no database).
 
-use sqlx::SqlSafeStr as _;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-
-/// The database behind a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// SQLite (the embedded default).
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    MySql,
-}
-
-impl Dialect {
-    /// The dialect of a database URL, by scheme.
-    pub fn from_url(url: &str) -> Option<Dialect> {
-        if url.starts_with("sqlite:") {
-            Some(Dialect::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Dialect::Postgres)
-        } else if url.starts_with("mysql://") {
-            Some(Dialect::MySql)
-        } else {
-            None
-        }
-    }
-
-    /// A short name for logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-            Dialect::MySql => "mysql",
-        }
-    }
-}
+use voxline_sqldb::{Dialect, MigrationSet, MigrationStep};
 
 /// The statements of one dialect.
 pub(crate) struct Statements {
@@ -82,77 +46,51 @@ const DOLLARS: Statements = Statements {
 };
 
 pub(crate) fn statements(dialect: Dialect) -> &'static Statements {
-    match dialect {
-        Dialect::Sqlite | Dialect::MySql => &QUESTION_MARKS,
-        Dialect::Postgres => &DOLLARS,
-    }
+    dialect.pick(&QUESTION_MARKS, &DOLLARS)
 }
 
-/// The table recording applied migrations: our own, so that other crates'
-/// migrations can share the database without version clashes.
-pub(crate) const MIGRATIONS_TABLE: &str = "voxline_auth_migrations";
-
-/// The embedded migrations for `dialect`.
-pub(crate) fn migrator(dialect: Dialect) -> Migrator {
-    let sql = match dialect {
-        Dialect::Sqlite => [include_str!("../../migrations/sqlite/0001_subscriber.sql")],
-        Dialect::Postgres => [include_str!(
-            "../../migrations/postgres/0001_subscriber.sql"
-        )],
-        Dialect::MySql => [include_str!("../../migrations/mysql/0001_subscriber.sql")],
-    };
-    let migrations = sql
-        .into_iter()
-        .zip(1i64..)
-        .map(|(text, version)| {
-            Migration::new(
-                version,
-                "subscriber".into(),
-                MigrationType::Simple,
-                text.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    let mut migrator = Migrator::with_migrations(migrations);
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator
-}
+/// The embedded migrations, recorded in a table of our own so that other
+/// crates' migrations can share the database without version clashes.
+pub(crate) const MIGRATIONS: MigrationSet = MigrationSet {
+    table: "voxline_auth_migrations",
+    steps: &[MigrationStep {
+        description: "subscriber",
+        sqlite: include_str!("../../migrations/sqlite/0001_subscriber.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_subscriber.sql"),
+        mysql: include_str!("../../migrations/mysql/0001_subscriber.sql"),
+    }],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dialect_by_scheme() {
-        assert_eq!(Dialect::from_url("sqlite://x.db"), Some(Dialect::Sqlite));
-        assert_eq!(Dialect::from_url("sqlite::memory:"), Some(Dialect::Sqlite));
-        assert_eq!(
-            Dialect::from_url("postgresql://h/db"),
-            Some(Dialect::Postgres)
-        );
-        assert_eq!(Dialect::from_url("mysql://h/db"), Some(Dialect::MySql));
-        assert_eq!(Dialect::from_url("redis://h"), None);
-    }
-
-    #[test]
     fn placeholders_match_the_dialect() {
-        let count = |s: &Statements| {
-            [s.lookup, s.insert, s.delete, s.update_ha1, s.list_domain]
-                .map(|q| q.matches('?').count() + q.matches('$').count())
+        let binds = |dialect: Dialect| {
+            let s = statements(dialect);
+            [
+                s.lookup,
+                s.insert,
+                s.delete,
+                s.update_ha1,
+                s.list_all,
+                s.list_domain,
+                s.all_credentials,
+            ]
+            .map(|q| dialect.bind_count(q))
         };
-        assert_eq!(
-            count(statements(Dialect::Sqlite)),
-            count(statements(Dialect::Postgres))
-        );
-        assert!(!statements(Dialect::Postgres).insert.contains('?'));
-        assert!(!statements(Dialect::MySql).insert.contains('$'));
+        let expected = [2, 6, 2, 5, 0, 1, 0].map(Some);
+        for dialect in Dialect::ALL {
+            assert_eq!(binds(dialect), expected, "{dialect:?}");
+        }
     }
 
     #[test]
     fn migrations_are_embedded() {
-        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-            let m = migrator(dialect);
+        assert_eq!(MIGRATIONS.table, "voxline_auth_migrations");
+        for dialect in Dialect::ALL {
+            let m = MIGRATIONS.migrator(dialect);
             assert_eq!(m.iter().count(), 1);
             assert!(
                 m.iter()

@@ -5,22 +5,19 @@
 mod sql;
 
 use std::path::Path;
-use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Type};
+use voxline_sqldb::{OpenOptions, SqlPool, with_pool, within};
 
-pub use sql::Dialect;
+pub use voxline_sqldb::Dialect;
 
 use crate::config::{CdrConfig, MAX_BATCH_SIZE, redact_url};
-use crate::error::{CdrError, StoreFailure};
+use crate::error::CdrError;
 use crate::record::{CdrRecord, RecordId};
 use crate::row::Row;
 use crate::time::Timestamp;
-use sql::migrator;
+use sql::MIGRATIONS;
 
 /// How a store behaves; [`StoreOptions::from`] a [`CdrConfig`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,34 +103,16 @@ impl Cursor {
     }
 }
 
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-    MySql(MySqlPool),
-}
-
-/// Runs `$body` with `$pool` bound to whichever pool the store has.
-macro_rules! with_pool {
-    ($pool_enum:expr, |$pool:ident| $body:expr) => {
-        match $pool_enum {
-            Pool::Sqlite($pool) => $body,
-            Pool::Postgres($pool) => $body,
-            Pool::MySql($pool) => $body,
-        }
-    };
-}
-
 /// Call detail records in SQL.
 pub struct CdrStore {
-    pool: Pool,
-    dialect: Dialect,
+    pool: SqlPool,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for CdrStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CdrStore")
-            .field("dialect", &self.dialect)
+            .field("dialect", &self.pool.dialect())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -161,96 +140,35 @@ impl CdrStore {
     /// Opens (and migrates) the database at `url`. Fails within about
     /// `options.timeout` when a server does not answer.
     pub async fn open_with(url: &str, options: &StoreOptions) -> Result<CdrStore, CdrError> {
-        let dialect = Dialect::from_url(url)
-            .ok_or_else(|| CdrError::UnsupportedDatabaseUrl(redact_url(url)))?;
-        let timeout = options.timeout;
-        let connect_timeout = |e: tokio::time::error::Elapsed| {
-            CdrError::Open(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                e,
-            )))
+        let open = OpenOptions {
+            timeout: options.timeout,
+            max_connections: options.max_connections,
         };
-        let pool = match dialect {
-            Dialect::Sqlite => {
-                let connect = SqliteConnectOptions::from_str(url)
-                    .map_err(CdrError::Open)?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(timeout.max(Duration::from_secs(5)));
-                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                if !in_memory
-                    && let Some(parent) = connect.get_filename().parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| CdrError::Open(sqlx::Error::Io(e)))?;
-                }
-                let mut pool = SqlitePoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout);
-                if in_memory {
-                    // The database lives only as long as a connection does.
-                    pool = pool
-                        .min_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None);
-                }
-                Pool::Sqlite(pool.connect_with(connect).await.map_err(CdrError::Open)?)
-            }
-            Dialect::Postgres => {
-                let connect = PgConnectOptions::from_str(url).map_err(CdrError::Open)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout)
-                    .connect_with(connect);
-                let pool = tokio::time::timeout(timeout, pool)
-                    .await
-                    .map_err(connect_timeout)?
-                    .map_err(CdrError::Open)?;
-                Pool::Postgres(pool)
-            }
-            Dialect::MySql => {
-                let connect = MySqlConnectOptions::from_str(url).map_err(CdrError::Open)?;
-                let pool = MySqlPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(timeout)
-                    .connect_with(connect);
-                let pool = tokio::time::timeout(timeout, pool)
-                    .await
-                    .map_err(connect_timeout)?
-                    .map_err(CdrError::Open)?;
-                Pool::MySql(pool)
-            }
-        };
-        let migrator = migrator(dialect);
-        with_pool!(&pool, |p| migrator.run(p).await).map_err(CdrError::Migration)?;
-        tracing::debug!(dialect = dialect.name(), url = %redact_url(url), "CDR store open");
+        let pool = SqlPool::open(url, &open, &MIGRATIONS).await?;
+        tracing::debug!(dialect = pool.dialect().name(), url = %redact_url(url), "CDR store open");
         Ok(CdrStore {
             pool,
-            dialect,
-            timeout,
+            timeout: options.timeout,
         })
     }
 
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        self.pool.dialect()
     }
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
-        with_pool!(&self.pool, |p| p.close().await);
+        self.pool.close().await;
     }
 
     async fn run<T>(
         &self,
         operation: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, CdrError> {
-        match tokio::time::timeout(self.timeout, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(CdrError::Unavailable(StoreFailure::Database(e))),
-            Err(_) => Err(CdrError::Unavailable(StoreFailure::Timeout(self.timeout))),
-        }
+        within(self.timeout, operation)
+            .await
+            .map_err(CdrError::Unavailable)
     }
 
     /// Checks that the database answers (`SELECT 1`).
@@ -281,7 +199,7 @@ impl CdrStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let sql = self.dialect.insert(rows.len());
+        let sql = sql::insert(self.dialect(), rows.len());
         self.run(async {
             with_pool!(&self.pool, |p| {
                 let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -349,7 +267,7 @@ impl CdrStore {
             None => (i64::MIN, ""),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = self.dialect.page();
+        let sql = sql::page(self.dialect());
         self.run(async {
             with_pool!(&self.pool, |p| {
                 sqlx::query_as::<_, Row>(sql)
@@ -386,7 +304,7 @@ impl CdrStore {
     /// How many records started in `range`.
     pub async fn count(&self, range: TimeRange) -> Result<u64, CdrError> {
         let (since, until) = range.bounds();
-        let sql = self.dialect.count();
+        let sql = sql::count(self.dialect());
         let count: i64 = self
             .run(async {
                 with_pool!(&self.pool, |p| {
@@ -403,10 +321,7 @@ impl CdrStore {
 
     /// Whether a record with `id` is stored.
     pub async fn contains(&self, id: RecordId) -> Result<bool, CdrError> {
-        let sql = match self.dialect {
-            Dialect::Postgres => "SELECT COUNT(*) FROM cdr WHERE id = $1",
-            Dialect::Sqlite | Dialect::MySql => "SELECT COUNT(*) FROM cdr WHERE id = ?",
-        };
+        let sql = sql::contains(self.dialect());
         let id = id.to_string();
         let count: i64 = self
             .run(async {
