@@ -8,7 +8,7 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use voxline_sqldb::{Dialect, sqlite_url};
+use voxline_sqldb::Dialect;
 
 use crate::digest::Algorithm;
 use crate::error::{AuthError, ConfigError};
@@ -148,10 +148,7 @@ impl AuthConfig {
 
     /// The database URL: `db_url`, or the SQLite file in `data_dir`.
     pub fn database_url(&self, data_dir: &Path) -> String {
-        match &self.db_url {
-            Some(url) => url.clone(),
-            None => sqlite_url(&data_dir.join(DEFAULT_DB_FILE)),
-        }
+        voxline_sqldb::database_url(self.db_url.as_deref(), data_dir)
     }
 
     /// The server secret: `secret` if set, else the one persisted in

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use voxline_config::{Validate, Validator};
-use voxline_sqldb::{Dialect, sqlite_url};
+use voxline_sqldb::Dialect;
 
 use crate::error::ConfigError;
 
@@ -137,10 +137,7 @@ impl CdrConfig {
 
     /// The database URL: `db_url`, or the SQLite file in `data_dir`.
     pub fn database_url(&self, data_dir: &Path) -> String {
-        match &self.db_url {
-            Some(url) => url.clone(),
-            None => sqlite_url(&data_dir.join(DEFAULT_DB_FILE)),
-        }
+        voxline_sqldb::database_url(self.db_url.as_deref(), data_dir)
     }
 
     /// The spool file: `spool_path`, or `cdr-spool.jsonl` in `data_dir`.

@@ -14,7 +14,9 @@
 //!   crates can share one database.
 //! * [`within`]: one operation under a deadline, failing with a
 //!   [`StoreFailure`].
-//! * [`redact_url`]: a URL with its password hidden, for logs and errors.
+//! * [`database_url`]: the configured URL or the default SQLite file in the
+//!   data directory; [`redact_url`]: a URL with its password hidden, for
+//!   logs and errors.
 //!
 //! Statements stay in the crates that own the tables: this crate knows no
 //! table.
@@ -29,7 +31,7 @@ pub use dialect::Dialect;
 pub use error::{OpenError, StoreFailure};
 pub use migrate::{MigrationSet, MigrationStep};
 pub use pool::{OpenOptions, SqlPool, within};
-pub use url::{DEFAULT_SQLITE_FILE, redact_url, sqlite_url};
+pub use url::{DEFAULT_SQLITE_FILE, database_url, redact_url, sqlite_url};
 
 /// Re-exported so that users of [`with_pool!`] and [`MigrationSet`] name
 /// the same sqlx.

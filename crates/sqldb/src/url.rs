@@ -12,6 +12,14 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// The configured URL, or the default SQLite file in `data_dir`.
+pub fn database_url(configured: Option<&str>, data_dir: &Path) -> String {
+    match configured {
+        Some(url) => url.to_string(),
+        None => sqlite_url(&data_dir.join(DEFAULT_SQLITE_FILE)),
+    }
+}
+
 /// `scheme://user:password@host` → `scheme://user:***@host`; other URLs
 /// unchanged.
 pub fn redact_url(url: &str) -> String {
@@ -61,9 +69,15 @@ mod tests {
 
     #[test]
     fn default_file_url() {
+        let data = Path::new("data");
+        assert_eq!(database_url(None, data), "sqlite://data/voxline.db");
         assert_eq!(
-            sqlite_url(&Path::new("data").join(DEFAULT_SQLITE_FILE)),
-            "sqlite://data/voxline.db"
+            database_url(Some("mysql://u:p@h/db"), data),
+            "mysql://u:p@h/db"
+        );
+        assert_eq!(
+            sqlite_url(Path::new("/var/lib/voxline/x.db")),
+            "sqlite:///var/lib/voxline/x.db"
         );
     }
 }
