@@ -109,6 +109,11 @@ impl Node {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The node's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The data directory of the node.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
