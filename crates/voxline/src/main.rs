@@ -17,6 +17,12 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{LoadError, NodeConfig};
 
+/// Every message, transaction and dialog is a handful of small allocations
+/// freed in another order than made; mimalloc serves that pattern at a
+/// fraction of glibc malloc's cost and returns freed memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Carrier-grade SIP edge, registrar, proxy and media relay.
 #[derive(Parser)]
 #[command(name = "voxline", version, about)]
