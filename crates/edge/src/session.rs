@@ -264,7 +264,7 @@ impl Session {
     /// Handles a client transaction event; true when the session is over.
     fn on_event(&mut self, ev: ClientEvent) -> bool {
         match ev {
-            ClientEvent::Response(resp) => self.on_response(resp),
+            ClientEvent::Response(resp) => self.on_response(*resp),
             ClientEvent::Timeout => self.on_failure(Event::Timeout, "timeout"),
             ClientEvent::TransportError => self.on_failure(Event::TransportError, "transport"),
             ClientEvent::Terminated => {

@@ -306,7 +306,7 @@ impl Session {
             return;
         };
         match ev {
-            ClientEvent::Response(resp) => self.on_response(i, resp).await,
+            ClientEvent::Response(resp) => self.on_response(i, *resp).await,
             ClientEvent::Timeout | ClientEvent::TransportError => {
                 let status = if matches!(ev, ClientEvent::Timeout) {
                     408

@@ -11,7 +11,9 @@ use voxline_transaction::ClientTxId;
 #[derive(Debug, Clone)]
 pub enum ClientEvent {
     /// A response (provisional or final; 2xx retransmissions on INVITE too).
-    Response(Message),
+    /// Boxed: the channel allocates its slots in blocks of 32, and a
+    /// `Message` inline would make every session's block tens of KiB.
+    Response(Box<Message>),
     /// No final response in time (Timer B/F): act as if 408 arrived.
     Timeout,
     /// The request could not be sent: act as if 503 arrived (RFC 3263).

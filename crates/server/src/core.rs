@@ -354,7 +354,7 @@ impl Core {
         match incoming {
             Incoming::Response { id, response } => {
                 if let Some((tag, tx)) = state.clients.get(&id) {
-                    let _ = tx.send((*tag, ClientEvent::Response(response)));
+                    let _ = tx.send((*tag, ClientEvent::Response(Box::new(response))));
                 }
             }
             Incoming::Stray(response) => stray = Some(response),
