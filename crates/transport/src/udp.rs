@@ -143,6 +143,11 @@ pub(crate) async fn run_worker(
             if !w.batch(&main).await {
                 break;
             }
+            // Reading never waits while datagrams keep coming: let the
+            // runtime's other tasks (timers, handlers that went pending,
+            // the relay's ng server, the CDR writer) run between batches,
+            // or a saturated socket starves them on a one-thread runtime.
+            tokio::task::yield_now().await;
         }
     }
 }
