@@ -24,6 +24,8 @@ pub struct ApiState {
     pub location: Option<LocationStore>,
     pub relay: Option<Arc<RelayHandle>>,
     pub calls: Option<Arc<CallControl>>,
+    /// The relay set the proxy anchors calls on (`[media]`).
+    pub media: Option<Arc<voxline_media::MediaControl>>,
     /// The edge role's dispatcher.
     pub edge: Option<voxline_edge::Edge>,
     /// `[partitions]` and this node's name.
@@ -138,11 +140,17 @@ async fn drain(State(s): State<Arc<ApiState>>, body: Option<axum::Json<DrainBody
     }
 }
 
+/// `local`: this node's own relay (the relay role); `set`: the relays the
+/// proxy anchors calls on, with their state (the proxy role, `[media]`).
 async fn relays(State(s): State<Arc<ApiState>>) -> Response {
-    match &s.relay {
-        Some(r) => axum::Json(json!({ "local": relay_json(r) })).into_response(),
-        None => axum::Json(json!({})).into_response(),
+    let mut body = serde_json::Map::new();
+    if let Some(r) = &s.relay {
+        body.insert("local".into(), relay_json(r));
     }
+    if let Some(m) = &s.media {
+        body.insert("set".into(), json!(m.relays()));
+    }
+    axum::Json(Value::Object(body)).into_response()
 }
 
 fn relay_json(r: &RelayHandle) -> Value {

@@ -75,6 +75,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     }
     let mut location = None;
     let mut calls = None;
+    let mut media = None;
     let mut edge = None;
     let mut _edge_tasks = None;
     let mut replication = None;
@@ -86,6 +87,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
         location = Some(service.location.clone());
         edge = service.edge.clone();
         calls = service.calls.clone();
+        media = service.media.clone();
         let server = SipServer::start(server_config(&cfg), Arc::new(service)).await?;
         if let Some(calls) = &calls {
             tokio::spawn(calls.clone().run_maintenance(server.core().clone()));
@@ -113,6 +115,7 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
             location,
             relay: node.relay.clone(),
             calls: calls.clone(),
+            media,
             edge,
             partitions: cfg.partition_map().map(|m| (m, cfg.node.name.clone())),
         }));
@@ -208,9 +211,12 @@ async fn build_service(
             Some(auth.clone()),
         ))
     });
-    let calls = match cfg.has_role(RoleName::Proxy) {
-        true => Some(Arc::new(build_call_control(cfg, local_relay).await?)),
-        false => None,
+    let (calls, media) = match cfg.has_role(RoleName::Proxy) {
+        true => {
+            let (calls, media) = build_call_control(cfg, local_relay).await?;
+            (Some(Arc::new(calls)), media)
+        }
+        false => (None, None),
     };
     let proxy = cfg.has_role(RoleName::Proxy).then(|| {
         Proxy::with_calls(
@@ -244,28 +250,29 @@ async fn build_service(
         proxy,
         location,
         calls,
+        media,
     })
 }
 
 /// Dialogs, media anchoring (`[media]`) and call records (`[cdr]`) of the
-/// proxy.
+/// proxy; with it the relay set the calls are anchored on (for the admin API).
 async fn build_call_control(
     cfg: &NodeConfig,
     local_relay: Option<std::net::SocketAddr>,
-) -> anyhow::Result<CallControl> {
-    let media: Option<Arc<dyn voxline_proxy::calls::MediaAnchor>> =
-        if cfg.media.enabled && (local_relay.is_some() || !cfg.media.relays.is_empty()) {
-            let control = voxline_media::MediaControl::start(&cfg.media, local_relay)
-                .await
-                .map_err(|e| anyhow::anyhow!("media relays: {e}"))?;
-            let quiet = cfg.dialog.inactivity_check_secs.max(cfg.relay.timeout_secs);
-            Some(Arc::new(crate::call_hooks::RelayAnchor::new(
-                Arc::new(control),
-                quiet,
-            )))
-        } else {
-            None
-        };
+) -> anyhow::Result<(CallControl, Option<Arc<voxline_media::MediaControl>>)> {
+    let control = if cfg.media.enabled && (local_relay.is_some() || !cfg.media.relays.is_empty()) {
+        let control = voxline_media::MediaControl::start(&cfg.media, local_relay)
+            .await
+            .map_err(|e| anyhow::anyhow!("media relays: {e}"))?;
+        Some(Arc::new(control))
+    } else {
+        None
+    };
+    let media: Option<Arc<dyn voxline_proxy::calls::MediaAnchor>> = control.as_ref().map(|c| {
+        let quiet = cfg.dialog.inactivity_check_secs.max(cfg.relay.timeout_secs);
+        Arc::new(crate::call_hooks::RelayAnchor::new(c.clone(), quiet))
+            as Arc<dyn voxline_proxy::calls::MediaAnchor>
+    });
     let recorder: Option<Arc<dyn voxline_proxy::calls::CallRecorder>> = if cfg.cdr.enabled {
         let options = voxline_cdr::WriterOptions::from_config(&cfg.cdr, &cfg.node.data_dir)
             .map_err(|e| anyhow::anyhow!("cdr: {e}"))?;
@@ -278,7 +285,10 @@ async fn build_call_control(
     } else {
         None
     };
-    Ok(CallControl::new(cfg.dialog.clone(), media, recorder))
+    Ok((
+        CallControl::new(cfg.dialog.clone(), media, recorder),
+        control,
+    ))
 }
 
 /// Dispatches requests to the node's roles: REGISTER for our domains to
@@ -293,6 +303,8 @@ struct NodeService {
     /// node's role for the user's partition.
     partitions: Option<(voxline_partition::PartitionMap, String)>,
     calls: Option<Arc<CallControl>>,
+    /// The relay set the proxy's calls are anchored on.
+    media: Option<Arc<voxline_media::MediaControl>>,
 }
 
 impl NodeService {

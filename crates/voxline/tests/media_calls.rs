@@ -267,6 +267,22 @@ fn relay_failover_when_the_first_relay_is_down() {
         node.metric("voxline_media_failovers_total", "") >= 1.0,
         "the dead relay was skipped"
     );
+    // The admin API shows the proxy's relay set: the dead relay marked
+    // down with its error, the node's own relay up and used.
+    let set = json(&node, "/api/v1/relays")["set"].clone();
+    let by_port = |port: u16| {
+        set.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["address"] == format!("127.0.0.1:{port}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("relay :{port} not in {set}"))
+    };
+    let (down, up) = (by_port(dead), by_port(ng));
+    assert_eq!(down["up"], false, "{set}");
+    assert!(down["marked_down"].as_u64().unwrap() >= 1, "{set}");
+    assert_eq!(up["up"], true, "{set}");
+    assert!(up["sessions_started"].as_u64().unwrap() >= 1, "{set}");
 }
 
 #[test]
