@@ -84,7 +84,9 @@ impl ServerRequest {
                 let msg = Message::parse(response).map_err(ServerError::BadResponse)?;
                 self.core.send_response(id, msg)
             }
-            None => self.core.send_stateless_reply(&self.msg, &self.peer, response),
+            None => self
+                .core
+                .send_stateless_reply(&self.msg, &self.peer, response),
         }
     }
 

@@ -171,7 +171,8 @@ impl Drop for Node {
 pub fn config(roles: &str, extra: &str) -> String {
     // A proxy without a relay of its own and without a relay set does not
     // anchor media (the config refuses to leave that implicit).
-    let media = if roles.contains("proxy") && !roles.contains("relay") && !extra.contains("[media]") {
+    let media = if roles.contains("proxy") && !roles.contains("relay") && !extra.contains("[media]")
+    {
         "[media]\nenabled = false\n"
     } else {
         ""
