@@ -242,24 +242,24 @@ impl Resolver {
             return self.addresses(dns, host, port, default_transport).await;
         }
         let mut services = Vec::new();
-        if transport.is_none() {
-            if let Ok(answer) = dns.lookup(host, RecordType::NAPTR).await {
-                let records = answer
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::NAPTR(n) => Some(Naptr {
-                            order: n.order,
-                            preference: n.preference,
-                            flags: String::from_utf8_lossy(&n.flags).into_owned(),
-                            service: String::from_utf8_lossy(&n.services).into_owned(),
-                            replacement: n.replacement.to_utf8(),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                services = naptr_services(records, secure);
-            }
+        if transport.is_none()
+            && let Ok(answer) = dns.lookup(host, RecordType::NAPTR).await
+        {
+            let records = answer
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::NAPTR(n) => Some(Naptr {
+                        order: n.order,
+                        preference: n.preference,
+                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                        service: String::from_utf8_lossy(&n.services).into_owned(),
+                        replacement: n.replacement.to_utf8(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            services = naptr_services(records, secure);
         }
         if services.is_empty() {
             services = default_srv_names(host, transport, secure);

@@ -130,7 +130,7 @@ fn yes() -> bool {
 }
 
 async fn drain(State(s): State<Arc<ApiState>>, body: Option<axum::Json<DrainBody>>) -> Response {
-    let on = body.map_or(true, |b| b.on);
+    let on = body.is_none_or(|b| b.on);
     match &s.core {
         Some(core) => {
             core.set_draining(on);

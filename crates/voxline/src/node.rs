@@ -340,19 +340,19 @@ impl SipService for NodeService {
             )
             .increment(1);
         }
-        if Self::is_local_register(&req) {
-            if let Some(registrar) = &self.registrar {
-                let registrar = registrar.clone();
-                // Polled here first: with the memory store and cached
-                // credentials a REGISTER is answered without a task.
-                voxline_server::spawn_eager(async move {
-                    let core = req.core().clone();
-                    registrar
-                        .handle(req, |d| core.identity().is_local_domain(d))
-                        .await;
-                });
-                return;
-            }
+        if Self::is_local_register(&req)
+            && let Some(registrar) = &self.registrar
+        {
+            let registrar = registrar.clone();
+            // Polled here first: with the memory store and cached
+            // credentials a REGISTER is answered without a task.
+            voxline_server::spawn_eager(async move {
+                let core = req.core().clone();
+                registrar
+                    .handle(req, |d| core.identity().is_local_domain(d))
+                    .await;
+            });
+            return;
         }
         match &self.proxy {
             Some(proxy) => {

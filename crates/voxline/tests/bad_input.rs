@@ -1,6 +1,8 @@
 //! Malformed input gets a 400 when one can be addressed, is dropped
 //! otherwise, and never stops the node from serving.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::net::UdpSocket;

@@ -1,5 +1,7 @@
 //! Calls through the all-in-one node with SIPp as caller and callee.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use support::{

@@ -3,6 +3,8 @@
 //! each user's REGISTERs are served by the primary of its partition, and
 //! calls between users pass edge → owner of the callee → edge → callee.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::time::{Duration, Instant};

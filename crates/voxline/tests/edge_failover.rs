@@ -3,6 +3,8 @@
 //! Redis), the dead node's partitions are served by their backup, and calls
 //! to its users succeed again quickly (the gap is measured and printed).
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! back through the edge and over the client's flow (the address the
 //! REGISTER came from), not to the unreachable Contact.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::time::{Duration, Instant};

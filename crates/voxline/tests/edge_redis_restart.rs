@@ -3,6 +3,8 @@
 //! with Retry-After end to end; the nodes reconnect by themselves; nothing
 //! that was acknowledged with 200 OK is lost.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::net::SocketAddr;

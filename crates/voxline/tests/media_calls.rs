@@ -2,6 +2,8 @@
 //! relay in one process): RTP through the relay, dialogs in the admin API,
 //! call detail records, maximum call duration, relay failover.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::time::{Duration, Instant};

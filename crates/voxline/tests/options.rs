@@ -1,6 +1,8 @@
 //! The node answers OPTIONS addressed to itself over UDP and TCP, with SIPp
 //! as the peer.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use support::{Node, config, scenario, sipp};

@@ -2,6 +2,8 @@
 //! SHA-256 with a client of our own), refresh, expiry, `*` removal,
 //! refused credentials and no user enumeration.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::net::UdpSocket;
@@ -284,10 +286,10 @@ fn mask(msg: &str, branch: &str, user: &str) -> String {
                 let end = l[i + 7..].find('"').map_or(l.len(), |e| i + 7 + e);
                 l.replace_range(i + 7..end, "NONCE");
             }
-            if let Some(i) = l.find(";tag=") {
-                if l.starts_with("To:") {
-                    l.truncate(i);
-                }
+            if let Some(i) = l.find(";tag=")
+                && l.starts_with("To:")
+            {
+                l.truncate(i);
             }
             if l.starts_with("CSeq:") {
                 l = "CSeq: N REGISTER".into();

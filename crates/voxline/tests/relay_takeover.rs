@@ -3,6 +3,8 @@
 //! the node carrying the calls is killed with SIGKILL and the other one
 //! takes over its ng address, media ports and sessions.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers may unwrap
+
 mod support;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};

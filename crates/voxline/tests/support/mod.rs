@@ -2,6 +2,7 @@
 //! and runs real SIPp scenarios against it.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // a test harness: a failed set-up step fails the test
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
