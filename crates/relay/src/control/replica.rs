@@ -67,6 +67,31 @@ pub(crate) struct TakenOver {
 }
 
 /// Replication state of a relay with `[relay.redis]`.
+/// How long a takeover waits, in all, for media ports the old owner still
+/// holds. A crashed relay's ports are free at once; one shutting down (or
+/// whose process is being torn down) releases them within milliseconds.
+const REBIND_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Binds a taken-over media socket, retrying while the address is still in
+/// use until `deadline`. Blocks the caller for at most that long, and only
+/// in a takeover that raced the old owner's release of its ports.
+fn bind_taken_over(
+    local: std::net::SocketAddr,
+    deadline: std::time::Instant,
+) -> std::io::Result<UdpSocket> {
+    loop {
+        match bind_freebind(local) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) struct Replica {
     me: String,
     standby_enabled: bool,
@@ -505,12 +530,13 @@ impl Control {
             return (0, 0);
         };
         let calls = r.standby.take_owner(owner);
+        let deadline = std::time::Instant::now() + REBIND_WAIT;
         let (mut sessions, mut unbound) = (0, 0);
         let mut effects = Vec::new();
         for c in calls {
             let worker = c.call.worker;
             for s in c.sockets.iter().filter(|s| !s.bound) {
-                match bind_freebind(s.local) {
+                match bind_taken_over(s.local, deadline) {
                     Ok(socket) => {
                         self.pending.insert(s.local, socket);
                         effects.push(Effect::Open {
