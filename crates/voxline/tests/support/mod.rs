@@ -197,6 +197,10 @@ address = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [relay]
 ng_udp = "127.0.0.1:0"
+# Below Linux's ephemeral range (32768-60999): ports the tests take with
+# free_udp_port() (SIPp's media ports, say) never collide with the relays'.
+port_min = 20000
+port_max = 29999
 {media}{extra}
 "#
     )
