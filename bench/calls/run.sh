@@ -87,16 +87,7 @@ server_pids() {
 
 stop_all() {
   stop_server
-  if [ -n "$RTPE_PID" ]; then
-    kill -TERM -- "-$RTPE_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
-      kill -0 -- "-$RTPE_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$RTPE_PID" 2>/dev/null || true
-    wait "$RTPE_PID" 2>/dev/null || true
-  fi
+  stop_group "$RTPE_PID"
   RTPE_PID=""
 }
 trap 'stop_all' EXIT
@@ -160,19 +151,12 @@ build() {
 # calls: closed-loop calls/s with SDP.
 
 measure_calls() { # server rep
-  local server=$1 rep=$2 json cpu_file sampler ticks
-  cpu_file=$(mktemp "$LOG_DIR/cpu.XXXXXX")
-  (
-    sleep "$WARMUP"
-    a=$(server_cpu_ticks)
-    sleep "$DURATION"
-    echo $(($(server_cpu_ticks) - a)) >"$cpu_file"
-  ) &
-  sampler=$!
+  local server=$1 rep=$2 json ticks
+  cpu_sampler_start "$WARMUP" "$DURATION"
   json=$(loadgen call --users 10000 --callees 1000 --concurrency "$CONCURRENCY" --sdp \
     --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP")
-  wait "$sampler" || true
-  ticks=$(cat "$cpu_file")
+  cpu_sampler_wait
+  ticks=$CPU_TICKS
   jq -c --arg s "$server" --argjson r "$rep" --argjson t "${ticks:-0}" \
     --argjson hz "$(getconf CLK_TCK)" --argjson d "$DURATION" \
     '. + {part: "calls", server: $s, rep: $r, server_cpu_pct: (100 * $t / $hz / $d)}
@@ -231,7 +215,7 @@ part_calls() {
 # hold: N established calls with RTP both ways through the relay.
 
 part_hold() {
-  local server n ports json est cpu_file sampler ticks rtp
+  local server n ports json est ticks rtp
   for n in $HOLDS; do
     for server in $SERVERS; do
       start_media "$server" || { log "$server: could not start, skipped"; continue; }
@@ -249,19 +233,12 @@ part_hold() {
         log "$server: only $pairs of $n calls established with media ($est completed)"
       fi
       sleep 1
-      cpu_file=$(mktemp "$LOG_DIR/cpu.XXXXXX")
-      (
-        sleep "$RTP_WARMUP"
-        a=$(server_cpu_ticks)
-        sleep "$RTP_DURATION"
-        echo $(($(server_cpu_ticks) - a)) >"$cpu_file"
-      ) &
-      sampler=$!
+      cpu_sampler_start "$RTP_WARMUP" "$RTP_DURATION"
       rtp=$(pinned "$LOADGEN_CPU" "$RELAYGEN" run --target "$server" --forwarder-ports "$ports" \
         --pid "$(relay_pid "$server")" --sessions "$pairs" --pps 50 \
         --warmup-secs "$RTP_WARMUP" --duration-secs "$RTP_DURATION" 2>>"$LOG_DIR/relaygen.log" || echo '{}')
-      wait "$sampler" || true
-      ticks=$(cat "$cpu_file")
+      cpu_sampler_wait
+      ticks=$CPU_TICKS
       jq -c --arg s "$server" --argjson n "$n" --argjson est "$est" --argjson pairs "$pairs" \
         --argjson t "${ticks:-0}" --argjson hz "$(getconf CLK_TCK)" --argjson d "$RTP_DURATION" \
         --argjson sip "$json" \

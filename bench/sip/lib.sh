@@ -124,17 +124,22 @@ start_voxline() {
   fi
 }
 
+# stop_group PID : SIGTERM to the process group PID leads (started with setsid), SIGKILL
+# after 5 s, then reaps it.
+stop_group() {
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 -- "-$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
-      kill -0 -- "-$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_group "$SERVER_PID"
   SERVER_PID=""
 }
 
@@ -153,6 +158,26 @@ server_cpu_ticks() {
     total=$((total + ${t:-0}))
   done
   echo "$total"
+}
+
+# cpu_sampler_start WARMUP DURATION : in the background, after WARMUP seconds, measures
+# the server's CPU ticks over DURATION seconds; cpu_sampler_wait waits for it and sets
+# CPU_TICKS (not in a $(...) subshell: only this shell can wait for the sampler). One
+# sampler at a time.
+cpu_sampler_start() {
+  CPU_SAMPLER_FILE=$(mktemp "$LOG_DIR/cpu.XXXXXX")
+  (
+    sleep "$1"
+    a=$(server_cpu_ticks)
+    sleep "$2"
+    echo $(($(server_cpu_ticks) - a)) >"$CPU_SAMPLER_FILE"
+  ) &
+  CPU_SAMPLER_PID=$!
+}
+
+cpu_sampler_wait() {
+  wait "$CPU_SAMPLER_PID" || true
+  CPU_TICKS=$(cat "$CPU_SAMPLER_FILE")
 }
 
 # server_memory_kb pss|rss : summed over the server's processes.

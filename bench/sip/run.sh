@@ -92,19 +92,12 @@ port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT";
 # machine the server core is not always the server's alone, so throughput is also given
 # per second of server CPU time ("per core").
 measure() { # server rep args...
-  local server=$1 rep=$2 json cpu_file sampler ticks
+  local server=$1 rep=$2 json ticks
   shift 2
-  cpu_file=$(mktemp "$LOG_DIR/cpu.XXXXXX")
-  (
-    sleep "$WARMUP"
-    a=$(server_cpu_ticks)
-    sleep "$DURATION"
-    echo $(($(server_cpu_ticks) - a)) >"$cpu_file"
-  ) &
-  sampler=$!
+  cpu_sampler_start "$WARMUP" "$DURATION"
   json=$(loadgen "$@" --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP" "${EXTRA[@]}")
-  wait "$sampler" || true
-  ticks=$(cat "$cpu_file")
+  cpu_sampler_wait
+  ticks=$CPU_TICKS
   json=$(jq -c --arg s "$server" --arg b "$SCENARIO" --argjson r "$rep" --argjson t "${ticks:-0}" \
     --argjson hz "$(getconf CLK_TCK)" --argjson d "$DURATION" \
     '. + {server: $s, rep: $r, bench: $b, server_cpu_pct: (100 * $t / $hz / $d)}
