@@ -12,6 +12,7 @@ pub mod request;
 pub use config::RegistrarConfig;
 
 use std::cell::RefCell;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use voxline_location::{Binding, LocationError, LocationStore, Timestamp};
@@ -19,7 +20,26 @@ use voxline_server::ServerRequest;
 use voxline_sip::{HeaderName, Role, ValidationPolicy, validate_extensions};
 use voxline_sip_auth::{AuthOutcome, SipAuth};
 
-use crate::request::{Refusal, Registration, read_register};
+use crate::request::{Refusal, Registration, local_address_of_record, read_registration};
+
+/// The registrar's counters, registered once (a labelled `counter!` looks
+/// its key up in the recorder's registry on every call). Created on first
+/// use, after the node has installed its recorder.
+struct Metrics {
+    ok: metrics::Counter,
+    refused: metrics::Counter,
+    error: metrics::Counter,
+    forbidden: metrics::Counter,
+    retransmissions: metrics::Counter,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    ok: metrics::counter!("voxline_registrar_registers_total", "result" => "ok"),
+    refused: metrics::counter!("voxline_registrar_registers_total", "result" => "refused"),
+    error: metrics::counter!("voxline_registrar_registers_total", "result" => "error"),
+    forbidden: metrics::counter!("voxline_registrar_forbidden_total"),
+    retransmissions: metrics::counter!("voxline_registrar_retransmissions_total"),
+});
 
 /// Option tags the registrar supports.
 pub const SUPPORTED: &[&str] = &["path", "outbound"];
@@ -69,8 +89,11 @@ impl Registrar {
             let _ = req.send(rejection.response(msg, Some(req.to_tag())));
             return;
         }
-        let registration = match read_register(msg, req.peer(), &self.config, is_local_domain) {
-            Ok(r) => r,
+        // RFC 3261 §10.3: the address-of-record and its domain (steps 1
+        // and 5), then authentication (steps 3-4) before the Contact
+        // processing (steps 6-7): a challenged REGISTER costs no more.
+        let (aor, user_len) = match local_address_of_record(msg, &is_local_domain) {
+            Ok(a) => a,
             Err(refusal) => return refuse(&req, refusal),
         };
         if self.config.authenticate {
@@ -81,13 +104,13 @@ impl Registrar {
                 );
                 return;
             };
-            let aor = registration.aor();
-            let (user, domain) = aor.rsplit_once('@').unwrap_or((aor, ""));
+            let (user, domain) = aor.split_at(user_len);
+            let domain = domain.get(1..).unwrap_or_default();
             match auth.check(&req, domain).await {
                 AuthOutcome::Answered => return,
                 AuthOutcome::Accepted(who) => {
                     if who.username != user || !who.realm.eq_ignore_ascii_case(domain) {
-                        metrics::counter!("voxline_registrar_forbidden_total").increment(1);
+                        METRICS.forbidden.increment(1);
                         let _ = req.send(
                             req.response(
                                 403,
@@ -100,6 +123,10 @@ impl Registrar {
                 }
             }
         }
+        let registration = match read_registration(msg, req.peer(), &self.config, aor) {
+            Ok(r) => r,
+            Err(refusal) => return refuse(&req, refusal),
+        };
         let now = Timestamp::now();
         let result = match &registration {
             Registration::Query { aor } => self.location.lookup(aor, now).await,
@@ -109,7 +136,7 @@ impl Registrar {
                     // (without a transaction to absorb it, or after its
                     // transaction ended). It gets what the first copy got.
                     Err(LocationError::OutOfOrder { cseq, stored_cseq }) if cseq == stored_cseq => {
-                        metrics::counter!("voxline_registrar_retransmissions_total").increment(1);
+                        METRICS.retransmissions.increment(1);
                         self.location.lookup(aor, now).await
                     }
                     other => other.map(|a| a.bindings),
@@ -118,8 +145,7 @@ impl Registrar {
         };
         match result {
             Ok(bindings) => {
-                metrics::counter!("voxline_registrar_registers_total", "result" => "ok")
-                    .increment(1);
+                METRICS.ok.increment(1);
                 self.accept(&req, &bindings, now);
             }
             Err(e) => store_error(&req, &e),
@@ -224,7 +250,7 @@ fn push_u64(v: &mut String, mut n: u64) {
 }
 
 fn refuse(req: &ServerRequest, refusal: Refusal) {
-    metrics::counter!("voxline_registrar_registers_total", "result" => "refused").increment(1);
+    METRICS.refused.increment(1);
     let reply = match refusal {
         Refusal::BadRequest(reason) => req.response(400, reason).build(),
         Refusal::IntervalTooBrief(min) => {
@@ -241,7 +267,7 @@ fn refuse(req: &ServerRequest, refusal: Refusal) {
 }
 
 fn store_error(req: &ServerRequest, e: &LocationError) {
-    metrics::counter!("voxline_registrar_registers_total", "result" => "error").increment(1);
+    METRICS.error.increment(1);
     let reply = match e {
         LocationError::OutOfOrder { .. } => req
             .response(500, "Server Internal Error - CSeq out of order")

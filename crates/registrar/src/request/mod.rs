@@ -65,6 +65,25 @@ pub fn address_of_record(msg: &Message) -> Result<(String, String), Refusal> {
     ))
 }
 
+/// The address-of-record of a REGISTER as `user@domain` (see
+/// [`address_of_record`]), with the length of its user part;
+/// [`Refusal::ForeignDomain`] unless `is_local_domain(domain)`.
+pub fn local_address_of_record(
+    msg: &Message,
+    is_local_domain: impl Fn(&str) -> bool,
+) -> Result<(String, usize), Refusal> {
+    let (user, domain) = address_of_record(msg)?;
+    if !is_local_domain(&domain) {
+        return Err(Refusal::ForeignDomain);
+    }
+    let at = user.len();
+    let mut aor = user;
+    aor.reserve(1 + domain.len());
+    aor.push('@');
+    aor.push_str(&domain);
+    Ok((aor, at))
+}
+
 /// Reads `msg`, received from `peer`, into a [`Registration`].
 pub fn read_register(
     msg: &Message,
@@ -72,11 +91,19 @@ pub fn read_register(
     config: &RegistrarConfig,
     is_local_domain: impl Fn(&str) -> bool,
 ) -> Result<Registration, Refusal> {
-    let (user, domain) = address_of_record(msg)?;
-    if !is_local_domain(&domain) {
-        return Err(Refusal::ForeignDomain);
-    }
-    let aor = format!("{user}@{domain}");
+    let (aor, _) = local_address_of_record(msg, is_local_domain)?;
+    read_registration(msg, peer, config, aor)
+}
+
+/// Reads the rest of `msg` (Contact, Expires, Path...) for the already
+/// checked address-of-record `aor` (RFC 3261 §10.3 steps 6-7, after
+/// authentication).
+pub fn read_registration(
+    msg: &Message,
+    peer: &Peer,
+    config: &RegistrarConfig,
+    aor: String,
+) -> Result<Registration, Refusal> {
     if !msg.has(HeaderName::Contact) {
         return Ok(Registration::Query { aor });
     }

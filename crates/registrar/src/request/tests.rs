@@ -181,6 +181,33 @@ fn foreign_domains_and_bad_to_are_refused() {
 }
 
 #[test]
+fn local_aor_is_read_before_and_without_the_contacts() {
+    // Authentication comes between the two steps (RFC 3261 §10.3), so a
+    // malformed Contact does not stop the AOR from being read.
+    let msg = register("Contact: <sip:a@192.0.2.10>;expires=x\r\n");
+    let (aor, user_len) = local_address_of_record(&msg, local).unwrap();
+    assert_eq!(aor, "alice@example.com");
+    assert_eq!(&aor[..user_len], "alice");
+    assert!(matches!(
+        read_registration(&msg, &peer(), &RegistrarConfig::default(), aor),
+        Err(Refusal::BadRequest(_))
+    ));
+    let msg = Message::parse(Bytes::from_static(
+        b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a%40b@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .unwrap();
+    let (aor, user_len) = local_address_of_record(&msg, local).unwrap();
+    assert_eq!(
+        (&aor[..user_len], &aor[user_len..]),
+        ("a@b", "@example.com")
+    );
+    assert_eq!(
+        local_address_of_record(&msg, |_| false).unwrap_err(),
+        Refusal::ForeignDomain
+    );
+}
+
+#[test]
 fn jitter_stays_within_bounds() {
     let cfg = RegistrarConfig {
         expires_jitter_percent: 20,
