@@ -2,6 +2,7 @@
 //! together, for the registrar and proxy.
 
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use crate::challenge::{Challenge, ChallengeKind, ChallengeReason};
@@ -9,6 +10,24 @@ use crate::config::AuthConfig;
 use crate::error::AuthError;
 use crate::store::SubscriberStore;
 use crate::verify::{AuthRequest, Authenticator, Decision, Step};
+
+/// `voxline_auth_decisions_total` by outcome (labels as in
+/// [`Decision::outcome_label`]), registered once: a `counter!` with a
+/// computed label builds and looks up its key on every call. Created on
+/// first use, after the node has installed its recorder.
+struct Metrics {
+    accepted: metrics::Counter,
+    stale: metrics::Counter,
+    challenged: metrics::Counter,
+    error: metrics::Counter,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    accepted: metrics::counter!("voxline_auth_decisions_total", "outcome" => "accepted"),
+    stale: metrics::counter!("voxline_auth_decisions_total", "outcome" => "stale"),
+    challenged: metrics::counter!("voxline_auth_decisions_total", "outcome" => "challenged"),
+    error: metrics::counter!("voxline_auth_decisions_total", "outcome" => "error"),
+});
 
 /// Authentication with subscriber lookups. Share one per node (`Arc`).
 #[derive(Debug)]
@@ -72,16 +91,19 @@ impl DigestAuth {
                 {
                     Ok(stored) => stored,
                     Err(e) => {
-                        metrics::counter!("voxline_auth_decisions_total", "outcome" => "error")
-                            .increment(1);
+                        METRICS.error.increment(1);
                         return Err(e);
                     }
                 };
                 self.authenticator.finish(attempt, stored.as_ref(), now)
             }
         };
-        metrics::counter!("voxline_auth_decisions_total", "outcome" => decision.outcome_label())
-            .increment(1);
+        match &decision {
+            Decision::Accept(_) => &METRICS.accepted,
+            Decision::Challenge(c) if c.stale() => &METRICS.stale,
+            Decision::Challenge(_) => &METRICS.challenged,
+        }
+        .increment(1);
         if let Decision::Challenge(c) = &decision
             && c.reason != ChallengeReason::NoCredentials
         {

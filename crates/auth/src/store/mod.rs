@@ -7,6 +7,7 @@ mod sql;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -118,6 +119,18 @@ fn normalize_domain(domain: &str) -> Result<String, AuthError> {
         Err(AuthError::InvalidDomain(domain.to_string()))
     }
 }
+
+/// The cache counters, registered once (created on first use, after the
+/// node has installed its recorder).
+struct CacheMetrics {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+}
+
+static CACHE_METRICS: LazyLock<CacheMetrics> = LazyLock::new(|| CacheMetrics {
+    hits: metrics::counter!("voxline_auth_cache_hits_total"),
+    misses: metrics::counter!("voxline_auth_cache_misses_total"),
+});
 
 fn lower(domain: &str) -> Cow<'_, str> {
     if domain.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -309,10 +322,10 @@ impl SubscriberStore {
         let domain = lower(domain);
         if let Some(cache) = &self.cache {
             if let Cached::Hit(value) = cache.get(username, &domain, Instant::now()) {
-                metrics::counter!("voxline_auth_cache_hits_total").increment(1);
+                CACHE_METRICS.hits.increment(1);
                 return Ok(value);
             }
-            metrics::counter!("voxline_auth_cache_misses_total").increment(1);
+            CACHE_METRICS.misses.increment(1);
         }
         let query = self.sql.lookup;
         let row: Option<(String, String)> = self
