@@ -137,11 +137,42 @@ impl Binding {
 
 pub(crate) fn binding_key(contact: &str, instance: Option<&str>, reg_id: Option<u32>) -> String {
     match instance {
-        Some(inst) => match reg_id {
-            Some(id) => format!("i:{inst};{id}"),
-            None => format!("i:{inst}"),
-        },
-        None => format!("u:{}", ContactKey::parse(contact).canonical()),
+        Some(inst) => {
+            let mut key = String::with_capacity(inst.len() + 13);
+            key.push_str("i:");
+            key.push_str(inst);
+            if let Some(id) = reg_id {
+                key.push(';');
+                push_u32(&mut key, id);
+            }
+            key
+        }
+        None => {
+            let mut key = String::with_capacity(contact.len() + 10);
+            key.push_str("u:");
+            crate::uri::write_canonical(&mut key, contact);
+            key
+        }
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u32(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(i..).unwrap_or_default() {
+        out.push(char::from(d));
     }
 }
 
@@ -204,4 +235,28 @@ pub struct Update {
     pub nat: bool,
     /// The contacts, or `*`.
     pub contacts: Contacts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_by_instance_or_canonical_contact() {
+        assert_eq!(
+            binding_key("sip:a@h", Some("\"<urn:uuid:1>\""), Some(42)),
+            "i:\"<urn:uuid:1>\";42"
+        );
+        assert_eq!(binding_key("sip:a@h", Some("x"), Some(0)), "i:x;0");
+        assert_eq!(
+            binding_key("sip:a@h", Some("x"), Some(u32::MAX)),
+            format!("i:x;{}", u32::MAX)
+        );
+        assert_eq!(binding_key("sip:a@h", Some("x"), None), "i:x");
+        assert_eq!(
+            binding_key("<sip:%61@H:05060;Transport=TCP;x=y>", None, None),
+            "u:sip:a@h:5060;transport=tcp"
+        );
+        assert_eq!(binding_key("tel:+4930", None, None), "u:raw:tel:+4930");
+    }
 }

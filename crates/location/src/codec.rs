@@ -111,22 +111,27 @@ pub fn put_binding(out: &mut Vec<u8>, b: &Binding) {
 /// (only if there are any) tombstone count and tombstones.
 pub fn encode_set(set: &BindingSet) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + set.bindings.len() * 160);
+    encode_set_into(&mut out, set);
+    out
+}
+
+/// Appends the encoding of [`encode_set`] to `out`.
+pub fn encode_set_into(out: &mut Vec<u8>, set: &BindingSet) {
     out.push(SET_FORMAT);
-    put_varint(&mut out, set.bindings.len() as u64);
+    put_varint(out, set.bindings.len() as u64);
     for b in &set.bindings {
-        put_binding(&mut out, b);
+        put_binding(out, b);
     }
     if !set.tombstones.is_empty() {
-        put_varint(&mut out, set.tombstones.len() as u64);
+        put_varint(out, set.tombstones.len() as u64);
         for t in &set.tombstones {
-            put_str(&mut out, &t.key);
-            put_str(&mut out, &t.version.call_id);
-            put_varint(&mut out, u64::from(t.version.cseq));
-            put_varint(&mut out, t.version.at.as_millis());
-            put_varint(&mut out, t.until.as_millis());
+            put_str(out, &t.key);
+            put_str(out, &t.version.call_id);
+            put_varint(out, u64::from(t.version.cseq));
+            put_varint(out, t.version.at.as_millis());
+            put_varint(out, t.until.as_millis());
         }
     }
-    out
 }
 
 /// Decode a binding set written by [`encode_set`].

@@ -486,16 +486,28 @@ pub const REPLICATED_TOMBSTONE_SECS: u64 = 3600;
 /// Live bindings in lookup order: q descending, then most recently
 /// registered first, then by contact for a stable order.
 pub fn live_sorted(bindings: &[Binding], now: Timestamp) -> Vec<Binding> {
-    let mut out: Vec<Binding> = bindings
+    let out: Vec<Binding> = bindings
         .iter()
         .filter(|b| b.is_live(now))
         .cloned()
         .collect();
-    out.sort_by(|a, b| {
-        b.q.cmp(&a.q)
-            .then(b.registered_at.cmp(&a.registered_at))
-            .then_with(|| a.contact.cmp(&b.contact))
-    });
+    sort_for_lookup(out)
+}
+
+/// [`live_sorted`] of owned bindings, without copying them.
+pub fn into_live_sorted(mut bindings: Vec<Binding>, now: Timestamp) -> Vec<Binding> {
+    bindings.retain(|b| b.is_live(now));
+    sort_for_lookup(bindings)
+}
+
+fn sort_for_lookup(mut out: Vec<Binding>) -> Vec<Binding> {
+    if out.len() > 1 {
+        out.sort_by(|a, b| {
+            b.q.cmp(&a.q)
+                .then(b.registered_at.cmp(&a.registered_at))
+                .then_with(|| a.contact.cmp(&b.contact))
+        });
+    }
     out
 }
 

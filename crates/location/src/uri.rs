@@ -17,15 +17,26 @@ impl ContactKey {
     /// Parse a contact URI (angle brackets and a display name are tolerated).
     /// A URI that is not `sip:`/`sips:` compares by its exact bytes.
     pub fn parse(raw: &str) -> Self {
-        let uri = strip_brackets(raw.trim());
-        Self {
-            canonical: canonicalize(uri).unwrap_or_else(|| format!("raw:{uri}")),
-        }
+        let mut canonical = String::with_capacity(raw.len() + 8);
+        write_canonical(&mut canonical, raw);
+        Self { canonical }
     }
 
     /// The canonical string: equal strings ⇔ equivalent URIs.
     pub fn canonical(&self) -> &str {
         &self.canonical
+    }
+}
+
+/// Appends the canonical form of the contact URI `raw` (what
+/// [`ContactKey::canonical`] returns) to `out`.
+pub(crate) fn write_canonical(out: &mut String, raw: &str) {
+    let uri = strip_brackets(raw.trim());
+    let start = out.len();
+    if canonicalize(out, uri).is_none() {
+        out.truncate(start);
+        out.push_str("raw:");
+        out.push_str(uri);
     }
 }
 
@@ -36,12 +47,26 @@ fn strip_brackets(s: &str) -> &str {
     }
 }
 
-fn canonicalize(uri: &str) -> Option<String> {
-    let (scheme, rest) = uri.split_once(':')?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "sip" && scheme != "sips" {
-        return None;
+/// Appends `text` to `out`, ASCII letters lowered.
+fn push_lower(out: &mut String, text: &str) {
+    let start = out.len();
+    out.push_str(text);
+    if let Some(tail) = out.get_mut(start..) {
+        tail.make_ascii_lowercase();
     }
+}
+
+/// Appends the canonical form of a `sip:`/`sips:` URI to `out`; `None`
+/// (with `out` partly written) for anything else.
+fn canonicalize(out: &mut String, uri: &str) -> Option<()> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme = if scheme.eq_ignore_ascii_case("sip") {
+        "sip"
+    } else if scheme.eq_ignore_ascii_case("sips") {
+        "sips"
+    } else {
+        return None;
+    };
     // Headers are not compared.
     let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
     let (userinfo, hostpart) = match rest.rfind('@') {
@@ -56,26 +81,26 @@ fn canonicalize(uri: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    let mut out = String::with_capacity(uri.len() + 8);
-    out.push_str(&scheme);
+    out.push_str(scheme);
     out.push(':');
-    out.push_str(&percent_decode(userinfo));
+    push_decoded(out, userinfo);
     out.push('@');
-    out.push_str(&host.to_ascii_lowercase());
+    push_lower(out, host);
     if let Some(port) = port {
         out.push(':');
         out.push_str(port);
     }
-    let mut found: [Option<String>; 5] = Default::default();
+    // The last occurrence of a parameter counts.
+    let mut found: [Option<&str>; 5] = Default::default();
     for param in params.split(';') {
         let (name, value) = param.split_once('=').unwrap_or((param, ""));
-        let name = name.trim().to_ascii_lowercase();
+        let name = name.trim();
         if let Some(slot) = SIGNIFICANT
             .iter()
-            .position(|s| *s == name)
+            .position(|s| s.eq_ignore_ascii_case(name))
             .and_then(|i| found.get_mut(i))
         {
-            *slot = Some(percent_decode(value.trim()).to_ascii_lowercase());
+            *slot = Some(value.trim());
         }
     }
     for (name, value) in SIGNIFICANT.iter().zip(found.iter()) {
@@ -83,10 +108,14 @@ fn canonicalize(uri: &str) -> Option<String> {
             out.push(';');
             out.push_str(name);
             out.push('=');
-            out.push_str(value);
+            let at = out.len();
+            push_decoded(out, value);
+            if let Some(tail) = out.get_mut(at..) {
+                tail.make_ascii_lowercase();
+            }
         }
     }
-    Some(out)
+    Some(())
 }
 
 fn split_host_port(hostport: &str) -> Option<(&str, Option<&str>)> {
@@ -110,10 +139,17 @@ fn trim_port(p: &str) -> &str {
     if t.is_empty() { "0" } else { t }
 }
 
-fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned();
+/// Appends `s` with its %-escapes decoded (invalid UTF-8 in the result
+/// replaced) to `out`.
+fn push_decoded(out: &mut String, s: &str) {
+    if s.contains('%') {
+        out.push_str(&percent_decode(s));
+    } else {
+        out.push_str(s);
     }
+}
+
+fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

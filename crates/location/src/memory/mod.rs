@@ -58,8 +58,8 @@ struct Shard {
 
 impl Shard {
     /// Keep the AOR/binding counters in step with a replaced set.
-    fn account(&mut self, before: &BindingSet, after: &BindingSet) {
-        self.account_counts(before.bindings.len() as u64, after.bindings.len() as u64);
+    fn account(&mut self, before: u64, after: &BindingSet) {
+        self.account_counts(before, after.bindings.len() as u64);
     }
 
     fn account_counts(&mut self, b: u64, a: u64) {
@@ -71,6 +71,14 @@ impl Shard {
         }
     }
 }
+
+thread_local! {
+    /// The buffer a log record is framed in before its write.
+    static RECORD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest record buffer kept between writes.
+const RECORD_KEEP: usize = 16 * 1024;
 
 /// In-memory location store: O(1) per operation in the number of AORs.
 pub struct MemoryStore {
@@ -206,12 +214,12 @@ impl MemoryStore {
     }
 
     /// Persist and store the new set of `aor` (caller holds the lock and
-    /// loaded `before` under it).
+    /// loaded the set, with `before` bindings, under it).
     fn commit(
         &self,
         shard: &mut Shard,
         aor: &str,
-        before: &BindingSet,
+        before: u64,
         set: &BindingSet,
     ) -> Result<(), LocationError> {
         let old_timer = shard.entries.get(aor).map_or(0, PackedAor::timer);
@@ -223,9 +231,16 @@ impl MemoryStore {
         };
         let packed = PackedAor::new(aor, timer, set);
         if let Some(j) = &self.journal {
-            let mut record = Vec::with_capacity(aor.len() + packed.set_bytes().len() + 12);
-            journal::frame(aor, packed.set_bytes(), &mut record);
-            if let Err(e) = j.append(&record) {
+            let written = RECORD.with_borrow_mut(|record| {
+                record.clear();
+                journal::frame(aor, packed.set_bytes(), record);
+                let written = j.append(record);
+                if record.capacity() > RECORD_KEEP {
+                    *record = Vec::new();
+                }
+                written
+            });
+            if let Err(e) = written {
                 metrics::counter!("voxline_location_errors_total", "backend" => "memory", "op" => "persist", "kind" => "io")
                     .increment(1);
                 tracing::error!(error = %e, aor, "location log write failed; change refused");
@@ -235,10 +250,11 @@ impl MemoryStore {
         if timer != 0 && timer != old_timer {
             shard.wheel.schedule(timer, aor);
         }
-        shard.entries.take(aor);
         shard.account(before, set);
-        if !set.is_empty() {
-            shard.entries.insert(packed);
+        if set.is_empty() {
+            shard.entries.take(aor);
+        } else {
+            shard.entries.replace(packed);
         }
         Ok(())
     }
@@ -261,17 +277,18 @@ impl MemoryStore {
     ) -> Result<Applied, LocationError> {
         let (set, changes) = {
             let mut shard = self.shard(aor);
-            let before = Self::load(&shard, aor)?;
-            let mut set = before.clone();
+            // A decoded copy: `apply_update` leaves it unchanged on error.
+            let mut set = Self::load(&shard, aor)?;
+            let before = set.bindings.len() as u64;
             let changes = set::apply_update(aor, &mut set, update, now, self.limits)?;
             if !changes.is_empty() {
-                self.commit(&mut shard, aor, &before, &set)?;
+                self.commit(&mut shard, aor, before, &set)?;
             }
             (set, changes)
         };
         self.publish(&changes);
         Ok(Applied {
-            bindings: set::live_sorted(&set.bindings, now),
+            bindings: set::into_live_sorted(set.bindings, now),
             changes,
         })
     }
@@ -281,7 +298,7 @@ impl MemoryStore {
         let shard = self.shard(aor);
         let set = Self::load(&shard, aor)?;
         drop(shard);
-        Ok(set::live_sorted(&set.bindings, now))
+        Ok(set::into_live_sorted(set.bindings, now))
     }
 
     /// Remove every binding of `aor`; returns the removals.
@@ -301,7 +318,7 @@ impl MemoryStore {
             }
             let mut set = before.clone();
             let changes = admin_removals(aor, &mut set, now);
-            self.commit(&mut shard, aor, &before, &set)?;
+            self.commit(&mut shard, aor, before.bindings.len() as u64, &set)?;
             changes
         };
         self.publish(&changes);
@@ -320,7 +337,7 @@ impl MemoryStore {
             let mut set = before.clone();
             let outcome = set::apply_replicated(&mut set, change, now);
             if outcome != ReplicaOutcome::Ignored {
-                self.commit(&mut shard, &change.aor, &before, &set)?;
+                self.commit(&mut shard, &change.aor, before.bindings.len() as u64, &set)?;
             }
             outcome == ReplicaOutcome::Applied
         };
@@ -352,7 +369,7 @@ impl MemoryStore {
                     let mut set = before.clone();
                     changes.extend(set::expire_due(aor, &mut set, now));
                     shard.entries.take(aor);
-                    shard.account(&before, &set);
+                    shard.account(before.bindings.len() as u64, &set);
                     // Expiry is not logged: recovery drops expired bindings.
                     if let Some(first) = set.next_due() {
                         let next = timer_second(first.as_millis());

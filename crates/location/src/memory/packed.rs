@@ -10,6 +10,15 @@ use crate::codec::{self, Reader};
 use crate::error::LocationError;
 use crate::set::BindingSet;
 
+thread_local! {
+    /// The encoding buffer of [`PackedAor::new`].
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch buffer kept between encodings (an AOR with many
+/// bindings does not pin its buffer).
+const SCRATCH_KEEP: usize = 16 * 1024;
+
 /// `[varint aor_len][aor][u32 LE timer second][encoded binding set]`.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedAor(Box<[u8]>);
@@ -17,12 +26,19 @@ pub(crate) struct PackedAor(Box<[u8]>);
 impl PackedAor {
     /// Pack `aor` with its bindings and timer slot (0 = none).
     pub(crate) fn new(aor: &str, timer: u32, set: &BindingSet) -> Self {
-        let set = codec::encode_set(set);
-        let mut out = Vec::with_capacity(aor.len() + 6 + set.len());
-        codec::put_str(&mut out, aor);
-        out.extend_from_slice(&timer.to_le_bytes());
-        out.extend_from_slice(&set);
-        PackedAor(out.into_boxed_slice())
+        // Encoded in a reused buffer, then copied into one allocation of
+        // exactly the right size.
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            codec::put_str(out, aor);
+            out.extend_from_slice(&timer.to_le_bytes());
+            codec::encode_set_into(out, set);
+            let packed = PackedAor(Box::from(out.as_slice()));
+            if out.capacity() > SCRATCH_KEEP {
+                *out = Vec::new();
+            }
+            packed
+        })
     }
 
     /// Pack `aor` with an already encoded (and validated) binding set.
