@@ -3,16 +3,17 @@
 //! Streams (one bound UDP socket each: an RTP or an RTCP port) are handed to
 //! worker threads; all streams of one session go to the same worker, so a
 //! packet is received and re-sent by one thread without locks. Each worker
-//! runs an epoll loop; a readable socket is drained with one `recvmmsg` of up
-//! to [`BATCH`] datagrams and the batch leaves through its sink socket with
-//! one `sendmmsg`, straight from the receive buffers (no allocation, no copy).
+//! runs an edge-triggered epoll loop; a readable socket is drained with
+//! `recvmmsg` calls of up to [`BATCH`] datagrams and each batch leaves through
+//! its sink socket with one `sendmmsg`, straight from the receive buffers (no
+//! allocation, no copy).
 //!
 //! Per packet a worker: classifies RTP/RTCP (short or non-RTP datagrams are
 //! dropped and counted as errors), applies the source policy (latching,
 //! strict source), counts packets/bytes/last-packet time, parses RTCP SR/RR
 //! report blocks for loss and jitter, and forwards. The IP TOS/DSCP byte is a
-//! socket option set when a stream is configured, so every packet sent
-//! carries it.
+//! socket option, set when a stream is added and again only when it changes,
+//! so every packet sent carries it without a per-packet control message.
 //!
 //! The control plane drives workers through [`Dataplane::send`] with
 //! [`StreamCommand`]s (a channel per worker plus an eventfd wake-up) and
@@ -161,8 +162,12 @@ pub enum StreamCommand {
     Add {
         /// The stream's key.
         key: StreamKey,
-        /// Bound socket (made non-blocking by the worker).
+        /// Bound socket. Blocking or not: the worker only uses
+        /// `MSG_DONTWAIT` calls on it.
         socket: UdpSocket,
+        /// The address `socket` is bound to (its family chooses the TOS
+        /// option; saves a `getsockname` per stream).
+        local: SocketAddr,
         /// RTP or RTCP port.
         kind: StreamKind,
         /// Shared counters.

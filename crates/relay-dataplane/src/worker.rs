@@ -1,11 +1,19 @@
-//! One forwarding worker: an epoll loop over its streams' sockets.
+//! One forwarding worker: an edge-triggered epoll loop over its streams'
+//! sockets.
+//!
+//! Per wake-up the worker applies queued commands, then drains every ready
+//! socket (one `recvmmsg` per socket and [`BATCH`] datagrams; a socket that
+//! filled the batch is read again, at most [`MAX_BATCHES_PER_TURN`] times per
+//! turn so one flooded port cannot starve the others, and is revisited on the
+//! next turn). Each received batch leaves through its sink's socket with one
+//! `sendmmsg` per sink.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -20,11 +28,19 @@ use crate::{
 
 const WAKE_TOKEN: u64 = u64::MAX;
 const BUF_SIZE: usize = 2048;
+/// Full batches read from one socket per turn before the others get theirs.
+const MAX_BATCHES_PER_TURN: usize = 4;
+/// Longest sleep in `epoll_wait`: commands queued without a wake-up (and the
+/// stop flag) are seen within this.
+const IDLE_WAIT_MS: u16 = 100;
+
+type KeyMap = HashMap<StreamKey, usize, foldhash::fast::RandomState>;
 
 struct Stream {
     key: StreamKey,
     socket: UdpSocket,
     kind: StreamKind,
+    v6: bool,
     counters: Arc<StreamCounters>,
     config: StreamConfig,
     /// Current destination (configured, or latched).
@@ -32,6 +48,8 @@ struct Stream {
     latched: bool,
     /// The standby hook has been called since the stream became standby.
     reported: bool,
+    /// The TOS byte set on the socket (None: not set yet).
+    tos: Option<u8>,
 }
 
 pub(crate) struct Worker {
@@ -42,13 +60,29 @@ pub(crate) struct Worker {
     epoll: Epoll,
     slots: Vec<Option<Stream>>,
     free: Vec<usize>,
-    by_key: HashMap<StreamKey, usize>,
+    by_key: KeyMap,
     bufs: Box<[[u8; BUF_SIZE]; BATCH]>,
-    recv_hdrs: MultiHeaders<SockaddrStorage>,
+    /// Receive headers per address family: the kernel takes each header's
+    /// name length as the room for the source address and `MultiHeaders`
+    /// keeps the length of the previous datagram, so headers shared between
+    /// IPv4 and IPv6 sockets would truncate IPv6 sources after IPv4 ones.
+    recv_hdrs_v4: MultiHeaders<SockaddrStorage>,
+    recv_hdrs_v6: MultiHeaders<SockaddrStorage>,
     send_hdrs: MultiHeaders<SockaddrStorage>,
+    dests: Box<[Option<SockaddrStorage>; BATCH]>,
     lens: [usize; BATCH],
     srcs: [Option<SocketAddr>; BATCH],
+    /// Sockets that still had data when their turn ended.
+    backlog: Vec<usize>,
     hook: Option<StandbyHook>,
+}
+
+/// Adds `n` to a counter only this worker writes (no locked instruction).
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl Worker {
@@ -73,23 +107,32 @@ impl Worker {
             epoll,
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
-            by_key: HashMap::with_capacity(capacity),
+            by_key: KeyMap::with_capacity_and_hasher(capacity, Default::default()),
             bufs: Box::new([[0u8; BUF_SIZE]; BATCH]),
-            recv_hdrs: MultiHeaders::preallocate(BATCH, None),
+            recv_hdrs_v4: MultiHeaders::preallocate(BATCH, None),
+            recv_hdrs_v6: MultiHeaders::preallocate(BATCH, None),
             send_hdrs: MultiHeaders::preallocate(BATCH, None),
+            dests: Box::new([None; BATCH]),
             lens: [0; BATCH],
             srcs: [None; BATCH],
+            backlog: Vec::new(),
             hook,
         })
     }
 
     pub(crate) fn run(&mut self) {
-        let mut events = [EpollEvent::empty(); 64];
+        let mut events = [EpollEvent::empty(); 256];
+        let mut backlog = Vec::new();
         loop {
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(100u16)) {
+            let timeout = if self.backlog.is_empty() {
+                EpollTimeout::from(IDLE_WAIT_MS)
+            } else {
+                EpollTimeout::ZERO
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -100,6 +143,10 @@ impl Worker {
             let now_ms = crate::unix_ms();
             // Commands are applied every turn; the eventfd only ends the wait.
             self.drain_commands();
+            std::mem::swap(&mut backlog, &mut self.backlog);
+            for slot in backlog.drain(..) {
+                self.on_readable(slot, now_ms);
+            }
             for ev in events.iter().take(n) {
                 let token = ev.data();
                 if token == WAKE_TOKEN {
@@ -117,10 +164,11 @@ impl Worker {
                 StreamCommand::Add {
                     key,
                     socket,
+                    local,
                     kind,
                     counters,
                     config,
-                } => self.add(key, socket, kind, counters, config),
+                } => self.add(key, socket, local.is_ipv6(), kind, counters, config),
                 StreamCommand::Configure { key, config } => {
                     if let Some(&slot) = self.by_key.get(&key) {
                         self.configure(slot, config);
@@ -145,14 +193,11 @@ impl Worker {
         &mut self,
         key: StreamKey,
         socket: UdpSocket,
+        v6: bool,
         kind: StreamKind,
         counters: Arc<StreamCounters>,
         config: StreamConfig,
     ) {
-        // Callers normally hand over non-blocking sockets; make sure.
-        if let Err(e) = socket.set_nonblocking(true) {
-            tracing::warn!(error = %e, "set_nonblocking failed");
-        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -160,20 +205,14 @@ impl Worker {
                 self.slots.len() - 1
             }
         };
-        let token = slot as u64;
-        if let Err(e) = self
-            .epoll
-            .add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-        {
-            tracing::warn!(error = %e, "epoll add failed");
-            self.free.push(slot);
-            return;
-        }
+        // Configured before it is polled: its first packet already sees the
+        // stream's settings.
         if let Some(entry) = self.slots.get_mut(slot) {
             *entry = Some(Stream {
                 key,
                 socket,
                 kind,
+                v6,
                 counters,
                 config: StreamConfig {
                     endpoint: None,
@@ -187,18 +226,34 @@ impl Worker {
                 endpoint: None,
                 latched: false,
                 reported: false,
+                tos: None,
             });
         }
-        self.by_key.insert(key, slot);
         self.configure(slot, config);
+        let registered = match self.slots.get(slot) {
+            Some(Some(s)) => self.epoll.add(
+                s.socket.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, slot as u64),
+            ),
+            _ => return,
+        };
+        if let Err(e) = registered {
+            tracing::warn!(error = %e, "epoll add failed");
+            if let Some(entry) = self.slots.get_mut(slot) {
+                *entry = None;
+            }
+            self.free.push(slot);
+            return;
+        }
+        self.by_key.insert(key, slot);
     }
 
     fn configure(&mut self, slot: usize, config: StreamConfig) {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return;
         };
-        if s.config.tos != config.tos || s.config.endpoint.is_none() {
-            set_tos(&s.socket, config.tos);
+        if s.tos != Some(config.tos) && set_tos(&s.socket, s.v6, config.tos) {
+            s.tos = Some(config.tos);
         }
         if config.endpoint != s.config.endpoint || !s.latched {
             s.endpoint = config.endpoint;
@@ -213,44 +268,54 @@ impl Worker {
         s.config = config;
     }
 
+    /// Drains a readable socket (edge-triggered: until `recvmmsg` comes back
+    /// short), or leaves it in the backlog after a few full batches.
     fn on_readable(&mut self, slot: usize, now_ms: u64) {
-        // 1. Receive a batch.
-        let received = {
-            let Some(Some(stream)) = self.slots.get(slot) else {
+        for _ in 0..MAX_BATCHES_PER_TURN {
+            let received = self.receive(slot);
+            if received == 0 {
                 return;
-            };
-            let fd = stream.socket.as_raw_fd();
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                self.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-            match recvmmsg(
-                fd,
-                &mut self.recv_hdrs,
-                iovs.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            ) {
-                Ok(results) => {
-                    let mut n = 0;
-                    for (i, r) in results.enumerate() {
-                        if let (Some(len), Some(src)) = (self.lens.get_mut(i), self.srcs.get_mut(i))
-                        {
-                            *len = r.bytes;
-                            *src = r.address.and_then(|a: SockaddrStorage| to_socket_addr(&a));
-                            n = i + 1;
-                        }
-                    }
-                    n
-                }
-                Err(_) => 0,
             }
+            if !self.standby_traffic(slot, received) {
+                self.relay_batch(slot, received, now_ms);
+            }
+            if received < BATCH {
+                return;
+            }
+        }
+        self.backlog.push(slot);
+    }
+
+    /// One `recvmmsg` into the batch buffers; the number of datagrams.
+    fn receive(&mut self, slot: usize) -> usize {
+        let Some(Some(stream)) = self.slots.get(slot) else {
+            return 0;
         };
-        if received == 0 {
-            return;
+        let fd = stream.socket.as_raw_fd();
+        let hdrs = if stream.v6 {
+            &mut self.recv_hdrs_v6
+        } else {
+            &mut self.recv_hdrs_v4
+        };
+        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+            self.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+        match recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+            Ok(results) => {
+                let mut n = 0;
+                for (r, (len, src)) in results.zip(self.lens.iter_mut().zip(self.srcs.iter_mut())) {
+                    *len = r.bytes;
+                    *src = r.address.and_then(|a: SockaddrStorage| to_socket_addr(&a));
+                    n += 1;
+                }
+                n
+            }
+            Err(_) => 0,
         }
-        if self.standby_traffic(slot, received) {
-            return;
-        }
-        // 2. Source policy, classification, counters; pick sends.
+    }
+
+    /// Source policy, classification and counters for a received batch,
+    /// then one `sendmmsg` per sink.
+    fn relay_batch(&mut self, slot: usize, received: usize, now_ms: u64) {
         let mut to_rtp = [0usize; BATCH];
         let mut to_rtcp = [0usize; BATCH];
         let (mut n_rtp, mut n_rtcp) = (0usize, 0usize);
@@ -321,16 +386,15 @@ impl Worker {
             }
             let c = &s.counters;
             if packets > 0 {
-                c.packets.fetch_add(packets, Ordering::Relaxed);
-                c.bytes.fetch_add(bytes, Ordering::Relaxed);
+                bump(&c.packets, packets);
+                bump(&c.bytes, bytes);
                 c.last_packet_ms.store(now_ms, Ordering::Relaxed);
             }
             if errors > 0 {
-                c.errors.fetch_add(errors, Ordering::Relaxed);
+                bump(&c.errors, errors);
             }
             (s.config.sink_rtp, s.config.sink_rtcp)
         };
-        // 3. Forward through the sinks.
         if n_rtp > 0 {
             self.forward(sink_rtp, &to_rtp[..n_rtp]);
         }
@@ -348,9 +412,7 @@ impl Worker {
         if !s.config.standby {
             return false;
         }
-        s.counters
-            .standby_packets
-            .fetch_add(received as u64, Ordering::Relaxed);
+        bump(&s.counters.standby_packets, received as u64);
         if !s.reported {
             s.reported = true;
             if let Some(hook) = self.hook.as_ref() {
@@ -375,31 +437,30 @@ impl Worker {
             return;
         }
         let dest = SockaddrStorage::from(endpoint);
-        let fd = out.socket.as_raw_fd();
-        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|k| {
+        let n = which.len().min(BATCH);
+        let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
+        for (iov, &k) in iovs.iter_mut().zip(which) {
             let len = self.lens.get(k).copied().unwrap_or(0).min(BUF_SIZE);
-            [IoSlice::new(
+            *iov = [IoSlice::new(
                 self.bufs.get(k).map_or(&[][..], |b| &b[..len]),
-            )]
-        });
-        let addrs: [Option<SockaddrStorage>; BATCH] = [Some(dest); BATCH];
-        let slices = which.iter().filter_map(|&k| iovs.get(k));
+            )];
+        }
+        let dests = self.dests.get_mut(..n).unwrap_or_default();
+        dests.fill(Some(dest));
         let sent = match sendmmsg(
-            fd,
+            out.socket.as_raw_fd(),
             &mut self.send_hdrs,
-            slices,
-            addrs,
+            iovs.get(..n).unwrap_or_default(),
+            &*dests,
             [],
             MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(r) => r.count(),
             Err(_) => 0,
         };
-        out.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
-        if sent < which.len() {
-            out.counters
-                .errors
-                .fetch_add((which.len() - sent) as u64, Ordering::Relaxed);
+        bump(&out.counters.sent, sent as u64);
+        if sent < n {
+            bump(&out.counters.errors, (n - sent) as u64);
         }
     }
 }
@@ -415,13 +476,17 @@ fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
     None
 }
 
-fn set_tos(socket: &UdpSocket, tos: u8) {
+/// Sets the IP TOS (IPv4) or traffic class (IPv6) byte; false on failure.
+fn set_tos(socket: &UdpSocket, v6: bool, tos: u8) -> bool {
     let sock = socket2::SockRef::from(socket);
-    let r = match socket.local_addr() {
-        Ok(SocketAddr::V6(_)) => sock.set_tclass_v6(u32::from(tos)),
-        _ => sock.set_tos_v4(u32::from(tos)),
+    let r = if v6 {
+        sock.set_tclass_v6(u32::from(tos))
+    } else {
+        sock.set_tos_v4(u32::from(tos))
     };
     if let Err(e) = r {
         tracing::warn!(error = %e, tos, "setting TOS failed");
+        return false;
     }
+    true
 }

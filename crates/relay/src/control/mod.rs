@@ -135,6 +135,36 @@ pub(crate) struct Control {
     replica: Option<Replica>,
 }
 
+/// Pairs every effect with the configuration a stream it opens starts with:
+/// the last `Configure` of that stream in the same batch (before any
+/// `Close` of it), which is then dropped. The worker sets a stream up once
+/// (one TOS option) instead of adding it bare and reconfiguring it.
+fn merge_configures(effects: Vec<Effect>) -> Vec<(Effect, Option<StreamConfig>)> {
+    let mut slots: Vec<Option<Effect>> = effects.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for i in 0..slots.len() {
+        let Some(e) = slots.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        let mut initial = None;
+        if let Effect::Open { key, .. } = &e {
+            for later in slots.iter_mut().skip(i + 1) {
+                match later {
+                    Some(Effect::Close { key: k, .. }) if k == key => break,
+                    Some(Effect::Configure { key: k, .. }) if k == key => {
+                        if let Some(Effect::Configure { config, .. }) = later.take() {
+                            initial = Some(config);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push((e, initial));
+    }
+    out
+}
+
 fn snapshot(map: &HashMap<u64, Arc<StreamCounters>>, key: StreamKey) -> CounterSnapshot {
     map.get(&key.0).map(|c| c.snapshot()).unwrap_or_default()
 }
@@ -283,7 +313,7 @@ impl Control {
         let Some(dp) = self.dataplane.as_ref() else {
             return;
         };
-        for e in effects {
+        for (e, initial) in merge_configures(effects) {
             let worker = match &e {
                 Effect::Open { worker, .. }
                 | Effect::Configure { worker, .. }
@@ -306,22 +336,24 @@ impl Control {
                     };
                     let counters = Arc::new(StreamCounters::default());
                     self.counters.insert(key.0, counters.clone());
+                    let config = initial.unwrap_or(StreamConfig {
+                        endpoint: None,
+                        latching: Latching::Off,
+                        strict_source: false,
+                        sink_rtp: None,
+                        sink_rtcp: None,
+                        tos: 0,
+                        standby,
+                    });
                     dp.queue(
                         worker,
                         StreamCommand::Add {
                             key,
                             socket,
+                            local,
                             kind,
                             counters,
-                            config: StreamConfig {
-                                endpoint: None,
-                                latching: Latching::Off,
-                                strict_source: false,
-                                sink_rtp: None,
-                                sink_rtcp: None,
-                                tos: 0,
-                                standby,
-                            },
+                            config,
                         },
                     )
                 }
@@ -504,5 +536,85 @@ impl Control {
         if let Some(dp) = self.dataplane.take() {
             dp.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxline_relay_dataplane::StreamKind;
+
+    fn open(key: u64) -> Effect {
+        Effect::Open {
+            key: StreamKey(key),
+            worker: 0,
+            local: SocketAddr::from(([127, 0, 0, 1], 30_000)),
+            kind: StreamKind::Rtp,
+            standby: false,
+        }
+    }
+
+    fn configure(key: u64, tos: u8) -> Effect {
+        Effect::Configure {
+            key: StreamKey(key),
+            worker: 0,
+            config: StreamConfig {
+                endpoint: None,
+                latching: Latching::Once,
+                strict_source: false,
+                sink_rtp: None,
+                sink_rtcp: None,
+                tos,
+                standby: false,
+            },
+        }
+    }
+
+    fn close(key: u64) -> Effect {
+        Effect::Close {
+            key: StreamKey(key),
+            worker: 0,
+        }
+    }
+
+    #[test]
+    fn an_opened_stream_starts_with_its_last_configuration() {
+        let merged = merge_configures(vec![
+            open(1),
+            open(2),
+            configure(1, 10),
+            configure(2, 20),
+            configure(1, 11),
+            configure(3, 30),
+        ]);
+        let tos: Vec<(u64, Option<u8>)> = merged
+            .iter()
+            .map(|(e, c)| {
+                let key = match e {
+                    Effect::Open { key, .. }
+                    | Effect::Configure { key, .. }
+                    | Effect::Close { key, .. } => key.0,
+                };
+                (key, c.as_ref().map(|c| c.tos))
+            })
+            .collect();
+        // Streams 1 and 2 are added configured; only stream 3's
+        // Configure (no Open in the batch) is left.
+        assert_eq!(tos, vec![(1, Some(11)), (2, Some(20)), (3, None)]);
+        assert!(matches!(
+            merged.last(),
+            Some((Effect::Configure { .. }, None))
+        ));
+    }
+
+    #[test]
+    fn configures_after_a_close_are_not_merged() {
+        let merged = merge_configures(vec![open(1), close(1), configure(1, 5)]);
+        assert_eq!(merged.len(), 3);
+        assert!(matches!(merged.first(), Some((Effect::Open { .. }, None))));
+        assert!(matches!(
+            merged.last(),
+            Some((Effect::Configure { .. }, None))
+        ));
     }
 }
