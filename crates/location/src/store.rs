@@ -101,7 +101,10 @@ impl LocationStore {
     ) -> Result<Applied, LocationError> {
         match self {
             LocationStore::Memory(m) => m.apply(aor, update, now),
-            LocationStore::Redis(r) => r.apply(aor, update, now).await,
+            // Boxed: the memory path, which never waits, then builds a
+            // future of a few words instead of one sized for a Redis
+            // round trip (the registrar's REGISTER handler is boxed whole).
+            LocationStore::Redis(r) => Box::pin(r.apply(aor, update, now)).await,
         }
     }
 
@@ -109,7 +112,7 @@ impl LocationStore {
     pub async fn lookup(&self, aor: &str, now: Timestamp) -> Result<Vec<Binding>, LocationError> {
         match self {
             LocationStore::Memory(m) => m.lookup(aor, now),
-            LocationStore::Redis(r) => r.lookup(aor, now).await,
+            LocationStore::Redis(r) => Box::pin(r.lookup(aor, now)).await,
         }
     }
 

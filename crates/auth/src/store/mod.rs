@@ -327,6 +327,18 @@ impl SubscriberStore {
             }
             CACHE_METRICS.misses.increment(1);
         }
+        // Boxed: a cache hit, which never waits, then builds a future of a
+        // few words instead of one sized for the database query.
+        Box::pin(self.lookup_in_database(username, domain)).await
+    }
+
+    /// [`SubscriberStore::lookup`] past the cache: asks the database and
+    /// caches the answer.
+    async fn lookup_in_database(
+        &self,
+        username: &str,
+        domain: Cow<'_, str>,
+    ) -> Result<Option<StoredCredentials>, AuthError> {
         let query = self.sql.lookup;
         let row: Option<(String, String)> = self
             .run(async {
