@@ -30,22 +30,27 @@ type Queue = FairQueue<std::net::IpAddr, (SocketAddr, Vec<u8>)>;
 /// batched `recvmmsg` into per-source bounded queues (a flooding source
 /// overflows only its own queue), then executes a few queued commands taking
 /// sources round-robin, and goes back to reading.
+///
+/// The socket leaves tokio's reactor first: registered there, every
+/// datagram would also wake a runtime thread for nothing (two context
+/// switches per ng command on a relay pinned to one core). The socket is
+/// closed when the thread ends.
 pub(crate) async fn run_udp(
     socket: UdpSocket,
     control: Arc<Mutex<Control>>,
     per_source: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let thread = match socket.as_fd().try_clone_to_owned() {
-        Ok(fd) => {
+    let thread = match socket.into_std() {
+        Ok(std_socket) => {
             let stop = shutdown.clone();
             std::thread::Builder::new()
                 .name("ng-udp".into())
-                .spawn(move || serve_udp(fd, &control, per_source, &stop))
+                .spawn(move || serve_udp(std_socket.into(), &control, per_source, &stop))
                 .ok()
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot clone the ng socket");
+            tracing::error!(error = %e, "cannot take the ng socket out of the runtime");
             None
         }
     };
@@ -53,7 +58,6 @@ pub(crate) async fn run_udp(
     if let Some(t) = thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    drop(socket);
 }
 
 const READ_BATCH: usize = 16;
@@ -83,6 +87,8 @@ fn serve_udp(
     let mut queue: Queue = FairQueue::new(per_source);
     let mut bufs = vec![vec![0u8; 65_536]; READ_BATCH];
     let mut hdrs: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(READ_BATCH, None);
+    let mut send_hdrs: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(EXEC_BURST, None);
+    let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(EXEC_BURST);
     // Also ends when the handle is dropped without a shutdown.
     while !*stop.borrow() && stop.has_changed().is_ok() {
         let timeout = if queue.is_empty() {
@@ -149,22 +155,61 @@ fn serve_udp(
         if queue.is_empty() {
             continue;
         }
-        let mut c = match control.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        for _ in 0..EXEC_BURST {
-            let Some((_, (src, msg))) = queue.pop() else {
-                break;
+        {
+            let mut c = match control.lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
             };
-            if let Some(reply) = c.handle_message(&msg, src, unix_ms())
-                && let Err(e) = sender.send_to(&reply, src)
-            {
-                tracing::debug!(error = %e, %src, "ng reply send failed");
+            for _ in 0..EXEC_BURST {
+                let Some((_, (src, msg))) = queue.pop() else {
+                    break;
+                };
+                if let Some(reply) = c.handle_message(&msg, src, unix_ms()) {
+                    replies.push((src, reply));
+                }
             }
+            // One worker wake-up per burst.
             c.flush_wakes();
         }
+        send_replies(&sender, &mut send_hdrs, &mut replies);
     }
+}
+
+/// Sends the replies of a burst with one `sendmmsg` (outside the control
+/// lock); what the kernel does not take at once goes out one by one.
+fn send_replies(
+    sender: &std::net::UdpSocket,
+    hdrs: &mut nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    replies: &mut Vec<(SocketAddr, Vec<u8>)>,
+) {
+    use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    let mut sent = 0;
+    if replies.len() > 1 {
+        let iovs: Vec<[IoSlice<'_>; 1]> = replies.iter().map(|(_, r)| [IoSlice::new(r)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = replies
+            .iter()
+            .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+            .collect();
+        if let Ok(r) = sendmmsg(
+            sender.as_raw_fd(),
+            hdrs,
+            iovs.iter(),
+            &addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            sent = r.count();
+        }
+    }
+    for (src, reply) in replies.iter().skip(sent) {
+        if let Err(e) = sender.send_to(reply, *src) {
+            tracing::debug!(error = %e, %src, "ng reply send failed");
+        }
+    }
+    replies.clear();
 }
 
 /// Accepts ng TCP connections.
