@@ -28,6 +28,11 @@ use voxline_ng::client::RetransmitPolicy;
 use voxline_ng::command::{DeleteRequest, MediaRequest};
 use voxline_relay::client::NgClient;
 
+/// The allocator of the `voxline` binary (crates/voxline/src/main.rs):
+/// `serve-relay` runs the relay as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Load generator for the Voxline relay, rtpengine and a trivial forwarder")]
 struct Cli {
