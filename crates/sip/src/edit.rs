@@ -220,12 +220,17 @@ impl<'a> Editor<'a> {
         let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
         self.plan(&mut splices)?;
         splices.sort_by_key(|s| (s.start, s.end, s.seq));
+        self.write_planned(&splices, out)
+    }
+
+    /// Writes the original with the planned (sorted) splices applied.
+    fn write_planned(&self, splices: &[Splice<'a>], out: &mut BytesMut) -> Result<(), EditError> {
         let frame = self.msg.frame();
         let buf: &[u8] = self.msg.buffer();
         let mut pos = frame.msg_start;
         let end = frame.body_end;
         let mut size = (end - pos) as usize;
-        for s in &splices {
+        for s in splices {
             if s.start < pos || s.end > end {
                 return Err(EditError::Conflict);
             }
@@ -241,7 +246,7 @@ impl<'a> Editor<'a> {
         }
         out.reserve(size);
         pos = frame.msg_start;
-        for s in &splices {
+        for s in splices {
             out.put_slice(buf.get(pos as usize..s.start as usize).unwrap_or_default());
             for p in &s.pieces {
                 match *p {
@@ -283,18 +288,22 @@ impl<'a> Editor<'a> {
                     .any(|h| h.value_start < s.start && s.start <= s.end && s.end <= h.value_end)
         });
         let mut out = BytesMut::new();
-        self.write_to(&mut out)?;
+        self.write_planned(&splices, &mut out)?;
         let bytes = out.freeze();
         if !inside_values || bytes.len() > u32::MAX as usize {
             return Message::parse(bytes).map_err(|_| EditError::Unframeable);
         }
         // Each splice moves everything from its end on by its change in
         // length; the new buffer starts at the old message start.
+        let moves: SmallVec<[(u32, i64); 12]> = splices
+            .iter()
+            .map(|s| (s.end, spliced_len(s) as i64 - i64::from(s.end - s.start)))
+            .collect();
         let shift = |o: u32| -> u32 {
             let mut n = i64::from(o) - i64::from(frame.msg_start);
-            for s in &splices {
-                if s.end <= o {
-                    n += spliced_len(s) as i64 - i64::from(s.end - s.start);
+            for &(end, delta) in &moves {
+                if end <= o {
+                    n += delta;
                 }
             }
             u32::try_from(n).unwrap_or(0)
