@@ -117,11 +117,14 @@ pub fn read_registration(
     let mut contacts = Vec::new();
     let mut star = false;
     let mut count = 0usize;
+    // behind_nat, computed on the contacts as they are read.
+    let mut nat = false;
     for c in msg.contacts() {
         count += 1;
         match c.map_err(|_| Refusal::BadRequest("Bad Request - Malformed Contact"))? {
             Contact::Wildcard => star = true,
             Contact::Address(na) => {
+                nat |= contact_behind_nat(&na.uri, peer);
                 if !na.uri.is_sip() && na.uri.scheme() != "tel" {
                     // Any absolute URI may be bound, but we only route SIP.
                     return Err(Refusal::BadRequest(
@@ -187,7 +190,7 @@ pub fn read_registration(
     } else {
         Contacts::List(contacts)
     };
-    let nat = behind_nat(msg, peer);
+    let nat = nat || via_behind_nat(msg, peer);
     let path = msg
         .header_lines(HeaderName::Path)
         .flat_map(split_top_commas)
@@ -261,30 +264,40 @@ fn split_top_commas(v: &str) -> impl Iterator<Item = &str> {
 /// the one the REGISTER came from (RFC 3581 in practice: Kamailio's
 /// `nat_uac_test` flags 1, 2 and 16), or a private address.
 pub fn behind_nat(msg: &Message, peer: &Peer) -> bool {
-    let source = peer.addr;
     let mut nat = false;
     for c in msg.contacts().flatten() {
-        let Contact::Address(na) = c else { continue };
-        let Some(sip) = na.uri.as_sip() else { continue };
-        if let Some(ip) = sip.host.ip() {
-            let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
-            if ip != source.ip() || (peer.transport == TransportKind::Udp && port != source.port())
-            {
-                nat = true;
-            }
-            if is_private(ip) && !is_private(source.ip()) {
-                nat = true;
-            }
+        if let Contact::Address(na) = c {
+            nat |= contact_behind_nat(&na.uri, peer);
         }
     }
-    if let Ok(via) = msg.top_via()
-        && let Some(ip) = via.host.ip()
-        && (ip != source.ip() || via.port.unwrap_or(5060) != source.port())
-        && peer.transport == TransportKind::Udp
-    {
-        nat = true;
-    }
-    nat
+    nat || via_behind_nat(msg, peer)
+}
+
+/// The Contact part of [`behind_nat`] for one contact URI.
+fn contact_behind_nat(uri: &voxline_sip::Uri<'_>, peer: &Peer) -> bool {
+    let source = peer.addr;
+    let Some(sip) = uri.as_sip() else {
+        return false;
+    };
+    let Some(ip) = sip.host.ip() else {
+        return false;
+    };
+    let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
+    ip != source.ip()
+        || (peer.transport == TransportKind::Udp && port != source.port())
+        || (is_private(ip) && !is_private(source.ip()))
+}
+
+/// The Via part of [`behind_nat`]: over UDP, a top Via naming another
+/// address or port than the source.
+fn via_behind_nat(msg: &Message, peer: &Peer) -> bool {
+    let source = peer.addr;
+    peer.transport == TransportKind::Udp
+        && msg.top_via().is_ok_and(|via| {
+            via.host
+                .ip()
+                .is_some_and(|ip| ip != source.ip() || via.port.unwrap_or(5060) != source.port())
+        })
 }
 
 /// RFC 1918, RFC 6598 (CGN), link-local and unique-local addresses.
