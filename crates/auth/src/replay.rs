@@ -11,6 +11,7 @@
 //! user. Entries past the nonce lifetime are dropped as they are met.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::nonce::NonceInfo;
@@ -30,9 +31,35 @@ pub enum NcVerdict {
     Forgotten,
 }
 
+/// Hashes a nonce id: ids are random (and reach the table only after
+/// their nonce's signature was checked), so a fast mix of the one word is
+/// enough; SipHash would cost more than the rest of the lookup.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // splitmix64's finaliser: every output bit depends on every input bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    highest_nc: HashMap<u64, u32>,
+    highest_nc: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
     /// (id, issued_ms) in order of first use.
     order: VecDeque<(u64, u64)>,
     watermark_ms: Option<u64>,

@@ -37,7 +37,37 @@ pub(crate) enum Cached {
 
 /// `len(user):user:domain`, unambiguous whatever the user contains.
 fn key(username: &str, domain: &str) -> String {
-    format!("{}:{username}:{domain}", username.len())
+    let mut key = String::with_capacity(username.len() + domain.len() + 8);
+    write_key(&mut key, username, domain);
+    key
+}
+
+fn write_key(key: &mut String, username: &str, domain: &str) {
+    let mut digits = [0u8; 20];
+    let mut n = username.len();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(i..).unwrap_or_default() {
+        key.push(char::from(d));
+    }
+    key.push(':');
+    key.push_str(username);
+    key.push(':');
+    key.push_str(domain);
+}
+
+thread_local! {
+    /// The key of a lookup, built without an allocation per lookup.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl CredentialCache {
@@ -63,12 +93,20 @@ impl CredentialCache {
     }
 
     pub(crate) fn get(&self, username: &str, domain: &str, now: Instant) -> Cached {
-        let key = key(username, domain);
-        let shard = self.shard(&key);
-        match shard.get(key.as_str()) {
-            Some(entry) if entry.expires > now => Cached::Hit(entry.value),
-            _ => Cached::Miss,
-        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            write_key(key, username, domain);
+            let shard = self.shard(key);
+            let found = match shard.get(key.as_str()) {
+                Some(entry) if entry.expires > now => Cached::Hit(entry.value),
+                _ => Cached::Miss,
+            };
+            drop(shard);
+            if key.capacity() > 1024 {
+                *key = String::new();
+            }
+            found
+        })
     }
 
     pub(crate) fn insert(
@@ -127,6 +165,17 @@ mod tests {
 
     fn creds(p: &str) -> StoredCredentials {
         StoredCredentials::from_password("u", "d", p)
+    }
+
+    #[test]
+    fn keys_are_length_prefixed() {
+        assert_eq!(key("alice", "localhost"), "5:alice:localhost");
+        assert_eq!(key("", "d"), "0::d");
+        assert_eq!(
+            key(&"u".repeat(123), "d"),
+            format!("123:{}:d", "u".repeat(123))
+        );
+        assert_ne!(key("a:b", "c"), key("a", "b:c"));
     }
 
     #[test]
