@@ -38,7 +38,8 @@ pub(crate) struct ClientTx<M> {
     /// The current Timer A/E interval.
     interval: Duration,
     /// The ACK for the non-2xx final response, resent on retransmissions.
-    ack: Option<M>,
+    /// Boxed: only transactions ended by a non-2xx final response have one.
+    ack: Option<Box<M>>,
 }
 
 impl<M: SipMessage> ClientTx<M> {
@@ -116,13 +117,13 @@ impl<M: SipMessage> ClientTx<M> {
                 self.stop_waiting();
                 let ack = self.request.build_ack_for(response);
                 out.send(self.dest, ack.clone());
-                self.ack = Some(ack);
+                self.ack = Some(Box::new(ack));
                 self.linger(Timer::D, out.config.timer_d, out);
                 Delivery::ToTu
             }
             (ClientState::Completed, 300..) => {
                 if let Some(ack) = &self.ack {
-                    out.send(self.dest, ack.clone());
+                    out.send(self.dest, M::clone(ack));
                 }
                 Delivery::Absorbed(Absorbed::ResponseRetransmission)
             }

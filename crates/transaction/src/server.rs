@@ -35,7 +35,10 @@ pub(crate) struct ServerTx<M> {
     /// The current Timer G interval.
     interval: Duration,
     /// The most recent response, resent on request retransmissions.
-    last_response: Option<M>,
+    /// Boxed, and dropped once a 2xx moves the transaction to Accepted
+    /// (where retransmissions are absorbed): an accepted INVITE lingers 32 s
+    /// per call and should not hold a response it never resends.
+    last_response: Option<Box<M>>,
 }
 
 impl<M: SipMessage> ServerTx<M> {
@@ -87,7 +90,7 @@ impl<M: SipMessage> ServerTx<M> {
             // §17.2.1/§17.2.2: resend the most recent response, if any.
             ServerState::Proceeding | ServerState::Completed => {
                 if let Some(response) = &self.last_response {
-                    out.send(self.peer, response.clone());
+                    out.send(self.peer, M::clone(response));
                 }
             }
             // Trying: no response yet. Confirmed: absorbed silently.
@@ -137,13 +140,13 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Proceeding;
                 self.timers.stop(Timer::Trying);
                 out.send(self.peer, response.clone());
-                self.last_response = Some(response);
+                self.last_response = Some(Box::new(response));
             }
             (true, ServerState::Proceeding, 200..=299) => {
                 self.state = ServerState::Accepted;
                 self.stop_waiting();
-                out.send(self.peer, response.clone());
-                self.last_response = Some(response);
+                out.send(self.peer, response);
+                self.last_response = None;
                 self.timers.start(Timer::L, now + out.config.timer_l);
             }
             // RFC 6026 §8.7: the TU's 2xx retransmissions pass through.
@@ -152,7 +155,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Completed;
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
-                self.last_response = Some(response);
+                self.last_response = Some(Box::new(response));
                 if !self.peer.is_reliable() {
                     self.interval = out.config.first_interval();
                     self.timers.start(Timer::G, now + self.interval);
@@ -163,7 +166,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Completed;
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
-                self.last_response = Some(response);
+                self.last_response = Some(Box::new(response));
                 self.linger(Timer::J, out.config.timer_j, out);
             }
             _ => return Err(invalid),
@@ -179,7 +182,7 @@ impl<M: SipMessage> ServerTx<M> {
             }
             (Timer::G, ServerState::Completed) => {
                 if let Some(response) = &self.last_response {
-                    out.send(self.peer, response.clone());
+                    out.send(self.peer, M::clone(response));
                 }
                 self.interval = self
                     .interval
@@ -219,7 +222,7 @@ impl<M: SipMessage> ServerTx<M> {
     fn send_trying(&mut self, out: &mut Output<'_, M>) {
         let trying = self.request.build_response(100);
         out.send(self.peer, trying.clone());
-        self.last_response = Some(trying);
+        self.last_response = Some(Box::new(trying));
     }
 
     fn stop_waiting(&mut self) {

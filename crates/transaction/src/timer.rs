@@ -180,9 +180,15 @@ impl DeadlineQueue {
         self.heap.peek().map(|Reverse(d)| d)
     }
 
-    /// Removes the earliest entry.
+    /// Removes the earliest entry. After a peak, a heap that is at most a
+    /// quarter full gives half its capacity back.
     pub(crate) fn pop(&mut self) -> Option<Deadline> {
-        self.heap.pop().map(|Reverse(d)| d)
+        let d = self.heap.pop().map(|Reverse(d)| d);
+        let (len, cap) = (self.heap.len(), self.heap.capacity());
+        if cap > 4096 && len * 4 < cap {
+            self.heap.shrink_to(len * 2);
+        }
+        d
     }
 
     /// Number of entries, stale ones included.

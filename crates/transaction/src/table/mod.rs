@@ -78,10 +78,16 @@ impl<M> Tx<M> {
     }
 }
 
+/// Index capacity below which a sparse index is not shrunk.
+const MIN_SHRINK_CAPACITY: usize = 4096;
+
 #[derive(Debug)]
 struct Slot<M> {
     generation: u32,
-    tx: Option<Tx<M>>,
+    /// Boxed: a transaction holds whole messages (several KiB), and the
+    /// slot vector keeps its peak length for the generations; free slots
+    /// must cost a few bytes, not a transaction's size.
+    tx: Option<Box<Tx<M>>>,
 }
 
 /// A transaction table: one shard of the transaction layer.
@@ -177,7 +183,7 @@ impl<M: SipMessage> TransactionTable<M> {
         if slot.generation != r.generation {
             return None;
         }
-        slot.tx.as_ref()
+        slot.tx.as_deref()
     }
 
     /// Starts a client transaction for `request` (any method but ACK) and
@@ -485,7 +491,7 @@ impl<M: SipMessage> TransactionTable<M> {
         self.slots
             .get(slot as usize)
             .filter(|s| s.generation == generation)
-            .and_then(|s| s.tx.as_ref())
+            .and_then(|s| s.tx.as_deref())
             .is_some_and(|tx| tx.timers().is_armed(timer, at))
     }
 
@@ -523,7 +529,7 @@ impl<M: SipMessage> TransactionTable<M> {
         };
         let tx = make(&mut out);
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.tx = Some(tx);
+            s.tx = Some(Box::new(tx));
         }
         r
     }
@@ -543,7 +549,7 @@ impl<M: SipMessage> TransactionTable<M> {
         if slot.generation != r.generation {
             return None;
         }
-        let tx = slot.tx.as_mut()?;
+        let tx = slot.tx.as_deref_mut()?;
         let mut out = Output {
             now,
             config: &self.config.timers,
@@ -563,7 +569,7 @@ impl<M: SipMessage> TransactionTable<M> {
         let Some(slot) = self.slots.get_mut(r.slot as usize) else {
             return;
         };
-        let Some(tx) = slot.tx.as_mut() else {
+        let Some(tx) = slot.tx.as_deref_mut() else {
             return;
         };
         if !tx.is_terminated() {
@@ -574,7 +580,7 @@ impl<M: SipMessage> TransactionTable<M> {
         }
         let id = tx.id(r);
         if let Some(tx) = slot.tx.take() {
-            match tx {
+            match *tx {
                 Tx::Client(c) => {
                     self.client_index.remove(&c.key);
                     self.client_count -= 1;
@@ -589,6 +595,20 @@ impl<M: SipMessage> TransactionTable<M> {
         self.free.push(r.slot);
         self.events.push_back(TxEvent::Terminated { id });
         self.compact_deadlines();
+        self.shrink_sparse_indexes();
+    }
+
+    /// Gives back the key indexes' memory after a peak: once a map is at
+    /// most a quarter full it shrinks to twice its length (amortised: a
+    /// map is rebuilt only after its length fell by half or more).
+    fn shrink_sparse_indexes(&mut self) {
+        fn shrink(map: &mut HashMap<Arc<[u8]>, u32, RandomState>) {
+            if map.capacity() > MIN_SHRINK_CAPACITY && map.len() * 4 < map.capacity() {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.server_index);
+        shrink(&mut self.client_index);
     }
 
     /// Drops cancelled deadlines once they outnumber live transactions'
