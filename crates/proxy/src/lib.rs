@@ -182,7 +182,11 @@ impl Proxy {
             && !in_dialog
             && method.as_ref().is_some_and(|m| creates_dialog(m.as_str()));
         metrics::counter!("voxline_proxy_requests_total").increment(1);
-        session::run(
+        // The session outlives this handler by the transactions' lifetime
+        // (32 s after a 2xx on UDP): it runs as a task of its own, so what
+        // stays resident per call is the session, not the handler's
+        // authentication and lookup states as well.
+        voxline_server::spawn_eager(session::run(
             self.inner.clone(),
             req,
             Plan {
@@ -192,8 +196,7 @@ impl Proxy {
                 body,
                 call,
             },
-        )
-        .await;
+        ));
     }
 
     /// Local subscribers are challenged for requests outside a dialog

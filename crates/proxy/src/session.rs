@@ -73,7 +73,9 @@ struct Branch {
     tx: Option<ClientTxId>,
     /// Timer C deadline (INVITE only).
     timer_c: Option<Instant>,
-    final_response: Option<Message>,
+    /// Boxed: most branches never keep one, and the session holds its
+    /// branches for the transactions' lifetime.
+    final_response: Option<Box<Message>>,
     got_provisional: bool,
 }
 
@@ -151,7 +153,9 @@ impl Session {
             let deadline = self.next_deadline();
             tokio::select! {
                 ev = self.events.recv() => match ev {
-                    Some((tag, ev)) => self.on_event(tag, ev).await,
+                    // Boxed: the response path (relay round trip included)
+                    // is big and short-lived; the session waits small.
+                    Some((tag, ev)) => Box::pin(self.on_event(tag, ev)).await,
                     None => return,
                 },
                 c = async { cancel.as_mut().expect("guarded").await }, if cancel.is_some() => {
@@ -174,10 +178,9 @@ impl Session {
         let more = self.groups.len() > 0;
         self.group_deadline =
             more.then(|| Instant::now() + self.inner.config.serial_fork_timeout());
-        for target in group
-            .into_iter()
-            .take(self.inner.config.max_branches.max(1))
-        {
+        let width = group.len().min(self.inner.config.max_branches.max(1));
+        self.branches.reserve_exact(width);
+        for target in group.into_iter().take(width) {
             let i = self.ctx.add_branch();
             self.branches.push(Branch {
                 target,
@@ -197,7 +200,8 @@ impl Session {
         let hop = self.branches[i].target.hop.clone();
         let peers = match hop {
             Hop::Peer(p) => vec![p],
-            Hop::Uri(uri) => match self.inner.resolver.resolve(&uri).await {
+            // Boxed: a DNS resolution is a large, short-lived state.
+            Hop::Uri(uri) => match Box::pin(self.inner.resolver.resolve(&uri)).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(error = %e, "branch target does not resolve");
@@ -367,7 +371,7 @@ impl Session {
             self.cancel_pending();
         }
         if (300..700).contains(&status) {
-            self.branches[i].final_response = Some(resp);
+            self.branches[i].final_response = Some(Box::new(resp));
         }
     }
 
