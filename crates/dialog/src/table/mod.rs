@@ -1,5 +1,7 @@
 //! The dialog table: sharded by Call-ID, with a deadline index per shard.
 
+mod record;
+
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
@@ -7,11 +9,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use hashbrown::HashTable;
 use serde::Serialize;
 
 use crate::{
     DialogConfig, DialogInfo, DialogState, Ended, Hangup, LimitExceeded, NewCall, Teardown,
 };
+use record::Record;
 
 const SHARDS: usize = 16;
 
@@ -37,24 +41,49 @@ pub struct Leg {
     pub cseq: u32,
 }
 
-struct Dialog {
-    info: DialogInfo,
-    subscriber: Option<String>,
-    domain: Option<String>,
-    caller_leg: Leg,
-    callee_leg: Option<Leg>,
-    caller_cseq: u32,
-    callee_cseq: u32,
-    deadline: u64,
-    last_media_check: u64,
-}
-
+/// The dialogs whose Call-ID hashes to one shard.
 #[derive(Default)]
 struct Shard {
-    dialogs: HashMap<(String, String), Dialog>,
-    /// (deadline ms, id) → key.
-    deadlines: BTreeSet<(u64, u64)>,
-    by_id: HashMap<u64, (String, String)>,
+    /// Keyed by (Call-ID, caller's From tag), which the records hold
+    /// themselves: the table stores no copy of the key.
+    dialogs: HashTable<Box<Record>>,
+    /// (deadline ms, id, key hash): the hash finds the record again.
+    deadlines: BTreeSet<(u64, u64, u64)>,
+}
+
+impl Shard {
+    fn get_mut(&mut self, hash: u64, call_id: &str, from_tag: &str) -> Option<&mut Record> {
+        self.dialogs
+            .find_mut(hash, |r| r.is(call_id, from_tag))
+            .map(|b| &mut **b)
+    }
+
+    fn contains(&self, hash: u64, call_id: &str, from_tag: &str) -> bool {
+        self.dialogs
+            .find(hash, |r| r.is(call_id, from_tag))
+            .is_some()
+    }
+
+    fn remove(&mut self, hash: u64, call_id: &str, from_tag: &str) -> Option<Box<Record>> {
+        let d = self
+            .dialogs
+            .find_entry(hash, |r| r.is(call_id, from_tag))
+            .ok()?
+            .remove()
+            .0;
+        self.deadlines.remove(&(d.deadline, d.id, hash));
+        Some(d)
+    }
+
+    fn insert(&mut self, hash: u64, d: Box<Record>, hasher: &RandomState) {
+        self.deadlines.insert((d.deadline, d.id, hash));
+        self.dialogs
+            .insert_unique(hash, d, |r| key_hash(hasher, r.call_id(), r.caller_tag()));
+    }
+}
+
+fn key_hash(hasher: &RandomState, call_id: &str, from_tag: &str) -> u64 {
+    hasher.hash_one((call_id, from_tag))
 }
 
 #[derive(Default)]
@@ -101,6 +130,10 @@ impl DialogTable {
         &self.shards[i]
     }
 
+    fn key_hash(&self, call_id: &str, from_tag: &str) -> u64 {
+        key_hash(&self.hasher, call_id, from_tag)
+    }
+
     /// Starts tracking a call attempt, or refuses it over a limit.
     pub fn begin(&self, call: NewCall, now: u64) -> Result<u64, LimitExceeded> {
         {
@@ -132,44 +165,16 @@ impl DialogTable {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let deadline = now + self.config.max_ringing_secs.max(1) * 1000;
-        let key = (call.call_id.clone(), call.from_tag.clone());
-        let dialog = Dialog {
-            info: DialogInfo {
-                id,
-                call_id: call.call_id,
-                from_tag: call.from_tag,
-                to_tag: None,
-                state: DialogState::Early,
-                caller: call.caller,
-                callee: call.callee,
-                source: call.source.to_string(),
-                transport: call.transport,
-                started_ms: now,
-                answered_ms: None,
-                last_activity_ms: now,
-                relay: None,
-            },
-            subscriber: call.subscriber,
-            domain: call.domain,
-            caller_leg: call.caller_leg,
-            callee_leg: None,
-            caller_cseq: call.cseq,
-            callee_cseq: 0,
-            deadline,
-            last_media_check: now,
-        };
-        let mut shard = lock(self.shard(&key.0));
-        if let Some(old) = shard.dialogs.remove(&key) {
+        let dialog = Box::new(Record::new(&call, id, now, deadline));
+        let hash = self.key_hash(&call.call_id, &call.from_tag);
+        let mut shard = lock(self.shard(&call.call_id));
+        if let Some(old) = shard.remove(hash, &call.call_id, &call.from_tag) {
             // A retried INVITE with the same Call-ID and tag replaces it.
-            shard.deadlines.remove(&(old.deadline, old.info.id));
-            shard.by_id.remove(&old.info.id);
             drop(shard);
             self.release(&old);
-            shard = lock(self.shard(&key.0));
+            shard = lock(self.shard(&call.call_id));
         }
-        shard.deadlines.insert((deadline, id));
-        shard.by_id.insert(id, key.clone());
-        shard.dialogs.insert(key, dialog);
+        shard.insert(hash, dialog, &self.hasher);
         Ok(id)
     }
 
@@ -186,24 +191,20 @@ impl DialogTable {
 
     /// Records the relay that anchors the call's media.
     pub fn set_relay(&self, call_id: &str, from_tag: &str, relay: &str) {
+        let hash = self.key_hash(call_id, from_tag);
         let mut shard = lock(self.shard(call_id));
-        if let Some(d) = shard
-            .dialogs
-            .get_mut(&(call_id.to_owned(), from_tag.to_owned()))
-        {
-            d.info.relay = Some(relay.to_owned());
+        if let Some(d) = shard.get_mut(hash, call_id, from_tag) {
+            d.set_relay(relay);
         }
     }
 
     /// Replaces the caller's leg (known completely only once the 2xx gives
     /// the callee's tag and the Record-Route set).
     pub fn update_caller_leg(&self, call_id: &str, from_tag: &str, leg: Leg) {
+        let hash = self.key_hash(call_id, from_tag);
         let mut shard = lock(self.shard(call_id));
-        if let Some(d) = shard
-            .dialogs
-            .get_mut(&(call_id.to_owned(), from_tag.to_owned()))
-        {
-            d.caller_leg = leg;
+        if let Some(d) = shard.get_mut(hash, call_id, from_tag) {
+            d.set_caller_leg(&leg);
         }
     }
 
@@ -218,26 +219,22 @@ impl DialogTable {
         callee_leg: Leg,
         now: u64,
     ) -> bool {
-        let key = (call_id.to_owned(), from_tag.to_owned());
+        let hash = self.key_hash(call_id, from_tag);
         let mut shard = lock(self.shard(call_id));
-        let Some(d) = shard.dialogs.get_mut(&key) else {
+        let Some(d) = shard.get_mut(hash, call_id, from_tag) else {
             return false;
         };
-        if d.info.state == DialogState::Confirmed {
-            return d.info.to_tag.as_deref() == Some(to_tag);
+        if d.state == DialogState::Confirmed {
+            return d.to_tag() == Some(to_tag);
         }
-        d.info.state = DialogState::Confirmed;
-        d.info.to_tag = Some(to_tag.to_owned());
-        d.info.answered_ms = Some(now);
-        d.info.last_activity_ms = now;
-        d.callee_leg = Some(callee_leg);
-        let old = (d.deadline, d.info.id);
+        d.confirm(to_tag, &callee_leg, now);
+        let old = (d.deadline, d.id, hash);
         d.deadline = if self.config.max_duration_secs == 0 {
             u64::MAX
         } else {
             now + self.config.max_duration_secs * 1000
         };
-        let new = (d.deadline, d.info.id);
+        let new = (d.deadline, d.id, hash);
         shard.deadlines.remove(&old);
         shard.deadlines.insert(new);
         drop(shard);
@@ -258,13 +255,16 @@ impl DialogTable {
         hangup: Hangup,
         now: u64,
     ) -> Option<Ended> {
-        let d = self.remove(&(call_id.to_owned(), from_tag.to_owned()))?;
-        if d.info.state == DialogState::Confirmed {
+        let hash = self.key_hash(call_id, from_tag);
+        let mut shard = lock(self.shard(call_id));
+        let d = shard.get_mut(hash, call_id, from_tag)?;
+        if d.state == DialogState::Confirmed {
             // A late failure of an answered call cannot happen; keep it.
-            self.reinsert(d);
             return None;
         }
-        Some(self.finish(d, status, reason, hangup, now))
+        let d = shard.remove(hash, call_id, from_tag)?;
+        drop(shard);
+        Some(self.finish(&d, status, reason, hangup, now))
     }
 
     /// An in-dialog request from one side: updates activity and CSeq.
@@ -278,15 +278,15 @@ impl DialogTable {
         now: u64,
     ) -> Option<(DialogInfo, bool)> {
         let mut shard = lock(self.shard(call_id));
-        let (key, from_caller) = find_key(&shard, call_id, from_tag, to_tag)?;
-        let d = shard.dialogs.get_mut(&key)?;
-        d.info.last_activity_ms = now;
+        let (hash, tag, from_caller) = self.find(&shard, call_id, from_tag, to_tag)?;
+        let d = shard.get_mut(hash, call_id, tag)?;
+        d.last_activity_ms = now;
         if from_caller {
             d.caller_cseq = d.caller_cseq.max(cseq);
         } else {
             d.callee_cseq = d.callee_cseq.max(cseq);
         }
-        Some((d.info.clone(), from_caller))
+        Some((d.info(), from_caller))
     }
 
     /// A BYE (or other ending) of a confirmed dialog from one side.
@@ -298,17 +298,16 @@ impl DialogTable {
         hangup_by_caller: bool,
         now: u64,
     ) -> Option<Ended> {
-        let key = {
-            let shard = lock(self.shard(call_id));
-            find_key(&shard, call_id, from_tag, to_tag)?.0
-        };
-        let d = self.remove(&key)?;
+        let mut shard = lock(self.shard(call_id));
+        let (hash, tag, _) = self.find(&shard, call_id, from_tag, to_tag)?;
+        let d = shard.remove(hash, call_id, tag)?;
+        drop(shard);
         let hangup = if hangup_by_caller {
             Hangup::Caller
         } else {
             Hangup::Callee
         };
-        Some(self.finish(d, 200, "OK", hangup, now))
+        Some(self.finish(&d, 200, "OK", hangup, now))
     }
 
     /// Ends a dialog on the proxy's own initiative (max duration, no media,
@@ -320,14 +319,15 @@ impl DialogTable {
         reason: &str,
         now: u64,
     ) -> Option<Teardown> {
-        let d = self.remove(&(call_id.to_owned(), from_tag.to_owned()))?;
-        Some(self.teardown_of(d, reason, now))
+        let hash = self.key_hash(call_id, from_tag);
+        let d = lock(self.shard(call_id)).remove(hash, call_id, from_tag)?;
+        Some(self.teardown_of(&d, reason, now))
     }
 
-    fn teardown_of(&self, d: Dialog, reason: &str, now: u64) -> Teardown {
-        let caller = with_cseq(d.caller_leg.clone(), d.callee_cseq);
-        let callee = d.callee_leg.clone().map(|l| with_cseq(l, d.caller_cseq));
-        let answered = d.info.state == DialogState::Confirmed;
+    fn teardown_of(&self, d: &Record, reason: &str, now: u64) -> Teardown {
+        let caller = with_cseq(d.caller_leg(), d.callee_cseq);
+        let callee = d.callee_leg().map(|l| with_cseq(l, d.caller_cseq));
+        let answered = d.state == DialogState::Confirmed;
         let (status, text) = if answered {
             (200, "OK")
         } else {
@@ -346,26 +346,24 @@ impl DialogTable {
         let mut due = Vec::new();
         for shard in &self.shards {
             let mut s = lock(shard);
-            while let Some(&(deadline, id)) = s.deadlines.iter().next() {
+            while let Some(&(deadline, id, hash)) = s.deadlines.iter().next() {
                 if deadline > now {
                     break;
                 }
-                s.deadlines.remove(&(deadline, id));
-                if let Some(key) = s.by_id.remove(&id)
-                    && let Some(d) = s.dialogs.remove(&key)
-                {
-                    due.push(d);
+                s.deadlines.remove(&(deadline, id, hash));
+                if let Ok(entry) = s.dialogs.find_entry(hash, |r| r.id == id) {
+                    due.push(entry.remove().0);
                 }
             }
         }
         due.into_iter()
             .map(|d| {
-                let reason = if d.info.state == DialogState::Confirmed {
+                let reason = if d.state == DialogState::Confirmed {
                     "max-duration"
                 } else {
                     "ringing-timeout"
                 };
-                self.teardown_of(d, reason, now)
+                self.teardown_of(&d, reason, now)
             })
             .collect()
     }
@@ -381,13 +379,13 @@ impl DialogTable {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut s = lock(shard);
-            for d in s.dialogs.values_mut() {
-                if d.info.state == DialogState::Confirmed
-                    && d.info.last_activity_ms + window <= now
+            for d in s.dialogs.iter_mut() {
+                if d.state == DialogState::Confirmed
+                    && d.last_activity_ms + window <= now
                     && d.last_media_check + window <= now
                 {
                     d.last_media_check = now;
-                    out.push(d.info.clone());
+                    out.push(d.info());
                 }
             }
         }
@@ -399,13 +397,7 @@ impl DialogTable {
         let mut out: Vec<DialogInfo> = self
             .shards
             .iter()
-            .flat_map(|s| {
-                lock(s)
-                    .dialogs
-                    .values()
-                    .map(|d| d.info.clone())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| lock(s).dialogs.iter().map(|d| d.info()).collect::<Vec<_>>())
             .collect();
         out.sort_by_key(|d| d.started_ms);
         out
@@ -417,25 +409,33 @@ impl DialogTable {
         (c.early, c.confirmed)
     }
 
-    fn remove(&self, key: &(String, String)) -> Option<Dialog> {
-        let mut shard = lock(self.shard(&key.0));
-        let d = shard.dialogs.remove(key)?;
-        shard.deadlines.remove(&(d.deadline, d.info.id));
-        shard.by_id.remove(&d.info.id);
-        Some(d)
+    /// The dialog a request belongs to: its key hash, the caller's tag,
+    /// and whether the caller sent the request.
+    fn find<'t>(
+        &self,
+        shard: &Shard,
+        call_id: &str,
+        from_tag: Option<&'t str>,
+        to_tag: Option<&'t str>,
+    ) -> Option<(u64, &'t str, bool)> {
+        if let Some(f) = from_tag {
+            let hash = self.key_hash(call_id, f);
+            if shard.contains(hash, call_id, f) {
+                return Some((hash, f, true));
+            }
+        }
+        if let Some(t) = to_tag {
+            let hash = self.key_hash(call_id, t);
+            if shard.contains(hash, call_id, t) {
+                return Some((hash, t, false));
+            }
+        }
+        None
     }
 
-    fn reinsert(&self, d: Dialog) {
-        let key = (d.info.call_id.clone(), d.info.from_tag.clone());
-        let mut shard = lock(self.shard(&key.0));
-        shard.deadlines.insert((d.deadline, d.info.id));
-        shard.by_id.insert(d.info.id, key.clone());
-        shard.dialogs.insert(key, d);
-    }
-
-    fn release(&self, d: &Dialog) {
+    fn release(&self, d: &Record) {
         let mut counts = lock(&self.counts);
-        if let Some(s) = &d.subscriber
+        if let Some(s) = d.subscriber()
             && let Some(n) = counts.subscribers.get_mut(s)
         {
             *n = n.saturating_sub(1);
@@ -443,7 +443,7 @@ impl DialogTable {
                 counts.subscribers.remove(s);
             }
         }
-        if let Some(dom) = &d.domain
+        if let Some(dom) = d.domain()
             && let Some(n) = counts.domains.get_mut(dom)
         {
             *n = n.saturating_sub(1);
@@ -451,16 +451,16 @@ impl DialogTable {
                 counts.domains.remove(dom);
             }
         }
-        match d.info.state {
+        match d.state {
             DialogState::Early => counts.early = counts.early.saturating_sub(1),
             DialogState::Confirmed => counts.confirmed = counts.confirmed.saturating_sub(1),
             DialogState::Terminated => {}
         }
     }
 
-    fn finish(&self, d: Dialog, status: u16, reason: &str, hangup: Hangup, now: u64) -> Ended {
-        self.release(&d);
-        let mut info = d.info;
+    fn finish(&self, d: &Record, status: u16, reason: &str, hangup: Hangup, now: u64) -> Ended {
+        self.release(d);
+        let mut info = d.info();
         info.state = DialogState::Terminated;
         Ended {
             info,
@@ -470,28 +470,6 @@ impl DialogTable {
             hangup,
         }
     }
-}
-
-/// The dialog a request belongs to and whether the caller sent it.
-fn find_key(
-    shard: &Shard,
-    call_id: &str,
-    from_tag: Option<&str>,
-    to_tag: Option<&str>,
-) -> Option<((String, String), bool)> {
-    if let Some(f) = from_tag {
-        let k = (call_id.to_owned(), f.to_owned());
-        if shard.dialogs.contains_key(&k) {
-            return Some((k, true));
-        }
-    }
-    if let Some(t) = to_tag {
-        let k = (call_id.to_owned(), t.to_owned());
-        if shard.dialogs.contains_key(&k) {
-            return Some((k, false));
-        }
-    }
-    None
 }
 
 /// The leg with the CSeq a new request on it must carry: above anything
