@@ -1,6 +1,7 @@
 //! `voxline`: the command-line entry point. Subcommands are thin: they load
 //! the configuration and call into the crates that do the work.
 
+mod allocator;
 mod api;
 mod call_hooks;
 mod cdr;
@@ -16,12 +17,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LoadError, NodeConfig};
-
-/// Every message, transaction and dialog is a handful of small allocations
-/// freed in another order than made; mimalloc serves that pattern at a
-/// fraction of glibc malloc's cost and returns freed memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Carrier-grade SIP edge, registrar, proxy and media relay.
 #[derive(Parser)]

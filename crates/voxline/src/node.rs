@@ -20,6 +20,9 @@ use crate::config::{LogFormat, NodeConfig, RoleName};
 
 pub fn run(cfg: NodeConfig) -> ExitCode {
     init_logging(&cfg);
+    if let Err(e) = crate::allocator::spawn_purge_tick() {
+        return crate::fail(&e);
+    }
     let rt = match crate::runtime(cfg.node.threads) {
         Ok(rt) => rt,
         Err(e) => return crate::fail(&e),
