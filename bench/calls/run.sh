@@ -20,7 +20,8 @@
 #            Kamailio's processes, right after the calls (transactions still alive) and
 #            SETTLE (40) s later (transactions gone: Voxline keeps an accepted INVITE
 #            transaction 32 s, Kamailio 5 s); RSS likewise. "Before" is taken after a
-#            warm-up of 2,000 complete calls (memory any traffic touches once).
+#            warm-up of 2,000 complete calls (memory any traffic touches once) and SETTLE s
+#            more, once the warm-up's transactions ended.
 #
 # Usage: bench/calls/run.sh [--server kamailio|voxline|both] [--parts calls,hold,dialogs]
 #                           [--reps N] [--duration S] [--holds "500 1000"] [--dialogs N]
@@ -278,9 +279,11 @@ part_dialogs() {
     # Warm-up: 2,000 complete calls (with BYE) first, so that memory touched once by any
     # traffic (worker pools, first pages of shared memory, allocator arenas) is in the
     # baseline and not charged to the dialogs.
+    # The baseline is taken once the warm-up's transactions have ended (they linger up to
+    # 32 s after the last response on UDP), or their memory would be charged to nobody.
     loadgen call --users 2000 --callees 1000 --concurrency 200 --count 2000 --duration 60 \
       --target "127.0.0.1:$(port_of "$server")" >/dev/null
-    sleep 5
+    sleep "$SETTLE"
     idle_pss=$(server_memory_kb pss); idle_rss=$(server_memory_kb rss)
     json=$(loadgen call --users "$DIALOGS" --callees 1000 --concurrency 200 --hold \
       --count "$DIALOGS" --duration 600 --drain 10 --target "127.0.0.1:$(port_of "$server")")
