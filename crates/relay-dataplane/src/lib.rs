@@ -89,7 +89,8 @@ pub struct StreamCounters {
     pub errors: AtomicU64,
     /// Wall-clock time of the last accepted packet, ms since the epoch (0 = never).
     pub last_packet_ms: AtomicU64,
-    /// Packets forwarded out of this stream's socket.
+    /// Packets received here and forwarded (out of the sink stream's
+    /// socket).
     pub sent: AtomicU64,
     /// Last RTCP report block seen here: fraction lost.
     pub rtcp_fraction_lost: AtomicU32,
@@ -147,7 +148,7 @@ pub struct CounterSnapshot {
     pub errors: u64,
     /// Last accepted packet, ms since the epoch (0 = never).
     pub last_packet_ms: u64,
-    /// Packets forwarded out of this socket.
+    /// Packets received here and forwarded.
     pub sent: u64,
     /// Last RTCP report block (SSRC not kept).
     pub rtcp: Option<ReportBlock>,

@@ -30,22 +30,42 @@ const WAKE_TOKEN: u64 = u64::MAX;
 const BUF_SIZE: usize = 2048;
 /// Full batches read from one socket per turn before the others get theirs.
 const MAX_BATCHES_PER_TURN: usize = 4;
+/// Datagrams asked for by the first `recvmmsg` on a readable socket.
+const FIRST_READ: usize = 4;
 /// Longest sleep in `epoll_wait`: commands queued without a wake-up (and the
 /// stop flag) are seen within this.
 const IDLE_WAIT_MS: u16 = 100;
 
 type KeyMap = HashMap<StreamKey, usize, foldhash::fast::RandomState>;
 
+/// No slot (a sink not resolved, or not there).
+const NO_SLOT: u32 = u32::MAX;
+
+/// The fields read per packet come first, in the first cache line of the
+/// (64-byte aligned) stream: a 50-pps stream is rarely still in cache when
+/// its next packet comes, so every line touched per packet is a miss.
+#[repr(C, align(64))]
 struct Stream {
-    key: StreamKey,
+    /// Current destination (configured, or latched).
+    endpoint: Option<SocketAddr>,
+    counters: Arc<StreamCounters>,
+    /// Slots of `config.sink_rtp` / `config.sink_rtcp`, resolved through
+    /// the key map at worker epoch `sinks_epoch` (valid while no command
+    /// has been applied since).
+    sink_rtp: u32,
+    sink_rtcp: u32,
+    sinks_epoch: u32,
     socket: UdpSocket,
     kind: StreamKind,
     v6: bool,
-    counters: Arc<StreamCounters>,
-    config: StreamConfig,
-    /// Current destination (configured, or latched).
-    endpoint: Option<SocketAddr>,
     latched: bool,
+    /// Copies of `config.latching`, `config.strict_source`, `config.standby`.
+    latching: Latching,
+    strict_source: bool,
+    standby: bool,
+    // Cold: read on commands only.
+    key: StreamKey,
+    config: StreamConfig,
     /// The standby hook has been called since the stream became standby.
     reported: bool,
     /// The TOS byte set on the socket (None: not set yet).
@@ -75,6 +95,9 @@ pub(crate) struct Worker {
     /// Sockets that still had data when their turn ended.
     backlog: Vec<usize>,
     hook: Option<StandbyHook>,
+    /// Bumped by every applied command; cached sink slots of another epoch
+    /// are resolved again.
+    epoch: u32,
 }
 
 /// Adds `n` to a counter only this worker writes (no locked instruction).
@@ -117,6 +140,7 @@ impl Worker {
             srcs: [None; BATCH],
             backlog: Vec::new(),
             hook,
+            epoch: 0,
         })
     }
 
@@ -160,6 +184,7 @@ impl Worker {
 
     fn drain_commands(&mut self) {
         while let Ok(cmd) = self.rx.try_recv() {
+            self.epoch = self.epoch.wrapping_add(1);
             match cmd {
                 StreamCommand::Add {
                     key,
@@ -209,11 +234,19 @@ impl Worker {
         // stream's settings.
         if let Some(entry) = self.slots.get_mut(slot) {
             *entry = Some(Stream {
-                key,
+                endpoint: None,
+                counters,
+                sink_rtp: NO_SLOT,
+                sink_rtcp: NO_SLOT,
+                sinks_epoch: self.epoch.wrapping_sub(1),
                 socket,
                 kind,
                 v6,
-                counters,
+                latched: false,
+                latching: Latching::Off,
+                strict_source: false,
+                standby: false,
+                key,
                 config: StreamConfig {
                     endpoint: None,
                     latching: Latching::Off,
@@ -223,8 +256,6 @@ impl Worker {
                     tos: 0,
                     standby: false,
                 },
-                endpoint: None,
-                latched: false,
                 reported: false,
                 tos: None,
             });
@@ -265,29 +296,38 @@ impl Worker {
         if !config.standby {
             s.reported = false;
         }
+        s.latching = config.latching;
+        s.strict_source = config.strict_source;
+        s.standby = config.standby;
         s.config = config;
     }
 
     /// Drains a readable socket (edge-triggered: until `recvmmsg` comes back
-    /// short), or leaves it in the backlog after a few full batches.
+    /// short), or leaves it in the backlog after a few full batches. The
+    /// first read asks for [`FIRST_READ`] datagrams only: a 50-pps stream
+    /// rarely holds more per wake-up, and every slot offered costs a header
+    /// to fill.
     fn on_readable(&mut self, slot: usize, now_ms: u64) {
+        let mut want = FIRST_READ;
         for _ in 0..MAX_BATCHES_PER_TURN {
-            let received = self.receive(slot);
+            let received = self.receive(slot, want);
             if received == 0 {
                 return;
             }
             if !self.standby_traffic(slot, received) {
                 self.relay_batch(slot, received, now_ms);
             }
-            if received < BATCH {
+            if received < want {
                 return;
             }
+            want = BATCH;
         }
         self.backlog.push(slot);
     }
 
-    /// One `recvmmsg` into the batch buffers; the number of datagrams.
-    fn receive(&mut self, slot: usize) -> usize {
+    /// One `recvmmsg` of at most `want` datagrams into the batch buffers;
+    /// the number of datagrams.
+    fn receive(&mut self, slot: usize, want: usize) -> usize {
         let Some(Some(stream)) = self.slots.get(slot) else {
             return 0;
         };
@@ -299,7 +339,13 @@ impl Worker {
         };
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
             self.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-        match recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+        match recvmmsg(
+            fd,
+            hdrs,
+            iovs.iter_mut().take(want),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
             Ok(results) => {
                 let mut n = 0;
                 for (r, (len, src)) in results.zip(self.lens.iter_mut().zip(self.srcs.iter_mut())) {
@@ -319,11 +365,11 @@ impl Worker {
         let mut to_rtp = [0usize; BATCH];
         let mut to_rtcp = [0usize; BATCH];
         let (mut n_rtp, mut n_rtcp) = (0usize, 0usize);
+        let (mut packets, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let (sink_rtp, sink_rtcp) = {
             let Some(Some(s)) = self.slots.get_mut(slot) else {
                 return;
             };
-            let (mut packets, mut bytes, mut errors) = (0u64, 0u64, 0u64);
             for i in 0..received {
                 let len = self.lens.get(i).copied().unwrap_or(0).min(BUF_SIZE);
                 let Some(src) = self.srcs.get(i).copied().flatten() else {
@@ -342,7 +388,7 @@ impl Worker {
                 }
                 // Source policy.
                 if Some(src) != s.endpoint {
-                    let may_latch = match s.config.latching {
+                    let may_latch = match s.latching {
                         Latching::Off => false,
                         Latching::Once => !s.latched,
                         Latching::Always => true,
@@ -353,11 +399,11 @@ impl Worker {
                         if let Ok(mut g) = s.counters.latched.lock() {
                             *g = Some(src);
                         }
-                    } else if s.config.strict_source {
+                    } else if s.strict_source {
                         errors += 1;
                         continue;
                     }
-                } else if !s.latched && s.config.latching != Latching::Off {
+                } else if !s.latched && s.latching != Latching::Off {
                     s.latched = true;
                     if let Ok(mut g) = s.counters.latched.lock() {
                         *g = Some(src);
@@ -384,22 +430,52 @@ impl Worker {
                     n_rtp += 1;
                 }
             }
+            // Counted before forwarding: whoever received a packet can
+            // read it counted.
             let c = &s.counters;
             if packets > 0 {
                 bump(&c.packets, packets);
                 bump(&c.bytes, bytes);
                 c.last_packet_ms.store(now_ms, Ordering::Relaxed);
             }
-            if errors > 0 {
-                bump(&c.errors, errors);
+            // Sinks may be added after their sources, and slots are
+            // reused: resolved again after any command.
+            if s.sinks_epoch != self.epoch {
+                let resolve = |k: Option<StreamKey>| {
+                    k.and_then(|k| self.by_key.get(&k))
+                        .and_then(|&i| u32::try_from(i).ok())
+                        .unwrap_or(NO_SLOT)
+                };
+                s.sink_rtp = resolve(s.config.sink_rtp);
+                s.sink_rtcp = resolve(s.config.sink_rtcp);
+                s.sinks_epoch = self.epoch;
             }
-            (s.config.sink_rtp, s.config.sink_rtcp)
+            (s.sink_rtp, s.sink_rtcp)
         };
-        if n_rtp > 0 {
-            self.forward(sink_rtp, &to_rtp[..n_rtp]);
+        let (mut tried, mut sent) = (0, 0);
+        for (sink, which) in [
+            (sink_rtp, &to_rtp[..n_rtp]),
+            (sink_rtcp, &to_rtcp[..n_rtcp]),
+        ] {
+            if !which.is_empty() {
+                let (t, s) = self.forward(sink, which);
+                tried += t;
+                sent += s;
+            }
         }
-        if n_rtcp > 0 {
-            self.forward(sink_rtcp, &to_rtcp[..n_rtcp]);
+        // Counted on the receiving stream (its counters are in cache, the
+        // sink's are not): packets it forwarded, and as errors those the
+        // kernel refused.
+        errors += tried.saturating_sub(sent) as u64;
+        let Some(Some(s)) = self.slots.get(slot) else {
+            return;
+        };
+        let c = &s.counters;
+        if sent > 0 {
+            bump(&c.sent, sent as u64);
+        }
+        if errors > 0 {
+            bump(&c.errors, errors);
         }
     }
 
@@ -409,7 +485,7 @@ impl Worker {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return false;
         };
-        if !s.config.standby {
+        if !s.standby {
             return false;
         }
         bump(&s.counters.standby_packets, received as u64);
@@ -422,19 +498,18 @@ impl Worker {
         true
     }
 
-    fn forward(&mut self, sink: Option<StreamKey>, which: &[usize]) {
-        // One map lookup per batch; sinks may be added after their sources.
-        let Some(&slot) = sink.as_ref().and_then(|k| self.by_key.get(k)) else {
-            return;
-        };
-        let Some(Some(out)) = self.slots.get(slot) else {
-            return;
+    /// Sends the datagrams `which` out of the sink's socket with one
+    /// `sendmmsg`: (datagrams handed to the kernel, datagrams it took);
+    /// (0, 0) without a sink or a usable endpoint.
+    fn forward(&mut self, sink: u32, which: &[usize]) -> (usize, usize) {
+        let Some(Some(out)) = usize::try_from(sink).ok().and_then(|i| self.slots.get(i)) else {
+            return (0, 0);
         };
         let Some(endpoint) = out.endpoint else {
-            return;
+            return (0, 0);
         };
         if endpoint.ip().is_unspecified() || endpoint.port() == 0 {
-            return;
+            return (0, 0);
         }
         let dest = SockaddrStorage::from(endpoint);
         let n = which.len().min(BATCH);
@@ -458,10 +533,7 @@ impl Worker {
             Ok(r) => r.count(),
             Err(_) => 0,
         };
-        bump(&out.counters.sent, sent as u64);
-        if sent < n {
-            bump(&out.counters.errors, (n - sent) as u64);
-        }
+        (n, sent)
     }
 }
 

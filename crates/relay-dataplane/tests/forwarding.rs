@@ -333,7 +333,8 @@ fn standby_stream_drops_reports_once_and_forwards_after_activation() {
     dp.shutdown();
 }
 
-/// Two streams forwarding to each other on one worker, `a` latching.
+/// Two streams forwarding to each other on one worker, `a` latching; `b`
+/// is added first.
 fn pair(
     dp: &Dataplane,
     keys: (u64, u64),
@@ -352,18 +353,7 @@ fn pair(
         tos: 184,
         standby: false,
     };
-    dp.send(
-        0,
-        StreamCommand::Add {
-            key: ka,
-            local: port_a.local_addr().unwrap(),
-            socket: port_a,
-            kind: StreamKind::Rtp,
-            counters: ca.clone(),
-            config: cfg(None, Latching::Once, kb),
-        },
-    )
-    .unwrap();
+    // The sink first: what is already queued on `a` finds it there.
     dp.send(
         0,
         StreamCommand::Add {
@@ -373,6 +363,18 @@ fn pair(
             kind: StreamKind::Rtp,
             counters: Arc::default(),
             config: cfg(Some(b_endpoint), Latching::Off, ka),
+        },
+    )
+    .unwrap();
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: ka,
+            local: port_a.local_addr().unwrap(),
+            socket: port_a,
+            kind: StreamKind::Rtp,
+            counters: ca.clone(),
+            config: cfg(None, Latching::Once, kb),
         },
     )
     .unwrap();
