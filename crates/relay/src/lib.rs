@@ -115,6 +115,7 @@ impl Relay {
         };
         let ng_tcp = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let streams_hint = usize::from(config.port_max.saturating_sub(config.port_min)) + 1;
+        reserve_fd_table(&udp, streams_hint * config.interfaces.len() + 64);
         let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
         let hook: Option<voxline_relay_dataplane::StandbyHook> = config.redis.as_ref().map(|_| {
             let hook: voxline_relay_dataplane::StandbyHook = Arc::new(move |key| {
@@ -196,6 +197,35 @@ impl Relay {
             link,
             link_status,
         })
+    }
+}
+
+/// Grows the process's descriptor table once, to `fds` entries (at most
+/// the open-files limit): every media port is a socket. The kernel grows
+/// the table by doubling as descriptors are opened and, in a threaded
+/// process, waits for an RCU grace period (10-20 ms here) at every
+/// doubling while holding up the thread that opened the socket: the first
+/// thousands of calls after a start stalled ng handling for ~100 ms in
+/// total. Best effort: nothing happens if the limit is low or it fails.
+fn reserve_fd_table(any: &impl std::os::fd::AsFd, fds: usize) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let top = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .min(fds)
+        .saturating_sub(1);
+    let Ok(top) = i32::try_from(top) else {
+        return;
+    };
+    if top < 1024 {
+        return;
+    }
+    // A descriptor numbered `top` or higher makes the table that big; it is
+    // closed at once (the table never shrinks).
+    if let Err(e) = rustix::io::fcntl_dupfd_cloexec(any, top) {
+        tracing::debug!(error = %e, top, "descriptor table not pre-grown");
     }
 }
 
