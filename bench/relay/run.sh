@@ -12,6 +12,7 @@
 #
 # Usage: bench/relay/run.sh [SESSIONS...]     (default: 500 1000 2000 3000 4000)
 # Env:   DURATION (s, default 10), WARMUP (s, default 3), NG_PAIRS (default 4000),
+#        NG_RUNS (default 5), NG_PAUSE (s between ng runs, default 11),
 #        MEM_SESSIONS (default 4000), SKIP_TRAFFIC=1 (only ng and memory), OUT
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +22,8 @@ read -r -a SESSIONS <<< "${SESSIONS[*]}"
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 NG_PAIRS=${NG_PAIRS:-4000}
+NG_RUNS=${NG_RUNS:-5}
+NG_PAUSE=${NG_PAUSE:-11}
 OUT=${OUT:-bench/relay/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 mkdir -p "$(dirname "$OUT")"
 
@@ -82,9 +85,14 @@ for n in "${SESSIONS[@]}"; do
   kill "$FWD" 2>/dev/null || true; wait "$FWD" 2>/dev/null || true
 done
 
-# ng setup rate on the long-running targets.
-gen ngbench --target voxline --ng "$NG_VOX" --pid "$VOX" --pairs "$NG_PAIRS" --run-id ngv
-gen ngbench --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --pairs "$NG_PAIRS" --run-id ngr
+# ng setup rate on the long-running targets: NG_RUNS runs of NG_PAIRS pairs
+# each, all deleted after each run, NG_PAUSE seconds apart (longer than the
+# relay's 10 s port quarantine, so every run finds the whole port range; the
+# open-files limit caps a run at ~4,500 live pairs). Median over the runs.
+gen ngbench --target voxline --ng "$NG_VOX" --pid "$VOX" --pairs "$NG_PAIRS" \
+  --runs "$NG_RUNS" --pause-secs "$NG_PAUSE" --run-id ngv
+gen ngbench --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --pairs "$NG_PAIRS" \
+  --runs "$NG_RUNS" --pause-secs "$NG_PAUSE" --run-id ngr
 
 # Memory per session: fresh processes, MEM_SESSIONS sessions, 1 pps, RSS
 # read after the window (ng reply caches, 10 s, have expired by then).

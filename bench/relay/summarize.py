@@ -8,6 +8,7 @@ rows = [json.loads(l) for f in sys.argv[1:] for l in open(f) if l.startswith("{"
 traffic = [r for r in rows if "received_pps" in r and not r.get("memory_run")]
 memory = [r for r in rows if r.get("memory_run")]
 ng = [r for r in rows if "pairs_per_sec" in r]
+ng_summary = [r for r in rows if r.get("ng_summary")]
 targets = ["voxline", "rtpengine", "forwarder"]
 
 print("| sessions | target | offered pps | sent pps | received pps | loss % | target CPU % | CPU % per 10k pps | load avg |")
@@ -30,6 +31,10 @@ for t in targets:
     cpu = sum(r["cpu_pct_per_10k_pps"] for r in steps) / max(len(steps), 1)
     mem = next((r["mem_per_session_bytes"] for r in memory if r["target"] == t), None)
     pairs = next((r["pairs_per_sec"] for r in ng if r["target"] == t), None)
+    summ = next((r for r in ng_summary if r["target"] == t), None)
+    if summ:
+        pairs = (f"{summ['median_pairs_per_sec']:.0f} (median of {summ['runs']}, "
+                 f"{summ['min_pairs_per_sec']:.0f}-{summ['max_pairs_per_sec']:.0f}, {summ['failed']} failed)")
     pps, r = best[t]
     print(f"| {t} | {pps:.0f} | {r['sessions'] if r else '-'} | {cpu:.2f} | "
-          f"{'-' if mem is None else f'{mem / 1024:.1f} KiB'} | {'-' if pairs is None else f'{pairs:.0f}'} |")
+          f"{'-' if mem is None else f'{mem / 1024:.1f} KiB'} | {'-' if pairs is None else (pairs if isinstance(pairs, str) else f'{pairs:.0f}')} |")

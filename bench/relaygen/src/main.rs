@@ -147,6 +147,14 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value = "ng")]
         run_id: String,
+        /// Measured runs (each `pairs` pairs, then all deleted); one JSON
+        /// line per run and a summary line with the median.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Seconds between runs, after the deletes (longer than the
+        /// target's port quarantine, so every run finds the whole range).
+        #[arg(long, default_value_t = 0.0)]
+        pause_secs: f64,
     },
 }
 
@@ -461,36 +469,82 @@ fn main() -> anyhow::Result<()> {
             pairs,
             concurrency,
             run_id,
+            runs,
+            pause_secs,
         } => {
-            let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
-            let self0 = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0);
-            let r = ngload::run(ng, pairs, concurrency, &run_id)?;
-            let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
-            let own = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0) - self0;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async {
-                let client = Arc::new(NgClient::connect(ng, policy()).await?);
-                teardown(&client, r.call_ids).await;
-                anyhow::Ok(())
-            })?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "target": target,
-                    "pairs": pairs,
-                    "window": concurrency,
-                    "ok": r.ok,
-                    "failed": r.failed,
-                    "seconds": (r.seconds * 1000.0).round() / 1000.0,
-                    "pairs_per_sec": (r.ok as f64 / r.seconds).round(),
-                    "target_cpu_pct": (cpu / r.seconds * 1000.0).round() / 10.0,
-                    "generator_cpu_pct": (own / r.seconds * 1000.0).round() / 10.0,
-                    "loadavg": procstat::loadavg(),
-                })
-            );
+            let client = rt.block_on(NgClient::connect(ng, policy()))?;
+            let client = Arc::new(client);
+            let mut rates = Vec::new();
+            let mut failed_total = 0;
+            for run in 0..runs.max(1) {
+                if run > 0 && pause_secs > 0.0 {
+                    std::thread::sleep(Duration::from_secs_f64(pause_secs));
+                }
+                let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
+                let self0 = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0);
+                let r = ngload::run(ng, pairs, concurrency, &format!("{run_id}-{run}"))?;
+                let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+                let own = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0) - self0;
+                rt.block_on(teardown(&client, r.call_ids));
+                // Only pairs whose offer and answer both succeeded count.
+                let rate = r.ok as f64 / r.seconds;
+                rates.push(rate);
+                failed_total += r.failed;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "target": target,
+                        "ng_run": run,
+                        "pairs": pairs,
+                        "window": concurrency,
+                        "ok": r.ok,
+                        "failed": r.failed,
+                        "seconds": (r.seconds * 1000.0).round() / 1000.0,
+                        "pairs_per_sec": rate.round(),
+                        "target_cpu_pct": (cpu / r.seconds * 1000.0).round() / 10.0,
+                        "target_cpu_us_per_pair": if r.ok > 0 { (cpu * 1e6 / r.ok as f64).round() } else { 0.0 },
+                        "generator_cpu_pct": (own / r.seconds * 1000.0).round() / 10.0,
+                        "loadavg": procstat::loadavg(),
+                    })
+                );
+            }
+            if runs > 1 {
+                let mut sorted = rates.clone();
+                sorted.sort_by(f64::total_cmp);
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "target": target,
+                        "ng_summary": true,
+                        "pairs": pairs,
+                        "window": concurrency,
+                        "runs": rates.len(),
+                        "failed": failed_total,
+                        "median_pairs_per_sec": median(&sorted).round(),
+                        "min_pairs_per_sec": sorted.first().copied().unwrap_or(0.0).round(),
+                        "max_pairs_per_sec": sorted.last().copied().unwrap_or(0.0).round(),
+                        "runs_pairs_per_sec": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+                    })
+                );
+            }
             Ok(())
+        }
+    }
+}
+
+/// Median of sorted values (mean of the middle two for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted.get(n / 2).copied().unwrap_or(0.0),
+        _ => {
+            let a = sorted.get(n / 2 - 1).copied().unwrap_or(0.0);
+            let b = sorted.get(n / 2).copied().unwrap_or(0.0);
+            (a + b) / 2.0
         }
     }
 }
@@ -528,6 +582,13 @@ mod tests {
         assert_eq!(parsed.media(0).unwrap().port, 40000);
         assert_eq!(media_addr(&body).unwrap(), addr);
         assert!(media_addr("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[1.0, 5.0, 9.0]), 5.0);
+        assert_eq!(median(&[1.0, 3.0, 5.0, 9.0]), 4.0);
     }
 
     #[test]
