@@ -32,7 +32,9 @@ fn request(kind: CommandKind, call_id: &str, to_tag: Option<&str>, cookie: &str)
     encode_request(cookie, &m.to_value(kind))
 }
 
-/// Runs `pairs` offer+answer exchanges against `ng`.
+/// Runs `pairs` offer+answer exchanges against `ng`. Cookies carry
+/// `run_id`: a target answers a cookie it has seen from its reply cache
+/// (rtpengine keeps them longer than a pause between runs), without work.
 pub fn run(ng: SocketAddr, pairs: usize, window: usize, run_id: &str) -> anyhow::Result<NgLoad> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -44,7 +46,7 @@ pub fn run(ng: SocketAddr, pairs: usize, window: usize, run_id: &str) -> anyhow:
     let call = |i: usize| format!("{run_id}-{i}");
     while ok + failed < pairs {
         while in_flight.len() < window && next < pairs {
-            let cookie = format!("o{next}");
+            let cookie = format!("{run_id}-o{next}");
             sock.send_to(&request(CommandKind::Offer, &call(next), None, &cookie), ng)?;
             in_flight.insert(cookie, (next, false));
             next += 1;
@@ -72,7 +74,7 @@ pub fn run(ng: SocketAddr, pairs: usize, window: usize, run_id: &str) -> anyhow:
         if is_answer {
             ok += 1;
         } else {
-            let cookie = format!("a{i}");
+            let cookie = format!("{run_id}-a{i}");
             sock.send_to(
                 &request(CommandKind::Answer, &call(i), Some("b"), &cookie),
                 ng,
