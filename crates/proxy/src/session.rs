@@ -106,6 +106,9 @@ struct Session {
     cancelled: bool,
     group_deadline: Option<Instant>,
     final_sent: bool,
+    /// A 2xx went upstream with its SDP rewritten for the relay: its
+    /// retransmissions need the same rewriting, so the session stays.
+    anchored_2xx: bool,
 }
 
 impl Session {
@@ -133,6 +136,7 @@ impl Session {
             cancelled: false,
             group_deadline: None,
             final_sent: false,
+            anchored_2xx: false,
         }
     }
 
@@ -148,6 +152,15 @@ impl Session {
                 self.send_final();
             }
             if self.final_sent && self.live_txs == 0 {
+                return;
+            }
+            if self.final_sent && self.may_leave() {
+                // Closed first, so that the core sees a closed channel for
+                // anything that comes later; what is queued is still ours.
+                self.events.close();
+                while let Ok((tag, ev)) = self.events.try_recv() {
+                    Box::pin(self.on_event(tag, ev)).await;
+                }
                 return;
             }
             let deadline = self.next_deadline();
@@ -168,6 +181,17 @@ impl Session {
                 _ = sleep_until(deadline), if deadline.is_some() => self.on_timer(),
             }
         }
+    }
+
+    /// Whether the rest of the request's life needs no session, once the
+    /// final response is sent: every branch has its final response (their
+    /// transactions absorb retransmissions themselves), and no 2xx needs
+    /// rewriting again. A late or retransmitted 2xx then passes through
+    /// statelessly (the core does that for a handler that has left), so a
+    /// call does not keep its session for the 32 s its INVITE transactions
+    /// linger.
+    fn may_leave(&self) -> bool {
+        self.ctx.complete() && !self.anchored_2xx
     }
 
     /// Starts the next group of targets; false when there is none.
@@ -365,6 +389,9 @@ impl Session {
             }
             if status >= 200 {
                 self.final_sent = true;
+            }
+            if (200..300).contains(&status) && body.is_some() {
+                self.anchored_2xx = true;
             }
         }
         if verdict.cancel_others {

@@ -353,8 +353,16 @@ impl Core {
         let mut stray = None;
         match incoming {
             Incoming::Response { id, response } => {
-                if let Some((tag, tx)) = state.clients.get(&id) {
-                    let _ = tx.send((*tag, ClientEvent::Response(Box::new(response))));
+                if let Some((tag, tx)) = state.clients.get(&id)
+                    && let Err(returned) =
+                        tx.send((*tag, ClientEvent::Response(Box::new(response))))
+                    && let (_, ClientEvent::Response(response)) = returned.0
+                    && response.status().is_some_and(|s| (200..300).contains(&s))
+                {
+                    // The handler has left (it had nothing more to add): a
+                    // retransmitted or forked 2xx passes through statelessly
+                    // (RFC 3261 §16.7 step 10).
+                    stray = Some(*response);
                 }
             }
             Incoming::Stray(response) => stray = Some(response),

@@ -205,3 +205,83 @@ fn a_registration_survives_kill_9_and_restart() {
     assert_ok("caller after restart", &caller, &node);
     assert_ok("callee after restart", &callees[0], &node);
 }
+
+/// The callee's 200 OK is retransmitted after the proxy forwarded the first
+/// one (its ACK was lost, say): the retransmission still reaches the caller
+/// (RFC 3261 §16.7 step 10; RFC 6026), even though the proxy's session for
+/// the call has ended and only the transactions remain.
+#[test]
+fn a_retransmitted_200_ok_still_reaches_the_caller() {
+    let node = Node::start(&config(
+        "\"registrar\", \"proxy\"",
+        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
+    ));
+    let target = node.sip_udp.unwrap();
+    let (status, _, bob) = support::register_raw(target, "bob", None);
+    assert_eq!(status, 200, "bob registers");
+    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let a = alice.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKretx1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@localhost>;tag=al1\r\nTo: <sip:bob@localhost>\r\n\
+Call-ID: retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Length: 0\r\n\r\n",
+        port = a.port()
+    );
+    alice.send_to(invite.as_bytes(), target).unwrap();
+
+    // Bob gets the forwarded INVITE and answers it, with every Via and
+    // Record-Route copied back as a UAS does.
+    let mut buf = [0u8; 8192];
+    let (n, proxy) = bob.recv_from(&mut buf).unwrap();
+    let forwarded = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(forwarded.starts_with("INVITE "), "{forwarded}");
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for line in forwarded.lines() {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "record-route" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                ok.push_str(line);
+                ok.push_str("\r\n");
+            }
+            "to" | "t" => ok.push_str(&format!("{line};tag=bob1\r\n")),
+            _ => {}
+        }
+    }
+    let b = bob.local_addr().unwrap();
+    ok.push_str(&format!(
+        "Contact: <sip:bob@{b}>\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let final_at_alice = |what: &str| -> String {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = alice
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{what}: nothing for alice ({e})\n{}", node.log_text()));
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    };
+    bob.send_to(ok.as_bytes(), proxy).unwrap();
+    let first = final_at_alice("the 200 OK");
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+    bob.send_to(ok.as_bytes(), proxy).unwrap();
+    let again = final_at_alice("the retransmitted 200 OK");
+    assert!(again.starts_with("SIP/2.0 200"), "{again}");
+    // The proxy's own Via is gone: only alice's is left.
+    let vias: Vec<&str> = again
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("via:"))
+        .collect();
+    assert_eq!(vias.len(), 1, "{again}");
+    assert!(vias[0].contains("branch=z9hG4bKretx1"), "{again}");
+}
