@@ -238,27 +238,13 @@ Call-ID: retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Le
     let (n, proxy) = bob.recv_from(&mut buf).unwrap();
     let forwarded = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(forwarded.starts_with("INVITE "), "{forwarded}");
-    let mut ok = String::from("SIP/2.0 200 OK\r\n");
-    for line in forwarded.lines() {
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "via" | "v" | "record-route" | "from" | "f" | "call-id" | "i" | "cseq" => {
-                ok.push_str(line);
-                ok.push_str("\r\n");
-            }
-            "to" | "t" => ok.push_str(&format!("{line};tag=bob1\r\n")),
-            _ => {}
-        }
-    }
     let b = bob.local_addr().unwrap();
-    ok.push_str(&format!(
-        "Contact: <sip:bob@{b}>\r\nContent-Length: 0\r\n\r\n"
-    ));
+    let ok = support::uas_response(
+        &forwarded,
+        "SIP/2.0 200 OK",
+        "bob1",
+        &format!("Contact: <sip:bob@{b}>\r\n"),
+    );
     let final_at_alice = |what: &str| -> String {
         let mut buf = [0u8; 8192];
         loop {

@@ -123,29 +123,5 @@ fn nated_client_gets_keepalives_and_its_calls_over_its_flow() {
 
 /// A 486 for `invite` (headers copied as a UAS does, our To tag added).
 fn busy_response(invite: &str) -> String {
-    let mut out = String::from("SIP/2.0 486 Busy Here\r\n");
-    for line in invite.split("\r\n").skip(1) {
-        if line.is_empty() {
-            break;
-        }
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" | "record-route" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "to" | "t" => {
-                out.push_str(line);
-                out.push_str(";tag=bobbusy\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
+    support::uas_response(invite, "SIP/2.0 486 Busy Here", "bobbusy", "")
 }

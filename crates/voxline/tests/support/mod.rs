@@ -746,6 +746,39 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{name}@{contact}>\r
     (status, retry, sock)
 }
 
+/// The response a UAS gives to `request` (its text as received): the
+/// status line, the Via, From, Call-ID, CSeq and Record-Route headers
+/// copied, the To header with `to_tag` added, then `extra` header lines
+/// (each ending in CRLF) and an empty body.
+pub fn uas_response(request: &str, status_line: &str, to_tag: &str, extra: &str) -> String {
+    let mut out = format!("{status_line}\r\n");
+    for line in request.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" | "record-route" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(line);
+                out.push_str(&format!(";tag={to_tag}\r\n"));
+            }
+            _ => {}
+        }
+    }
+    out.push_str(extra);
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
 /// Just enough of a response for this test.
 pub struct Response {
     pub status: u16,
