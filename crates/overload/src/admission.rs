@@ -7,43 +7,26 @@
 //! clients retransmit and the load feeds on itself; the threshold sits well
 //! below that, so the node sheds *before* it saturates.
 //!
-//! What is shed is a share, not everything: the controller admits a
-//! fraction of the new requests of the shed methods, evenly spread, and
-//! answers the others 503 with a random Retry-After. The fraction falls by
-//! a quarter at every overloaded interval and climbs back by
-//! [`RECOVER_PERMILLE`] at every calm one (additive increase,
-//! multiplicative decrease), so under a steady excess it settles where the
-//! queue stays just short of the threshold: the node serves what it can and
-//! refuses the rest. (Refusing every new request while overloaded and
-//! admitting all once calm made it alternate between the two and serve
-//! about 40 % of its capacity at twice that load.)
-//!
-//! Refusals are bounded too: at most `reject_share` of each interval may be
-//! spent rejecting (the server reports each rejection's cost with
-//! [`AdmissionControl::charge`]); beyond that new requests are served, and
-//! what the node cannot read stays in (and overflows) the kernel queue. In-
-//! dialog requests and emergency calls are never refused.
+//! While overloaded, new requests of the shed methods are answered 503
+//! with a random Retry-After — but only within a budget: at most
+//! `reject_share` of each interval may be spent rejecting (the server
+//! reports each rejection's cost with [`AdmissionControl::charge`]).
+//! Beyond the budget new requests are served, and what the node cannot
+//! read stays in (and overflows) the kernel queue. So under any offered
+//! load the node keeps serving at least `1 - reject_share` of its capacity,
+//! instead of spending itself on refusals. In-dialog requests and
+//! emergency calls are never refused.
 //!
 //! Lock-free: the receive threads share one controller through atomics;
 //! the first caller after an interval ends evaluates it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use voxline_sip::Message;
 
 use crate::classify::RequestClass;
 use crate::config::OverloadConfig;
-
-/// The whole: every new request admitted.
-const ALL_PERMILLE: u32 = 1000;
-
-/// The least share of new requests still admitted under overload.
-const MIN_ADMIT_PERMILLE: u32 = 50;
-
-/// How much of the share comes back per calm interval (2.5 %: from half
-/// to all in two seconds at the default 100 ms interval).
-pub const RECOVER_PERMILLE: u32 = 25;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +79,6 @@ pub struct AdmissionControl {
     rejected: AtomicU64,
     over_budget: AtomicU64,
     overloaded_intervals: AtomicU64,
-    /// Share of new requests admitted, in thousandths.
-    admit_permille: AtomicU32,
-    /// New requests seen while shedding (spreads the admitted share).
-    seq: AtomicU64,
 }
 
 impl AdmissionControl {
@@ -126,8 +105,6 @@ impl AdmissionControl {
             rejected: AtomicU64::new(0),
             over_budget: AtomicU64::new(0),
             overloaded_intervals: AtomicU64::new(0),
-            admit_permille: AtomicU32::new(ALL_PERMILLE),
-            seq: AtomicU64::new(0),
         }
     }
 
@@ -157,13 +134,6 @@ impl AdmissionControl {
             && ((self.max_delay_ns > 0 && delay > self.max_delay_ns)
                 || (self.cpu_threshold > 0.0 && cpu > self.cpu_threshold));
         self.spent_ns.store(0, Ordering::Release);
-        let share = self.admit_permille.load(Ordering::Acquire);
-        let share = if over {
-            (share * 3 / 4).max(MIN_ADMIT_PERMILLE)
-        } else {
-            (share + RECOVER_PERMILLE).min(ALL_PERMILLE)
-        };
-        self.admit_permille.store(share, Ordering::Release);
         self.overloaded.store(over, Ordering::Release);
         if over {
             self.overloaded_intervals.fetch_add(1, Ordering::Relaxed);
@@ -191,19 +161,6 @@ impl AdmissionControl {
         self.overloaded.load(Ordering::Acquire)
     }
 
-    /// Whether new requests are being shed now: overloaded, or still
-    /// recovering from it (callers classify requests only then).
-    pub fn shedding(&self, now: Instant) -> bool {
-        self.tick(now);
-        self.overloaded.load(Ordering::Acquire)
-            || self.admit_permille.load(Ordering::Acquire) < ALL_PERMILLE
-    }
-
-    /// The share of new requests admitted now, in thousandths.
-    pub fn admitted_permille(&self) -> u32 {
-        self.admit_permille.load(Ordering::Acquire)
-    }
-
     /// How overload control treats `msg`.
     pub fn classify(&self, msg: &Message) -> RequestClass {
         RequestClass::of(msg, &self.shed_methods, &self.emergency_numbers)
@@ -211,14 +168,7 @@ impl AdmissionControl {
 
     /// Decides about a request of `class` received at `now`.
     pub fn admit(&self, class: RequestClass, now: Instant) -> Admission {
-        if !class.may_shed() || !self.shedding(now) {
-            return Admission::Admit;
-        }
-        // Admit the share, evenly spread over the requests: request n is
-        // admitted when it moves floor(n × share) to the next integer.
-        let share = u64::from(self.admit_permille.load(Ordering::Acquire));
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        if (n + 1) * share / u64::from(ALL_PERMILLE) > n * share / u64::from(ALL_PERMILLE) {
+        if !class.may_shed() || !self.overloaded(now) {
             return Admission::Admit;
         }
         if self.spent_ns.load(Ordering::Acquire) >= self.budget_ns {
@@ -320,15 +270,9 @@ mod tests {
     fn rejections_stay_within_their_share_of_time() {
         let t0 = Instant::now();
         let c = AdmissionControl::new(&config(), t0);
-        // Twelve overloaded intervals take the admitted share to its floor.
-        for i in 0..12 {
-            c.observe_queue_delay(Duration::from_secs(1), ms(t0, 1 + i * 100));
-        }
-        let now = ms(t0, 1_200);
-        assert!(c.overloaded(now));
-        assert_eq!(c.admitted_permille(), MIN_ADMIT_PERMILLE);
-        // Each rejection costs 2 ms: a 10 % budget of 100 ms is 5 of them;
-        // 1 of the 20 is admitted as the share.
+        c.observe_queue_delay(Duration::from_secs(1), ms(t0, 1));
+        let now = ms(t0, 100);
+        // Each rejection costs 2 ms: a 10 % budget of 100 ms is 5 of them.
         let mut rejected = 0;
         for _ in 0..20 {
             if let Admission::Reject { .. } = c.admit(RequestClass::New, now) {
@@ -337,47 +281,14 @@ mod tests {
             }
         }
         assert_eq!(rejected, 5);
-        assert_eq!(c.state().served_over_budget, 14);
+        assert_eq!(c.state().served_over_budget, 15);
         // A new overloaded interval has a new budget.
-        let before = c.state().overloaded_intervals;
-        c.observe_queue_delay(Duration::from_secs(1), ms(t0, 1_250));
-        let later = ms(t0, 1_401);
-        assert!(
-            (0..3).any(|_| matches!(c.admit(RequestClass::New, later), Admission::Reject { .. }))
-        );
-        assert!(c.state().overloaded_intervals > before);
-    }
-
-    #[test]
-    fn under_a_steady_excess_the_node_serves_about_its_capacity() {
-        // A node that serves 100 new requests per interval, offered 200:
-        // its queue grows (delay over the threshold) whenever it admitted
-        // more than it serves.
-        let t0 = Instant::now();
-        let c = AdmissionControl::new(&config(), t0);
-        let mut backlog = 0u64;
-        let mut served_late = 0u64;
-        let mut fewest = u64::MAX;
-        for interval in 0..400u64 {
-            let now = ms(t0, interval * 100 + 1);
-            let admitted = (0..200)
-                .filter(|_| c.admit(RequestClass::New, now) == Admission::Admit)
-                .count() as u64;
-            backlog = (backlog + admitted).saturating_sub(100);
-            let delay = Duration::from_millis(backlog);
-            c.observe_queue_delay(delay, now);
-            if interval >= 200 {
-                served_late += admitted;
-                fewest = fewest.min(admitted);
-            }
-        }
-        let per_interval = served_late / 200;
-        assert!(
-            (85..=110).contains(&per_interval),
-            "admitted {per_interval} per interval against a capacity of 100"
-        );
-        // Not all-or-nothing: no interval refuses (nearly) everything.
-        assert!(fewest >= 50, "an interval admitted only {fewest}");
+        c.observe_queue_delay(Duration::from_secs(1), ms(t0, 150));
+        assert!(matches!(
+            c.admit(RequestClass::New, ms(t0, 201)),
+            Admission::Reject { .. }
+        ));
+        assert_eq!(c.state().overloaded_intervals, 2);
     }
 
     #[test]

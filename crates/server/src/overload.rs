@@ -113,7 +113,7 @@ impl Protection {
     pub(crate) fn admit(&self, msg: &Message, now: Instant) -> Admission {
         match &self.admission {
             // Sorting the request costs something: only when overloaded.
-            Some(a) if a.shedding(now) => a.admit(a.classify(msg), now),
+            Some(a) if a.overloaded(now) => a.admit(a.classify(msg), now),
             _ => Admission::Admit,
         }
     }
