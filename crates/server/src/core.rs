@@ -28,6 +28,9 @@ use crate::routing::response_peer;
 use crate::service::SipService;
 use crate::shard::{Output, Shard};
 
+/// Prefix of the To tags of stateless answers.
+const STATELESS_TAG_PREFIX: &str = "vx";
+
 /// Methods the node implements (the Allow header of its OPTIONS answers).
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
 
@@ -227,6 +230,14 @@ impl Core {
             }
             return;
         }
+        if method == Some(Method::Ack) && self.acks_our_stateless_answer(&msg) {
+            // The ACK to a final response this node gave statelessly (a 503
+            // under overload, a 420...): it ends here (RFC 3261 §17.2.1,
+            // the ACK of a non-2xx is hop by hop) and must not be routed on
+            // to a callee that never saw the INVITE.
+            metrics::counter!("voxline_sip_stateless_acks_absorbed_total").increment(1);
+            return;
+        }
         let msg = stamp_received(msg, &peer);
         if self.draining.load(Ordering::Relaxed) && refused_while_draining(&msg) {
             metrics::counter!("voxline_sip_drain_rejected_total").increment(1);
@@ -409,6 +420,15 @@ impl Core {
         self.send_stateless(out, &response_peer(msg, peer), reply);
     }
 
+    /// Whether `ack` acknowledges a final response this node sent
+    /// statelessly: its To tag is the one [`Self::stateless_tag`] gives
+    /// (Call-ID, From tag and branch of an ACK to a non-2xx are the
+    /// INVITE's, RFC 3261 §17.1.1.3).
+    fn acks_our_stateless_answer(&self, ack: &Message) -> bool {
+        ack.to_tag()
+            .is_some_and(|t| t.starts_with(STATELESS_TAG_PREFIX) && t == self.stateless_tag(ack))
+    }
+
     /// A To tag derived from the request, so retransmissions of a request
     /// answered statelessly get the same tag.
     fn stateless_tag(&self, msg: &Message) -> String {
@@ -418,7 +438,7 @@ impl Core {
         if let Ok(via) = msg.top_via() {
             h.write(via.branch.unwrap_or("").as_bytes());
         }
-        format!("vx{:016x}", h.finish())
+        format!("{STATELESS_TAG_PREFIX}{:016x}", h.finish())
     }
 
     fn stateless_response(&self, msg: &Message, status: u16, reason: &str) -> Bytes {

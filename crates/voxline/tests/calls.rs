@@ -271,3 +271,62 @@ Call-ID: retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Le
     assert_eq!(vias.len(), 1, "{again}");
     assert!(vias[0].contains("branch=z9hG4bKretx1"), "{again}");
 }
+
+/// The ACK to a final response the node gave statelessly (here 420 for an
+/// unsupported Proxy-Require) ends at the node: it is not routed on to the
+/// registered callee its Request-URI names, which never saw the INVITE.
+#[test]
+fn the_ack_to_a_stateless_answer_is_not_routed_on() {
+    let node = Node::start(&config(
+        "\"registrar\", \"proxy\"",
+        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
+    ));
+    let target = node.sip_udp.unwrap();
+    let (status, _, bob) = support::register_raw(target, "bob", None);
+    assert_eq!(status, 200, "bob registers");
+    let b = bob.local_addr().unwrap();
+    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let a = alice.local_addr().unwrap();
+    let head = |method: &str, extra: &str| {
+        format!(
+            "{method} sip:bob@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKsl1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@localhost>;tag=al2\r\nTo: <sip:bob@localhost>{extra}\r\n\
+Call-ID: stateless-ack-{port}\r\nCSeq: 1 {method}\r\n",
+            port = a.port()
+        )
+    };
+    let invite = format!(
+        "{}Contact: <sip:alice@{a}>\r\nProxy-Require: no-such-extension\r\nContent-Length: 0\r\n\r\n",
+        head("INVITE", "")
+    );
+    alice.send_to(invite.as_bytes(), target).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = alice.recv(&mut buf).unwrap();
+    let answer = support::Response::parse(&String::from_utf8_lossy(&buf[..n])).unwrap();
+    assert_eq!(answer.status, 420, "{}", answer.text);
+    let to = answer.header("To").unwrap();
+    let tag = to.split(";tag=").nth(1).unwrap().to_owned();
+    let ack = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        head("ACK", &format!(";tag={tag}"))
+    );
+    alice.send_to(ack.as_bytes(), target).unwrap();
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(5), || {
+            node.metric("voxline_sip_stateless_acks_absorbed_total", "") >= 1.0
+        }),
+        "the ACK was not absorbed\n{}",
+        node.log_text()
+    );
+    // Absorbed, so nothing reaches bob (a forwarded ACK would be on its way
+    // by the time the counter moved).
+    bob.set_nonblocking(true).unwrap();
+    let mut got = String::new();
+    if let Ok(n) = bob.recv(&mut buf) {
+        got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+    assert!(!got.starts_with("ACK"), "the ACK reached bob:\n{got}");
+}
