@@ -44,6 +44,10 @@ pub enum Timer {
 /// How many timers a transaction can have running at once.
 pub(crate) const SLOTS: usize = 5;
 
+/// Capacity below which a sparse table or queue is not shrunk after a peak
+/// (the transaction key indexes, the deadline heap).
+pub(crate) const MIN_SHRINK_CAPACITY: usize = 4096;
+
 impl Timer {
     /// Timers that can never run at the same time share a slot.
     pub(crate) fn slot(self) -> usize {
@@ -185,7 +189,7 @@ impl DeadlineQueue {
     pub(crate) fn pop(&mut self) -> Option<Deadline> {
         let d = self.heap.pop().map(|Reverse(d)| d);
         let (len, cap) = (self.heap.len(), self.heap.capacity());
-        if cap > 4096 && len * 4 < cap {
+        if cap > MIN_SHRINK_CAPACITY && len * 4 < cap {
             self.heap.shrink_to(len * 2);
         }
         d

@@ -206,23 +206,31 @@ fn a_registration_survives_kill_9_and_restart() {
     assert_ok("callee after restart", &callees[0], &node);
 }
 
+/// A node without authentication, bob registered from a raw UDP socket, and
+/// a raw socket for alice (3 s read timeout): for the tests that need to
+/// write or hold back single messages.
+fn raw_parties() -> (Node, std::net::UdpSocket, std::net::UdpSocket) {
+    let node = Node::start(&config(
+        "\"registrar\", \"proxy\"",
+        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
+    ));
+    let (status, _, bob) = support::register_raw(node.sip_udp.unwrap(), "bob", None);
+    assert_eq!(status, 200, "bob registers");
+    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    (node, bob, alice)
+}
+
 /// The callee's 200 OK is retransmitted after the proxy forwarded the first
 /// one (its ACK was lost, say): the retransmission still reaches the caller
 /// (RFC 3261 §16.7 step 10; RFC 6026), even though the proxy's session for
 /// the call has ended and only the transactions remain.
 #[test]
 fn a_retransmitted_200_ok_still_reaches_the_caller() {
-    let node = Node::start(&config(
-        "\"registrar\", \"proxy\"",
-        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
-    ));
+    let (node, bob, alice) = raw_parties();
     let target = node.sip_udp.unwrap();
-    let (status, _, bob) = support::register_raw(target, "bob", None);
-    assert_eq!(status, 200, "bob registers");
-    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    alice
-        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .unwrap();
     let a = alice.local_addr().unwrap();
     let invite = format!(
         "INVITE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKretx1;rport\r\n\
@@ -277,18 +285,9 @@ Call-ID: retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Le
 /// registered callee its Request-URI names, which never saw the INVITE.
 #[test]
 fn the_ack_to_a_stateless_answer_is_not_routed_on() {
-    let node = Node::start(&config(
-        "\"registrar\", \"proxy\"",
-        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
-    ));
+    let (node, bob, alice) = raw_parties();
     let target = node.sip_udp.unwrap();
-    let (status, _, bob) = support::register_raw(target, "bob", None);
-    assert_eq!(status, 200, "bob registers");
     let b = bob.local_addr().unwrap();
-    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    alice
-        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .unwrap();
     let a = alice.local_addr().unwrap();
     let head = |method: &str, extra: &str| {
         format!(

@@ -92,7 +92,10 @@ impl Strings {
     }
 
     fn get(&self, f: Field) -> Option<&str> {
-        let i = f as usize;
+        self.at(f as usize)
+    }
+
+    fn at(&self, i: usize) -> Option<&str> {
         if self.present & (1 << i) == 0 {
             return None;
         }
@@ -105,7 +108,7 @@ impl Strings {
     }
 
     fn all(&self) -> [Option<&str>; FIELDS] {
-        std::array::from_fn(|i| self.get(FIELD_ORDER[i]))
+        std::array::from_fn(|i| self.at(i))
     }
 
     /// The same strings with some replaced.
@@ -117,28 +120,6 @@ impl Strings {
         Strings::build(&values)
     }
 }
-
-const FIELD_ORDER: [Field; FIELDS] = [
-    Field::CallId,
-    Field::FromTag,
-    Field::ToTag,
-    Field::Caller,
-    Field::Callee,
-    Field::Transport,
-    Field::Relay,
-    Field::Subscriber,
-    Field::Domain,
-    Field::CallerUri,
-    Field::CallerRoutes,
-    Field::CallerTransport,
-    Field::CallerFrom,
-    Field::CallerTo,
-    Field::CalleeUri,
-    Field::CalleeRoutes,
-    Field::CalleeTransport,
-    Field::CalleeFrom,
-    Field::CalleeTo,
-];
 
 /// The first hop and CSeq of a leg (its strings are in the buffer).
 #[derive(Debug, Clone, Copy)]
@@ -361,13 +342,6 @@ mod tests {
             domain: Some("example.com".into()),
             cseq: 10,
             caller_leg: leg(&[]),
-        }
-    }
-
-    #[test]
-    fn field_order_matches_the_enum() {
-        for (i, f) in FIELD_ORDER.iter().enumerate() {
-            assert_eq!(*f as usize, i);
         }
     }
 

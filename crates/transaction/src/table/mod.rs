@@ -19,7 +19,7 @@ use crate::message::{Peer, SipMessage, StartLine};
 use crate::output::Output;
 use crate::server::ServerTx;
 use crate::shard::ShardRouter;
-use crate::timer::{DeadlineQueue, Timer, TimerSet};
+use crate::timer::{DeadlineQueue, MIN_SHRINK_CAPACITY, Timer, TimerSet};
 
 /// Counters for metrics. All are totals since the table was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,9 +77,6 @@ impl<M> Tx<M> {
         }
     }
 }
-
-/// Index capacity below which a sparse index is not shrunk.
-const MIN_SHRINK_CAPACITY: usize = 4096;
 
 #[derive(Debug)]
 struct Slot<M> {
