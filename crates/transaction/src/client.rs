@@ -30,7 +30,11 @@ pub(crate) enum CancelRequest {
 pub(crate) struct ClientTx<M> {
     pub(crate) invite: bool,
     pub(crate) state: ClientState,
-    pub(crate) request: M,
+    /// The request, until the final response: retransmitted, and the
+    /// source of the ACK for a non-2xx and of a CANCEL. Boxed and dropped
+    /// then, because the transaction lingers (Timers D, K, M) without
+    /// needing it.
+    pub(crate) request: Option<Box<M>>,
     pub(crate) dest: Peer,
     pub(crate) timers: TimerSet,
     pub(crate) cancel: CancelRequest,
@@ -59,7 +63,7 @@ impl<M: SipMessage> ClientTx<M> {
             } else {
                 ClientState::Trying
             },
-            request,
+            request: None,
             dest,
             timers: TimerSet::default(),
             cancel: CancelRequest::None,
@@ -67,7 +71,8 @@ impl<M: SipMessage> ClientTx<M> {
             interval: out.config.first_interval(),
             ack: None,
         };
-        out.send(dest, tx.request.clone());
+        out.send(dest, request.clone());
+        tx.request = Some(Box::new(request));
         let now = out.now;
         let retransmit = if invite { Timer::A } else { Timer::E };
         if !dest.is_reliable() {
@@ -109,15 +114,18 @@ impl<M: SipMessage> ClientTx<M> {
             (ClientState::Calling | ClientState::Proceeding, 200..=299) => {
                 self.state = ClientState::Accepted;
                 self.stop_waiting();
+                self.request = None;
                 self.timers.start(Timer::M, out.now + out.config.timer_m);
                 Delivery::ToTu
             }
             (ClientState::Calling | ClientState::Proceeding, _) => {
                 self.state = ClientState::Completed;
                 self.stop_waiting();
-                let ack = self.request.build_ack_for(response);
-                out.send(self.dest, ack.clone());
-                self.ack = Some(Box::new(ack));
+                if let Some(request) = self.request.take() {
+                    let ack = request.build_ack_for(response);
+                    out.send(self.dest, ack.clone());
+                    self.ack = Some(Box::new(ack));
+                }
                 self.linger(Timer::D, out.config.timer_d, out);
                 Delivery::ToTu
             }
@@ -145,6 +153,7 @@ impl<M: SipMessage> ClientTx<M> {
             (ClientState::Trying | ClientState::Proceeding, _) => {
                 self.state = ClientState::Completed;
                 self.stop_waiting();
+                self.request = None;
                 self.linger(Timer::K, out.config.timer_k, out);
                 Delivery::ToTu
             }
@@ -156,12 +165,12 @@ impl<M: SipMessage> ClientTx<M> {
     pub(crate) fn on_timer(&mut self, timer: Timer, out: &mut Output<'_, M>) {
         match (timer, self.state) {
             (Timer::A, ClientState::Calling) => {
-                out.send(self.dest, self.request.clone());
+                self.resend(out);
                 self.interval = self.interval.saturating_mul(2);
                 self.timers.start(Timer::A, out.now + self.interval);
             }
             (Timer::E, ClientState::Trying) => {
-                out.send(self.dest, self.request.clone());
+                self.resend(out);
                 self.interval = self
                     .interval
                     .saturating_mul(2)
@@ -169,7 +178,7 @@ impl<M: SipMessage> ClientTx<M> {
                 self.timers.start(Timer::E, out.now + self.interval);
             }
             (Timer::E, ClientState::Proceeding) => {
-                out.send(self.dest, self.request.clone());
+                self.resend(out);
                 self.interval = out.config.cap_interval();
                 self.timers.start(Timer::E, out.now + self.interval);
             }
@@ -197,6 +206,17 @@ impl<M: SipMessage> ClientTx<M> {
     /// response, and only while no final response has arrived).
     pub(crate) fn cancellable_now(&self) -> bool {
         self.invite && self.state == ClientState::Proceeding
+    }
+
+    /// A CANCEL for the request, while it is held.
+    pub(crate) fn build_cancel(&self) -> Option<(M, Peer)> {
+        Some((self.request.as_deref()?.build_cancel(), self.dest))
+    }
+
+    fn resend(&self, out: &mut Output<'_, M>) {
+        if let Some(request) = &self.request {
+            out.send(self.dest, M::clone(request));
+        }
     }
 
     pub(crate) fn terminate(&mut self) {

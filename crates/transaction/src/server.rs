@@ -24,7 +24,11 @@ pub(crate) enum AckDelivery {
 pub(crate) struct ServerTx<M> {
     pub(crate) invite: bool,
     pub(crate) state: ServerState,
-    pub(crate) request: M,
+    /// The request, until the final response: the TU builds its
+    /// responses (and the core a 487 after a CANCEL) from it. Boxed and
+    /// dropped then, because a transaction lingers 32 s after its final
+    /// response (Timers J and L) and never needs the request again.
+    pub(crate) request: Option<Box<M>>,
     pub(crate) peer: Peer,
     pub(crate) timers: TimerSet,
     pub(crate) key: Arc<[u8]>,
@@ -59,7 +63,7 @@ impl<M: SipMessage> ServerTx<M> {
             } else {
                 ServerState::Trying
             },
-            request,
+            request: Some(Box::new(request)),
             peer,
             timers: TimerSet::default(),
             key,
@@ -147,6 +151,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.stop_waiting();
                 out.send(self.peer, response);
                 self.last_response = None;
+                self.request = None;
                 self.timers.start(Timer::L, now + out.config.timer_l);
             }
             // RFC 6026 §8.7: the TU's 2xx retransmissions pass through.
@@ -156,6 +161,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
                 self.last_response = Some(Box::new(response));
+                self.request = None;
                 if !self.peer.is_reliable() {
                     self.interval = out.config.first_interval();
                     self.timers.start(Timer::G, now + self.interval);
@@ -167,6 +173,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
                 self.last_response = Some(Box::new(response));
+                self.request = None;
                 self.linger(Timer::J, out.config.timer_j, out);
             }
             _ => return Err(invalid),
@@ -220,7 +227,10 @@ impl<M: SipMessage> ServerTx<M> {
     }
 
     fn send_trying(&mut self, out: &mut Output<'_, M>) {
-        let trying = self.request.build_response(100);
+        let Some(request) = &self.request else {
+            return;
+        };
+        let trying = request.build_response(100);
         out.send(self.peer, trying.clone());
         self.last_response = Some(Box::new(trying));
     }

@@ -121,7 +121,7 @@ impl<M: SipMessage> TransactionTable<M> {
             let cancel = match c.cancel {
                 CancelRequest::Pending if c.cancellable_now() => {
                     c.cancel = CancelRequest::Sent;
-                    Some((c.request.build_cancel(), c.dest))
+                    c.build_cancel()
                 }
                 CancelRequest::Pending if c.state != ClientState::Calling => {
                     c.cancel = CancelRequest::None;

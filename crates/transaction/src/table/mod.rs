@@ -310,7 +310,7 @@ impl<M: SipMessage> TransactionTable<M> {
                     }
                     ClientState::Proceeding => {
                         c.cancel = CancelRequest::Sent;
-                        Ok(Some((c.request.build_cancel(), c.dest)))
+                        Ok(c.build_cancel())
                     }
                     _ => Err(TransactionError::NotCancellable),
                 },
@@ -465,12 +465,13 @@ impl<M: SipMessage> TransactionTable<M> {
         self.client(id.0).map(|c| c.state)
     }
 
-    /// The request that created transaction `id`.
+    /// The request that created transaction `id`, while the transaction
+    /// holds it: until its final response.
     #[must_use]
     pub fn request(&self, id: TxId) -> Option<&M> {
         match self.live(id.tx_ref())? {
-            Tx::Client(c) => Some(&c.request),
-            Tx::Server(s) => Some(&s.request),
+            Tx::Client(c) => c.request.as_deref(),
+            Tx::Server(s) => s.request.as_deref(),
         }
     }
 
@@ -654,5 +655,40 @@ mod tests {
         assert!(table.deadlines.len() <= 1024, "{}", table.deadlines.len());
         assert_eq!(table.poll_timeout(), None);
         assert_eq!(table.deadlines.len(), 0);
+    }
+
+    #[test]
+    fn lingering_transactions_hold_no_request() {
+        let mut table = TransactionTable::new(TableConfig::default());
+        let t0 = Instant::now();
+        let peer = Peer::udp("127.0.0.1:5060".parse().unwrap());
+        for (method, status) in [("INVITE", 200), ("INVITE", 486), ("BYE", 200)] {
+            // Client side: held while waiting, gone with the final response.
+            let request = TestMessage::request(method, &format!("z9hG4bKc{method}{status}"));
+            let id = table.send_request(t0, request.clone(), peer).unwrap();
+            assert!(table.request(id.into()).is_some());
+            table.handle_incoming(t0, request.build_response(180), peer);
+            assert!(table.request(id.into()).is_some(), "{method} {status}");
+            table.handle_incoming(t0, request.build_response(status), peer);
+            assert!(table.client_state(id).is_some(), "still lingering");
+            assert!(table.request(id.into()).is_none(), "{method} {status}");
+
+            // Server side: held until the final response.
+            let request = TestMessage::request(method, &format!("z9hG4bKs{method}{status}"));
+            let crate::Incoming::Request { id, .. } =
+                table.handle_incoming(t0, request.clone(), peer)
+            else {
+                panic!("not a new request");
+            };
+            table
+                .send_response(t0, id, request.build_response(180))
+                .unwrap();
+            assert!(table.request(id.into()).is_some(), "{method} {status}");
+            table
+                .send_response(t0, id, request.build_response(status))
+                .unwrap();
+            assert!(table.server_state(id).is_some(), "still lingering");
+            assert!(table.request(id.into()).is_none(), "{method} {status}");
+        }
     }
 }
