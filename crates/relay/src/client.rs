@@ -35,6 +35,27 @@ impl Drop for NgClient {
     }
 }
 
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
+/// A proxy has hundreds of commands in flight; the default buffer (about
+/// 200 KiB, some 100 replies with SDP) overflowed in bursts of answers, and a
+/// command whose replies were dropped three times marked its relay down.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// An ephemeral UDP socket at `local` with [`RECV_BUFFER`] of room.
+fn bind_with_room(local: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!(error = %e, "ng client receive buffer left at its default");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 impl NgClient {
     /// Binds an ephemeral local socket towards `server`.
     pub async fn connect(
@@ -46,7 +67,7 @@ impl NgClient {
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
-        let socket = Arc::new(UdpSocket::bind(local).await?);
+        let socket = Arc::new(bind_with_room(local)?);
         let pending: Pending = Arc::default();
         let reader = {
             let socket = socket.clone();
