@@ -7,6 +7,7 @@
 //! and forks: in parallel within the best q group, serially across groups.
 //! [`session`] drives the branches; [`fork`] decides which response wins.
 
+pub mod answers;
 pub mod calls;
 pub mod config;
 pub mod fork;
@@ -20,7 +21,7 @@ pub use config::ProxyConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use voxline_location::{Binding, LocationStore, Timestamp};
@@ -51,6 +52,8 @@ pub struct Inner {
     auth: Option<SipAuth>,
     pub(crate) resolver: Resolver,
     pub(crate) calls: Option<Arc<CallControl>>,
+    /// 2xx answers forwarded with rewritten SDP, for their retransmissions.
+    pub(crate) answers: answers::RewrittenAnswers,
 }
 
 /// The proxy of a node.
@@ -90,6 +93,7 @@ impl Proxy {
                 auth,
                 resolver,
                 calls,
+                answers: answers::RewrittenAnswers::default(),
             }),
         }
     }
@@ -340,6 +344,7 @@ impl Proxy {
     }
 
     fn forward_ack(&self, core: &Core, ack: &Message, peer: &Peer, body: Option<&[u8]>) {
+        self.inner.answers.acknowledged(ack, Instant::now());
         let Ok(route) = preprocess(ack, |u| core.identity().is_self(u)) else {
             return;
         };
@@ -399,6 +404,12 @@ impl Proxy {
         let Some(dest) = via_destination(&next) else {
             return;
         };
+        if let Some(bytes) = self.inner.answers.resend(resp, Instant::now()) {
+            // Its first copy went up with the SDP rewritten for the relay.
+            metrics::counter!("voxline_proxy_answers_resent_total").increment(1);
+            let _ = core.send_stateless_to(&dest, bytes);
+            return;
+        }
         let mut out = BytesMut::new();
         if resp.edit().pop_via().write_to(&mut out).is_ok() {
             let _ = core.send_stateless_to(&dest, out.freeze());

@@ -106,9 +106,6 @@ struct Session {
     cancelled: bool,
     group_deadline: Option<Instant>,
     final_sent: bool,
-    /// A 2xx went upstream with its SDP rewritten for the relay: its
-    /// retransmissions need the same rewriting, so the session stays.
-    anchored_2xx: bool,
 }
 
 impl Session {
@@ -136,7 +133,6 @@ impl Session {
             cancelled: false,
             group_deadline: None,
             final_sent: false,
-            anchored_2xx: false,
         }
     }
 
@@ -160,6 +156,11 @@ impl Session {
                 self.events.close();
                 while let Ok((tag, ev)) = self.events.try_recv() {
                     Box::pin(self.on_event(tag, ev)).await;
+                }
+                // The transactions linger without the session's channel.
+                let core = self.req.core();
+                for id in self.branches.iter().filter_map(|b| b.tx) {
+                    core.detach_client(id);
                 }
                 return;
             }
@@ -185,13 +186,14 @@ impl Session {
 
     /// Whether the rest of the request's life needs no session, once the
     /// final response is sent: every branch has its final response (their
-    /// transactions absorb retransmissions themselves), and no 2xx needs
-    /// rewriting again. A late or retransmitted 2xx then passes through
-    /// statelessly (the core does that for a handler that has left), so a
-    /// call does not keep its session for the 32 s its INVITE transactions
-    /// linger.
+    /// transactions absorb retransmissions themselves). A late or
+    /// retransmitted 2xx then passes through statelessly (the core does that
+    /// for a handler that has left), with the bytes first forwarded when its
+    /// SDP was rewritten ([`RewrittenAnswers`](crate::answers::RewrittenAnswers)),
+    /// so a call does not keep its session for the 32 s its INVITE
+    /// transactions linger.
     fn may_leave(&self) -> bool {
-        self.ctx.complete() && !self.anchored_2xx
+        self.ctx.complete()
     }
 
     /// Starts the next group of targets; false when there is none.
@@ -381,17 +383,24 @@ impl Session {
         let verdict = self.ctx.on_response(i, status);
         if verdict.forward && !(self.final_sent && status < 200) {
             let body = self.anchored_body(i, &resp).await;
-            if let Err(e) = self
-                .req
-                .forward_response_with_body(&resp, body.as_deref().map(str::as_bytes))
-            {
+            let sent =
+                voxline_server::forwarded_response(&resp, body.as_deref().map(str::as_bytes))
+                    .and_then(|bytes| {
+                        if (200..300).contains(&status) && body.is_some() {
+                            // Kept before it leaves: the ACK may pass at once.
+                            self.inner.answers.keep(
+                                &resp,
+                                bytes.clone(),
+                                std::time::Instant::now(),
+                            );
+                        }
+                        self.req.send(bytes)
+                    });
+            if let Err(e) = sent {
                 tracing::debug!(error = %e, "response not forwarded");
             }
             if status >= 200 {
                 self.final_sent = true;
-            }
-            if (200..300).contains(&status) && body.is_some() {
-                self.anchored_2xx = true;
             }
         }
         if verdict.cancel_others {

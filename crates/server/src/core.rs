@@ -364,16 +364,28 @@ impl Core {
         let mut stray = None;
         match incoming {
             Incoming::Response { id, response } => {
-                if let Some((tag, tx)) = state.clients.get(&id)
-                    && let Err(returned) =
-                        tx.send((*tag, ClientEvent::Response(Box::new(response))))
-                    && let (_, ClientEvent::Response(response)) = returned.0
+                let undelivered = match state.clients.get(&id) {
+                    Some((tag, tx)) => {
+                        match tx.send((*tag, ClientEvent::Response(Box::new(response)))) {
+                            Ok(()) => None,
+                            Err(returned) => {
+                                state.clients.remove(&id);
+                                match returned.0 {
+                                    (_, ClientEvent::Response(response)) => Some(*response),
+                                    _ => None,
+                                }
+                            }
+                        }
+                    }
+                    None => Some(response),
+                };
+                if let Some(response) = undelivered
                     && response.status().is_some_and(|s| (200..300).contains(&s))
                 {
                     // The handler has left (it had nothing more to add): a
                     // retransmitted or forked 2xx passes through statelessly
                     // (RFC 3261 §16.7 step 10).
-                    stray = Some(*response);
+                    stray = Some(response);
                 }
             }
             Incoming::Stray(response) => stray = Some(response),
@@ -482,9 +494,15 @@ impl Core {
             metrics::counter!("voxline_sip_responses_sent_total", "class" => status_class(status))
                 .increment(1);
         }
+        let is_final = msg.status().is_some_and(|s| s >= 200);
         let shard = self.shards.get(id.shard()).ok_or(ServerError::NotRunning)?;
         let mut state = shard.lock();
         let result = state.table.send_response(self.now(), id, msg);
+        if is_final && result.is_ok() {
+            // A CANCEL after the final response changes nothing (RFC 3261
+            // §9.2): the watch need not live as long as the transaction.
+            state.cancels.remove(&id);
+        }
         let output = state.drain();
         drop(state);
         self.finish(id.shard(), output);
@@ -554,6 +572,16 @@ impl Core {
         drop(state);
         self.finish(prepared.shard, output);
         Ok(id)
+    }
+
+    /// Stops reporting on client transaction `id`: its handler has left.
+    /// The transaction lives on (absorbing retransmissions) without holding
+    /// the handler's channel; a 2xx that still arrives on it passes through
+    /// statelessly.
+    pub fn detach_client(&self, id: ClientTxId) {
+        if let Some(shard) = self.shards.get(id.shard()) {
+            shard.lock().clients.remove(&id);
+        }
     }
 
     /// [`send_request`](Self::send_request) with a channel of its own.

@@ -29,7 +29,7 @@ pub use client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 pub use core::{Core, ServerError};
 pub use eager::spawn_eager;
 pub use identity::LocalIdentity;
-pub use request::ServerRequest;
+pub use request::{ServerRequest, forwarded_response};
 pub use routing::{response_peer, via_received};
 pub use service::SipService;
 pub use voxline_overload::{AdmissionState, OverloadConfig};

@@ -104,15 +104,7 @@ impl ServerRequest {
         response: &Message,
         body: Option<&[u8]>,
     ) -> Result<(), ServerError> {
-        let mut out =
-            BytesMut::with_capacity(response.as_bytes().len() + body.map_or(0, <[u8]>::len));
-        let mut ed = response.edit();
-        ed.pop_via();
-        if let Some(b) = body {
-            ed.set_body(None, b);
-        }
-        ed.write_to(&mut out).map_err(ServerError::Edit)?;
-        self.send(out.freeze())
+        self.send(forwarded_response(response, body)?)
     }
 
     /// Resolves when a CANCEL for this INVITE arrives (the core has already
@@ -147,6 +139,19 @@ fn to_tag() -> String {
         n <<= 4;
     }
     tag
+}
+
+/// The copy of `response` (received from downstream) a proxy sends
+/// upstream: its top Via removed and, with `body`, its body replaced.
+pub fn forwarded_response(response: &Message, body: Option<&[u8]>) -> Result<Bytes, ServerError> {
+    let mut out = BytesMut::with_capacity(response.as_bytes().len() + body.map_or(0, <[u8]>::len));
+    let mut ed = response.edit();
+    ed.pop_via();
+    if let Some(b) = body {
+        ed.set_body(None, b);
+    }
+    ed.write_to(&mut out).map_err(ServerError::Edit)?;
+    Ok(out.freeze())
 }
 
 #[cfg(test)]

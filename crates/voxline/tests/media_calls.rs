@@ -420,3 +420,120 @@ fn voxline_proxy_drives_a_real_rtpengine() {
     let packets: u64 = column(h, r, "from_caller_packets").parse().unwrap();
     assert!(packets >= 20, "rtpengine relayed the caller's media: {r}");
 }
+
+/// The `m=audio` port of an SDP body inside a SIP message.
+fn audio_port(message: &str) -> u16 {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio line in\n{message}"))
+}
+
+/// The callee retransmits its 200 OK (the ACK was lost, say) after the
+/// proxy's session for the call has left: every copy still reaches the
+/// caller with the SDP rewritten for the relay (the bytes first forwarded),
+/// before and after the caller's ACK passed, never with the callee's own
+/// media address.
+#[test]
+fn a_retransmitted_anchored_200_ok_keeps_the_relay_sdp() {
+    let node = Node::start(&config(
+        "\"registrar\", \"proxy\", \"relay\"",
+        "[registrar]\nauthenticate = false\n[proxy]\nauthenticate = false\ndns = false\n",
+    ));
+    let target = node.sip_udp.unwrap();
+    let (status, _, bob) = support::register_raw(target, "bob", None);
+    assert_eq!(status, 200, "bob registers");
+    let alice = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let a = alice.local_addr().unwrap();
+    let with_sdp = |head: &str, port: u16| {
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP 0\r\n"
+        );
+        let head = head
+            .strip_suffix("Content-Length: 0\r\n\r\n")
+            .unwrap_or(head);
+        format!(
+            "{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    let invite = with_sdp(
+        &format!(
+            "INVITE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKanc1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@localhost>;tag=al1\r\nTo: <sip:bob@localhost>\r\n\
+Call-ID: anchored-retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\n",
+            port = a.port()
+        ),
+        41_000,
+    );
+    alice.send_to(invite.as_bytes(), target).unwrap();
+
+    let mut buf = [0u8; 8192];
+    let (n, proxy) = bob.recv_from(&mut buf).unwrap();
+    let forwarded = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(forwarded.starts_with("INVITE "), "{forwarded}");
+    assert_ne!(audio_port(&forwarded), 41_000, "the callee sees the relay");
+    let b = bob.local_addr().unwrap();
+    let ok = with_sdp(
+        &support::uas_response(
+            &forwarded,
+            "SIP/2.0 200 OK",
+            "bob1",
+            &format!("Contact: <sip:bob@{b}>\r\n"),
+        ),
+        42_000,
+    );
+    let final_at_alice = |what: &str| -> String {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = alice
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{what}: nothing for alice ({e})\n{}", node.log_text()));
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    };
+    bob.send_to(ok.as_bytes(), proxy).unwrap();
+    let first = final_at_alice("the 200 OK");
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+    let relay_port = audio_port(&first);
+    assert_ne!(relay_port, 42_000, "the caller sees the relay");
+
+    bob.send_to(ok.as_bytes(), proxy).unwrap();
+    let again = final_at_alice("the retransmitted 200 OK");
+    assert_eq!(again, first, "a retransmission is the first copy again");
+
+    // The caller's ACK passes (to bob, through the proxy's Record-Route);
+    // a retransmission after it is still rewritten.
+    let route: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert!(!route.is_empty(), "{first}");
+    let ack = format!(
+        "ACK sip:bob@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKanc2;rport\r\n\
+Max-Forwards: 70\r\nRoute: {}\r\nFrom: <sip:alice@localhost>;tag=al1\r\n\
+To: <sip:bob@localhost>;tag=bob1\r\nCall-ID: anchored-retx-{port}\r\nCSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n",
+        route.join(", "),
+        port = a.port()
+    );
+    alice.send_to(ack.as_bytes(), target).unwrap();
+    let (n, _) = bob.recv_from(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"ACK "), "bob gets the ACK");
+    bob.send_to(ok.as_bytes(), proxy).unwrap();
+    let late = final_at_alice("the 200 OK retransmitted after the ACK");
+    assert_eq!(audio_port(&late), relay_port, "{late}");
+    // Answered from the forwarded bytes, without a session: at least the
+    // last one (the first may still find the session leaving).
+    let resent = node.metric("voxline_proxy_answers_resent_total", "");
+    assert!(resent >= 1.0, "{resent}\n{}", node.log_text());
+}
