@@ -157,10 +157,10 @@ impl Session {
                 while let Ok((tag, ev)) = self.events.try_recv() {
                     Box::pin(self.on_event(tag, ev)).await;
                 }
-                // The transactions linger without the session's channel.
+                // The transactions end or linger without the session.
                 let core = self.req.core();
                 for id in self.branches.iter().filter_map(|b| b.tx) {
-                    core.detach_client(id);
+                    core.release_client(id);
                 }
                 return;
             }

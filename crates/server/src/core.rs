@@ -574,13 +574,23 @@ impl Core {
         Ok(id)
     }
 
-    /// Stops reporting on client transaction `id`: its handler has left.
-    /// The transaction lives on (absorbing retransmissions) without holding
-    /// the handler's channel; a 2xx that still arrives on it passes through
-    /// statelessly.
-    pub fn detach_client(&self, id: ClientTxId) {
-        if let Some(shard) = self.shards.get(id.shard()) {
-            shard.lock().clients.remove(&id);
+    /// Client transaction `id`'s handler has left. A transaction that
+    /// still absorbs retransmissions (a non-2xx final answered by its ACK)
+    /// lives on without the handler's channel. An INVITE accepted by a 2xx
+    /// ends now: its only remaining task (RFC 6026 Timer M, 32 s) is to
+    /// pass further 2xx up, and with the handler gone they pass through
+    /// statelessly with or without it (RFC 3261 §16.7 step 10).
+    pub fn release_client(&self, id: ClientTxId) {
+        let Some(shard) = self.shards.get(id.shard()) else {
+            return;
+        };
+        let mut state = shard.lock();
+        state.clients.remove(&id);
+        if state.table.client_state(id) == Some(voxline_transaction::ClientState::Accepted) {
+            let _ = state.table.terminate(self.now(), id.into());
+            let output = state.drain();
+            drop(state);
+            self.finish(id.shard(), output);
         }
     }
 
