@@ -27,7 +27,7 @@ pub(crate) enum CancelRequest {
 
 /// One client transaction.
 #[derive(Debug)]
-pub(crate) struct ClientTx<M> {
+pub(crate) struct ClientTx<M: SipMessage> {
     pub(crate) invite: bool,
     pub(crate) state: ClientState,
     /// The request, until the final response: retransmitted, and the
@@ -41,9 +41,9 @@ pub(crate) struct ClientTx<M> {
     pub(crate) key: Arc<[u8]>,
     /// The current Timer A/E interval.
     interval: Duration,
-    /// The ACK for the non-2xx final response, resent on retransmissions.
-    /// Boxed: only transactions ended by a non-2xx final response have one.
-    ack: Option<Box<M>>,
+    /// The ACK for the non-2xx final response, resent on retransmissions,
+    /// in its wire form.
+    ack: Option<M::Wire>,
 }
 
 impl<M: SipMessage> ClientTx<M> {
@@ -124,14 +124,14 @@ impl<M: SipMessage> ClientTx<M> {
                 if let Some(request) = self.request.take() {
                     let ack = request.build_ack_for(response);
                     out.send(self.dest, ack.clone());
-                    self.ack = Some(Box::new(ack));
+                    self.ack = Some(ack.to_wire());
                 }
                 self.linger(Timer::D, out.config.timer_d, out);
                 Delivery::ToTu
             }
             (ClientState::Completed, 300..) => {
-                if let Some(ack) = &self.ack {
-                    out.send(self.dest, M::clone(ack));
+                if let Some(ack) = self.ack.as_ref().and_then(M::from_wire) {
+                    out.send(self.dest, ack);
                 }
                 Delivery::Absorbed(Absorbed::ResponseRetransmission)
             }

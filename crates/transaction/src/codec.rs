@@ -5,6 +5,16 @@ use voxline_sip::{HeaderName, Message, RequestBuilder, ResponseBuilder, reason_p
 use crate::message::{CSeq, MessageError, MessageInfo, SipMessage, StartLine, TopVia};
 
 impl SipMessage for Message {
+    type Wire = bytes::Bytes;
+
+    fn to_wire(&self) -> bytes::Bytes {
+        self.to_bytes()
+    }
+
+    fn from_wire(wire: &bytes::Bytes) -> Option<Self> {
+        Message::parse(wire.clone()).ok()
+    }
+
     fn info(&self) -> Result<MessageInfo<'_>, MessageError> {
         let start = if let Some(method) = self.method_str() {
             StartLine::Request {

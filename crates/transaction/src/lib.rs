@@ -49,6 +49,7 @@
 mod client;
 mod codec;
 mod config;
+mod deadlines;
 mod event;
 mod key;
 mod message;

@@ -56,6 +56,20 @@ pub trait SipMessage: Clone {
     /// tag added), CSeq number with method `CANCEL`, the single top Via of
     /// the INVITE (same branch) and its Route headers.
     fn build_cancel(&self) -> Self;
+
+    /// The message as it goes on the wire. A transaction that keeps a
+    /// message only to send it again (its last response, the ACK for a
+    /// non-2xx) keeps this form: smaller than the parsed message, and a
+    /// BYE's 200 is kept 32 s (Timer J).
+    type Wire: Clone + std::fmt::Debug;
+
+    /// This message in its wire form (a cheap, shared handle).
+    fn to_wire(&self) -> Self::Wire;
+
+    /// The message again from its wire form, to send it; `None` if it does
+    /// not parse, which a wire form made by [`to_wire`](Self::to_wire)
+    /// always does.
+    fn from_wire(wire: &Self::Wire) -> Option<Self>;
 }
 
 /// The values a transaction is matched on, borrowed from a message.

@@ -21,7 +21,7 @@ pub(crate) enum AckDelivery {
 
 /// One server transaction.
 #[derive(Debug)]
-pub(crate) struct ServerTx<M> {
+pub(crate) struct ServerTx<M: SipMessage> {
     pub(crate) invite: bool,
     pub(crate) state: ServerState,
     /// The request, until the final response: the TU builds its
@@ -38,11 +38,11 @@ pub(crate) struct ServerTx<M> {
     pub(crate) final_to_tag: Option<Box<str>>,
     /// The current Timer G interval.
     interval: Duration,
-    /// The most recent response, resent on request retransmissions.
-    /// Boxed, and dropped once a 2xx moves the transaction to Accepted
+    /// The most recent response, resent on request retransmissions, in
+    /// its wire form. Dropped once a 2xx moves the transaction to Accepted
     /// (where retransmissions are absorbed): an accepted INVITE lingers 32 s
     /// per call and should not hold a response it never resends.
-    last_response: Option<Box<M>>,
+    last_response: Option<M::Wire>,
 }
 
 impl<M: SipMessage> ServerTx<M> {
@@ -93,9 +93,7 @@ impl<M: SipMessage> ServerTx<M> {
         match self.state {
             // §17.2.1/§17.2.2: resend the most recent response, if any.
             ServerState::Proceeding | ServerState::Completed => {
-                if let Some(response) = &self.last_response {
-                    out.send(self.peer, M::clone(response));
-                }
+                self.resend(out);
             }
             // Trying: no response yet. Confirmed: absorbed silently.
             // Accepted (RFC 6026): absorbed; the TU retransmits its 2xx.
@@ -144,7 +142,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Proceeding;
                 self.timers.stop(Timer::Trying);
                 out.send(self.peer, response.clone());
-                self.last_response = Some(Box::new(response));
+                self.last_response = Some(response.to_wire());
             }
             (true, ServerState::Proceeding, 200..=299) => {
                 self.state = ServerState::Accepted;
@@ -160,7 +158,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Completed;
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
-                self.last_response = Some(Box::new(response));
+                self.last_response = Some(response.to_wire());
                 self.request = None;
                 if !self.peer.is_reliable() {
                     self.interval = out.config.first_interval();
@@ -172,7 +170,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.state = ServerState::Completed;
                 self.stop_waiting();
                 out.send(self.peer, response.clone());
-                self.last_response = Some(Box::new(response));
+                self.last_response = Some(response.to_wire());
                 self.request = None;
                 self.linger(Timer::J, out.config.timer_j, out);
             }
@@ -188,9 +186,7 @@ impl<M: SipMessage> ServerTx<M> {
                 self.send_trying(out)
             }
             (Timer::G, ServerState::Completed) => {
-                if let Some(response) = &self.last_response {
-                    out.send(self.peer, M::clone(response));
-                }
+                self.resend(out);
                 self.interval = self
                     .interval
                     .saturating_mul(2)
@@ -232,7 +228,13 @@ impl<M: SipMessage> ServerTx<M> {
         };
         let trying = request.build_response(100);
         out.send(self.peer, trying.clone());
-        self.last_response = Some(Box::new(trying));
+        self.last_response = Some(trying.to_wire());
+    }
+
+    fn resend(&self, out: &mut Output<'_, M>) {
+        if let Some(response) = self.last_response.as_ref().and_then(M::from_wire) {
+            out.send(self.peer, response);
+        }
     }
 
     fn stop_waiting(&mut self) {

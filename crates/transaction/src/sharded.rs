@@ -16,7 +16,7 @@ use crate::table::{TableStats, TransactionTable};
 /// owns `TransactionTable::with_shard(config, router.clone(), i)` and
 /// messages are handed to worker `router.shard_of(&info)`.
 #[derive(Debug)]
-pub struct ShardedTable<M> {
+pub struct ShardedTable<M: SipMessage> {
     router: ShardRouter,
     shards: Vec<TransactionTable<M>>,
 }

@@ -122,6 +122,16 @@ impl TestMessage {
 }
 
 impl SipMessage for TestMessage {
+    type Wire = TestMessage;
+
+    fn to_wire(&self) -> TestMessage {
+        self.clone()
+    }
+
+    fn from_wire(wire: &TestMessage) -> Option<Self> {
+        Some(wire.clone())
+    }
+
     fn info(&self) -> Result<MessageInfo<'_>, MessageError> {
         let f = &*self.0;
         if f.broken {

@@ -1,8 +1,6 @@
-//! Transaction timers: the per-transaction timer set and the table's
-//! deadline queue (a binary heap with lazy deletion).
+//! Transaction timers and the per-transaction timer set (the table's
+//! queue of their deadlines is in `deadlines`).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// A transaction timer (RFC 3261 §17 Table 4, RFC 6026), plus the two the
@@ -136,76 +134,6 @@ impl TimerSet {
     }
 }
 
-/// One pending deadline in the table's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline {
-    pub(crate) at: Instant,
-    seq: u64,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
-    pub(crate) timer: Timer,
-}
-
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// A min-heap of deadlines with lazy deletion: stopping a timer leaves its
-/// entry in the heap, and the owner checks validity when the entry surfaces
-/// (see [`TimerSet::is_armed`]). Equal deadlines pop in insertion order.
-#[derive(Debug, Default)]
-pub(crate) struct DeadlineQueue {
-    heap: BinaryHeap<Reverse<Deadline>>,
-    seq: u64,
-}
-
-impl DeadlineQueue {
-    pub(crate) fn push(&mut self, at: Instant, slot: u32, generation: u32, timer: Timer) {
-        self.seq = self.seq.wrapping_add(1);
-        self.heap.push(Reverse(Deadline {
-            at,
-            seq: self.seq,
-            slot,
-            generation,
-            timer,
-        }));
-    }
-
-    /// The earliest entry, valid or not.
-    pub(crate) fn peek(&self) -> Option<&Deadline> {
-        self.heap.peek().map(|Reverse(d)| d)
-    }
-
-    /// Removes the earliest entry. After a peak, a heap that is at most a
-    /// quarter full gives half its capacity back.
-    pub(crate) fn pop(&mut self) -> Option<Deadline> {
-        let d = self.heap.pop().map(|Reverse(d)| d);
-        let (len, cap) = (self.heap.len(), self.heap.capacity());
-        if cap > MIN_SHRINK_CAPACITY && len * 4 < cap {
-            self.heap.shrink_to(len * 2);
-        }
-        d
-    }
-
-    /// Number of entries, stale ones included.
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// Drops every entry for which `keep` is false.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Deadline) -> bool) {
-        self.heap.retain(|Reverse(d)| keep(d));
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -253,16 +181,5 @@ mod tests {
         assert_eq!(set.drain_started().count(), 0);
         assert!(set.take(Timer::A, t0));
         assert!(!set.take(Timer::A, t0));
-    }
-
-    #[test]
-    fn queue_pops_in_deadline_then_insertion_order() {
-        let t0 = Instant::now();
-        let mut q = DeadlineQueue::default();
-        q.push(t0 + Duration::from_secs(2), 0, 0, Timer::B);
-        q.push(t0, 1, 0, Timer::A);
-        q.push(t0, 2, 0, Timer::E);
-        let order: Vec<u32> = std::iter::from_fn(|| q.pop()).map(|d| d.slot).collect();
-        assert_eq!(order, [1, 2, 0]);
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::client::{CancelRequest, ClientTx};
 use crate::config::TableConfig;
+use crate::deadlines::DeadlineQueue;
 use crate::event::{
     CancelOutcome, ClientState, ClientTxId, ServerState, ServerTxId, TransactionError, Transmit,
     TxEvent, TxId, TxRef,
@@ -19,7 +20,7 @@ use crate::message::{Peer, SipMessage, StartLine};
 use crate::output::Output;
 use crate::server::ServerTx;
 use crate::shard::ShardRouter;
-use crate::timer::{DeadlineQueue, MIN_SHRINK_CAPACITY, Timer, TimerSet};
+use crate::timer::{MIN_SHRINK_CAPACITY, SLOTS, Timer, TimerSet};
 
 /// Counters for metrics. All are totals since the table was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,12 +44,12 @@ pub struct TableStats {
 }
 
 #[derive(Debug)]
-enum Tx<M> {
+enum Tx<M: SipMessage> {
     Client(ClientTx<M>),
     Server(ServerTx<M>),
 }
 
-impl<M> Tx<M> {
+impl<M: SipMessage> Tx<M> {
     fn id(&self, r: TxRef) -> TxId {
         match self {
             Tx::Client(_) => TxId::Client(ClientTxId(r)),
@@ -70,6 +71,13 @@ impl<M> Tx<M> {
         }
     }
 
+    fn is_invite(&self) -> bool {
+        match self {
+            Tx::Client(c) => c.invite,
+            Tx::Server(s) => s.invite,
+        }
+    }
+
     fn is_terminated(&self) -> bool {
         match self {
             Tx::Client(c) => c.state == ClientState::Terminated,
@@ -79,7 +87,7 @@ impl<M> Tx<M> {
 }
 
 #[derive(Debug)]
-struct Slot<M> {
+struct Slot<M: SipMessage> {
     generation: u32,
     /// Boxed: a transaction holds whole messages (several KiB), and the
     /// slot vector keeps its peak length for the generations; free slots
@@ -104,7 +112,7 @@ struct Slot<M> {
 /// message to `router.shard_of(&msg.info()?)`; or use
 /// [`ShardedTable`](crate::ShardedTable), which does that for one owner.
 #[derive(Debug)]
-pub struct TransactionTable<M> {
+pub struct TransactionTable<M: SipMessage> {
     config: TableConfig,
     shard: u32,
     router: ShardRouter,
@@ -387,7 +395,7 @@ impl<M: SipMessage> TransactionTable<M> {
     /// timers are skipped lazily.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(&due) = self.deadlines.peek() {
-            if self.is_armed(due.slot, due.generation, due.timer, due.at) {
+            if armed(&self.slots, &due) {
                 return Some(due.at);
             }
             self.deadlines.pop();
@@ -485,14 +493,6 @@ impl<M: SipMessage> TransactionTable<M> {
         self.len() >= self.config.max_transactions
     }
 
-    fn is_armed(&self, slot: u32, generation: u32, timer: Timer, at: Instant) -> bool {
-        self.slots
-            .get(slot as usize)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.tx.as_deref())
-            .is_some_and(|tx| tx.timers().is_armed(timer, at))
-    }
-
     /// Allocates a slot and builds the transaction in it. The caller
     /// indexes the key and calls [`settle`](Self::settle).
     fn insert(
@@ -571,8 +571,16 @@ impl<M: SipMessage> TransactionTable<M> {
             return;
         };
         if !tx.is_terminated() {
-            for (timer, at) in tx.timers_mut().drain_started() {
-                self.deadlines.push(at, r.slot, r.generation, timer);
+            let invite = tx.is_invite();
+            let mut lanes = [None; SLOTS];
+            for ((timer, at), lane) in tx.timers_mut().drain_started().zip(&mut lanes) {
+                *lane = self.deadlines.push(at, r.slot, r.generation, timer, invite);
+            }
+            // One push, one trim: stopped timers leave their lanes as fast
+            // as new ones arrive.
+            let slots = &self.slots;
+            for lane in lanes.into_iter().flatten() {
+                self.deadlines.trim(lane, |d| !armed(slots, d));
             }
             return;
         }
@@ -609,22 +617,29 @@ impl<M: SipMessage> TransactionTable<M> {
         shrink(&mut self.client_index);
     }
 
-    /// Drops cancelled deadlines once they outnumber live transactions'
-    /// timers by far, so lazy deletion cannot grow the queue without bound.
+    /// Drops cancelled deadlines once the queue holds more than two per
+    /// live transaction, so lazy deletion cannot grow it without bound.
+    /// Trimming at each push keeps lanes short in the usual case; this is
+    /// for the rest (a stopped timer queued behind a running one).
+    /// Amortised: after a compaction the queue must grow by the live count
+    /// again before the next one.
     fn compact_deadlines(&mut self) {
         let live = self.len();
-        if self.deadlines.len() <= 1024 + 8 * live {
+        if self.deadlines.len() <= 1024 + 2 * live {
             return;
         }
         let slots = &self.slots;
-        self.deadlines.retain(|d| {
-            slots
-                .get(d.slot as usize)
-                .filter(|s| s.generation == d.generation)
-                .and_then(|s| s.tx.as_ref())
-                .is_some_and(|tx| tx.timers().is_armed(d.timer, d.at))
-        });
+        self.deadlines.retain(|d| armed(slots, d));
     }
+}
+
+/// Whether deadline `d` is still that of a running timer.
+fn armed<M: SipMessage>(slots: &[Slot<M>], d: &crate::deadlines::Deadline) -> bool {
+    slots
+        .get(d.slot as usize)
+        .filter(|s| s.generation == d.generation)
+        .and_then(|s| s.tx.as_deref())
+        .is_some_and(|tx| tx.timers().is_armed(d.timer, d.at))
 }
 
 #[cfg(test)]
@@ -646,7 +661,9 @@ mod tests {
                 id
             })
             .collect();
-        // A, B and Lifetime cancelled, M running: stale entries stay for now.
+        // M running, A cancelled: A waits in the heap (B and the lifetime
+        // bound were trimmed from their lanes as new ones came).
+        assert!(table.deadlines.len() < 12_000, "{}", table.deadlines.len());
         assert!(table.deadlines.len() >= 10_000);
         for id in ids {
             table.terminate(t0, id.into()).unwrap();
