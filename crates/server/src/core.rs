@@ -214,8 +214,7 @@ impl Core {
     fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
         let method = msg.method();
         if let Some(m) = &method {
-            metrics::counter!("voxline_sip_requests_total", "method" => method_label(m))
-                .increment(1);
+            metrics::counter!("voxline_sip_requests_total", "method" => m.label()).increment(1);
         }
         let policy = ValidationPolicy {
             role: Role::Proxy,
@@ -523,26 +522,49 @@ impl Core {
     /// branch) lets a proxy recognise its own requests coming back.
     pub fn prepare_request(&self, target: &Peer, loop_hash: Option<u32>) -> OutgoingRequest {
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let unique = match loop_hash {
-            Some(h) => format!("{h:08x}{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
-            None => format!("{:016x}", rand::random::<u64>()),
-        };
+        // Written digit by digit: this runs for every forwarded request,
+        // and the formatting machinery cost more than the rest of it.
+        let mut unique = String::with_capacity(20);
+        let random = rand::random::<u64>();
+        match loop_hash {
+            Some(h) => {
+                push_hex(&mut unique, u64::from(h), 8);
+                push_hex(&mut unique, random, 12);
+            }
+            None => push_hex(&mut unique, random, 16),
+        }
         let branch = self.router.branch(shard, unique);
         let sent_by = self.sent_by(target);
-        let via = format!(
-            "SIP/2.0/{} {sent_by};branch={branch};rport",
-            target.transport.via_token()
-        );
+        let token = target.transport.via_token();
+        let mut via = String::with_capacity(32 + token.len() + sent_by.len() + branch.len());
+        for part in [
+            "SIP/2.0/", token, " ", &sent_by, ";branch=", &branch, ";rport",
+        ] {
+            via.push_str(part);
+        }
         OutgoingRequest { shard, branch, via }
     }
 
     /// The `host:port` this node writes into Via/Record-Route for messages
     /// sent to `target` (the listener they leave from).
     pub fn sent_by(&self, target: &Peer) -> String {
-        self.transport
-            .get()
-            .and_then(|t| t.local_addr_for(target))
-            .map_or_else(|| "0.0.0.0".to_owned(), |a| a.to_string())
+        let Some(addr) = self.transport.get().and_then(|t| t.local_addr_for(target)) else {
+            return "0.0.0.0".to_owned();
+        };
+        // A node has a listener or two: the last one's text is kept per
+        // thread instead of formatting the address for every request.
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(std::net::SocketAddr, String)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| match last {
+            Some((a, text)) if *a == addr => text.clone(),
+            _ => {
+                let text = addr.to_string();
+                *last = Some((addr, text.clone()));
+                text
+            }
+        })
     }
 
     /// Starts a client transaction for `request` (which must carry
@@ -558,7 +580,7 @@ impl Core {
     ) -> Result<ClientTxId, ServerError> {
         let msg = Message::parse(request).map_err(ServerError::BadResponse)?;
         if let Some(m) = msg.method() {
-            metrics::counter!("voxline_sip_requests_sent_total", "method" => method_label(&m))
+            metrics::counter!("voxline_sip_requests_sent_total", "method" => m.label())
                 .increment(1);
         }
         let shard = self
@@ -866,14 +888,6 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
-fn method_label(m: &Method) -> String {
-    if m.is_extension() {
-        "other".to_owned()
-    } else {
-        m.as_str().to_owned()
-    }
-}
-
 fn status_class(status: u16) -> &'static str {
     match status / 100 {
         1 => "1xx",
@@ -882,5 +896,24 @@ fn status_class(status: u16) -> &'static str {
         4 => "4xx",
         5 => "5xx",
         _ => "6xx",
+    }
+}
+
+/// Appends the low `digits` hex digits of `value` (lower case).
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    for i in (0..digits).rev() {
+        let d = (value >> (4 * i)) & 0xf;
+        out.push(char::from_digit(d as u32, 16).unwrap_or('0'));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_digits_are_the_low_ones_zero_padded() {
+        let mut s = String::new();
+        super::push_hex(&mut s, 0xab, 4);
+        super::push_hex(&mut s, 0x1234_5678_9abc_def0, 12);
+        assert_eq!(s, "00ab56789abcdef0");
     }
 }

@@ -61,6 +61,29 @@ impl Method {
         })
     }
 
+    /// The name as a metric label: the method's own for the known ones,
+    /// `other` for extensions (their names come from the network and would
+    /// make label values without bound).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Extension(_) => "other",
+        }
+    }
+
     /// The method as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {
