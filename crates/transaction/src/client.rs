@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::event::{Absorbed, ClientState, TxEvent};
 use crate::message::{Peer, SipMessage};
 use crate::output::Output;
-use crate::timer::{Timer, TimerSet};
+use crate::timer::{Interval, Timer, TimerSet};
 
 /// Whether a response goes up to the transaction user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub(crate) struct ClientTx<M: SipMessage> {
     pub(crate) cancel: CancelRequest,
     pub(crate) key: Arc<[u8]>,
     /// The current Timer A/E interval.
-    interval: Duration,
+    interval: Interval,
     /// The ACK for the non-2xx final response, resent on retransmissions,
     /// in its wire form.
     ack: Option<M::Wire>,
@@ -68,7 +68,7 @@ impl<M: SipMessage> ClientTx<M> {
             timers: TimerSet::default(),
             cancel: CancelRequest::None,
             key,
-            interval: out.config.first_interval(),
+            interval: Interval::of(out.config.first_interval()),
             ack: None,
         };
         out.send(dest, request.clone());
@@ -76,7 +76,7 @@ impl<M: SipMessage> ClientTx<M> {
         let now = out.now;
         let retransmit = if invite { Timer::A } else { Timer::E };
         if !dest.is_reliable() {
-            tx.timers.start(retransmit, now + tx.interval);
+            tx.timers.start(retransmit, now + tx.interval.get());
         }
         if invite {
             tx.timers.start(Timer::B, now + out.config.timer_b);
@@ -166,21 +166,21 @@ impl<M: SipMessage> ClientTx<M> {
         match (timer, self.state) {
             (Timer::A, ClientState::Calling) => {
                 self.resend(out);
-                self.interval = self.interval.saturating_mul(2);
-                self.timers.start(Timer::A, out.now + self.interval);
+                self.interval = self.interval.doubled();
+                self.timers.start(Timer::A, out.now + self.interval.get());
             }
             (Timer::E, ClientState::Trying) => {
                 self.resend(out);
                 self.interval = self
                     .interval
-                    .saturating_mul(2)
-                    .min(out.config.cap_interval());
-                self.timers.start(Timer::E, out.now + self.interval);
+                    .doubled()
+                    .min(Interval::of(out.config.cap_interval()));
+                self.timers.start(Timer::E, out.now + self.interval.get());
             }
             (Timer::E, ClientState::Proceeding) => {
                 self.resend(out);
-                self.interval = out.config.cap_interval();
-                self.timers.start(Timer::E, out.now + self.interval);
+                self.interval = Interval::of(out.config.cap_interval());
+                self.timers.start(Timer::E, out.now + self.interval.get());
             }
             (Timer::B, ClientState::Calling)
             | (Timer::F, ClientState::Trying | ClientState::Proceeding)

@@ -9,7 +9,7 @@ use crate::event::{Absorbed, ServerState, TransactionError, TxEvent};
 use crate::key::KeyRule;
 use crate::message::{Peer, SipMessage};
 use crate::output::Output;
-use crate::timer::{Timer, TimerSet};
+use crate::timer::{Interval, Timer, TimerSet};
 
 /// What happens to an ACK that matched an INVITE server transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub(crate) struct ServerTx<M: SipMessage> {
     /// ACK must carry to match (§17.2.3).
     pub(crate) final_to_tag: Option<Box<str>>,
     /// The current Timer G interval.
-    interval: Duration,
+    interval: Interval,
     /// The most recent response, resent on request retransmissions, in
     /// its wire form. Dropped once a 2xx moves the transaction to Accepted
     /// (where retransmissions are absorbed): an accepted INVITE lingers 32 s
@@ -69,7 +69,7 @@ impl<M: SipMessage> ServerTx<M> {
             key,
             rule,
             final_to_tag: None,
-            interval: out.config.first_interval(),
+            interval: Interval::of(out.config.first_interval()),
             last_response: None,
         };
         let now = out.now;
@@ -161,8 +161,8 @@ impl<M: SipMessage> ServerTx<M> {
                 self.last_response = Some(response.to_wire());
                 self.request = None;
                 if !self.peer.is_reliable() {
-                    self.interval = out.config.first_interval();
-                    self.timers.start(Timer::G, now + self.interval);
+                    self.interval = Interval::of(out.config.first_interval());
+                    self.timers.start(Timer::G, now + self.interval.get());
                 }
                 self.timers.start(Timer::H, now + out.config.timer_h);
             }
@@ -189,9 +189,9 @@ impl<M: SipMessage> ServerTx<M> {
                 self.resend(out);
                 self.interval = self
                     .interval
-                    .saturating_mul(2)
-                    .min(out.config.cap_interval());
-                self.timers.start(Timer::G, out.now + self.interval);
+                    .doubled()
+                    .min(Interval::of(out.config.cap_interval()));
+                self.timers.start(Timer::G, out.now + self.interval.get());
             }
             (Timer::H, ServerState::Completed)
             | (Timer::Lifetime, ServerState::Trying | ServerState::Proceeding) => {

@@ -709,3 +709,14 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout {
+    /// A lingering transaction must stay in the allocator's 256-byte class
+    /// (see `timer::Tick`).
+    #[test]
+    fn a_transaction_fits_in_256_bytes() {
+        let size = std::mem::size_of::<super::Tx<voxline_sip::Message>>();
+        assert!(size <= 256, "{size}");
+    }
+}
