@@ -213,6 +213,16 @@ impl Core {
 
     fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
         let method = msg.method();
+        if method == Some(Method::Ack) && self.acks_our_stateless_answer(&msg) {
+            // The ACK to a final response this node gave statelessly (a 503
+            // under overload, a 420...): it ends here (RFC 3261 §17.2.1,
+            // the ACK of a non-2xx is hop by hop) and must not be routed on
+            // to a callee that never saw the INVITE. Before validation: it
+            // is dropped either way, and under overload there is one per
+            // refused INVITE.
+            metrics::counter!("voxline_sip_stateless_acks_absorbed_total").increment(1);
+            return;
+        }
         if let Some(m) = &method {
             metrics::counter!("voxline_sip_requests_total", "method" => m.label()).increment(1);
         }
@@ -227,14 +237,6 @@ impl Core {
                 let reply = rejection.response(&msg, Some(&self.stateless_tag(&msg)));
                 self.send_stateless(out, &response_peer(&msg, &peer), reply);
             }
-            return;
-        }
-        if method == Some(Method::Ack) && self.acks_our_stateless_answer(&msg) {
-            // The ACK to a final response this node gave statelessly (a 503
-            // under overload, a 420...): it ends here (RFC 3261 §17.2.1,
-            // the ACK of a non-2xx is hop by hop) and must not be routed on
-            // to a callee that never saw the INVITE.
-            metrics::counter!("voxline_sip_stateless_acks_absorbed_total").increment(1);
             return;
         }
         let msg = stamp_received(msg, &peer);
@@ -436,20 +438,32 @@ impl Core {
     /// (Call-ID, From tag and branch of an ACK to a non-2xx are the
     /// INVITE's, RFC 3261 §17.1.1.3).
     fn acks_our_stateless_answer(&self, ack: &Message) -> bool {
-        ack.to_tag()
-            .is_some_and(|t| t.starts_with(STATELESS_TAG_PREFIX) && t == self.stateless_tag(ack))
+        ack.to_tag().is_some_and(|t| {
+            t.strip_prefix(STATELESS_TAG_PREFIX)
+                .is_some_and(|hex| hex.len() == 16 && hex == self.stateless_hash_hex(ack))
+        })
     }
 
     /// A To tag derived from the request, so retransmissions of a request
     /// answered statelessly get the same tag.
     fn stateless_tag(&self, msg: &Message) -> String {
+        let mut tag = String::with_capacity(STATELESS_TAG_PREFIX.len() + 16);
+        tag.push_str(STATELESS_TAG_PREFIX);
+        tag.push_str(&self.stateless_hash_hex(msg));
+        tag
+    }
+
+    /// The hex digits of [`stateless_tag`](Self::stateless_tag).
+    fn stateless_hash_hex(&self, msg: &Message) -> String {
         let mut h = self.tag_hasher.build_hasher();
         h.write(msg.call_id().unwrap_or("").as_bytes());
         h.write(msg.from_tag().unwrap_or("").as_bytes());
         if let Ok(via) = msg.top_via() {
             h.write(via.branch.unwrap_or("").as_bytes());
         }
-        format!("{STATELESS_TAG_PREFIX}{:016x}", h.finish())
+        let mut hex = String::with_capacity(16);
+        push_hex(&mut hex, h.finish(), 16);
+        hex
     }
 
     fn stateless_response(&self, msg: &Message, status: u16, reason: &str) -> Bytes {
