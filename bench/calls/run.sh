@@ -26,7 +26,9 @@
 # Usage: bench/calls/run.sh [--server kamailio|voxline|both] [--parts calls,hold,dialogs]
 #                           [--reps N] [--duration S] [--holds "500 1000"] [--dialogs N]
 # Environment: SKIP_BUILD=1, CARGO_TARGET_DIR, SERVER_CPU, LOADGEN_CPU, BENCH_NICE,
-# CONCURRENCY, RTPENGINE_THREADS (rtpengine --num-threads, default 1), LOG_DIR.
+# CONCURRENCY, RTPENGINE_THREADS (rtpengine --num-threads, default 1), LOG_DIR,
+# KAMAILIO_JOB (calls part: `same`, the default, tracks dialogs and writes a CDR per call
+# as Voxline does, to Kamailio's log; `media` anchors media only).
 set -euo pipefail
 CALLS_DIR=$(cd "$(dirname "$0")" && pwd)
 # Ports of their own (not bench/sip's 5070/5090): other benchmarks may run on the same
@@ -48,6 +50,7 @@ SETTLE=${SETTLE:-40}
 RTP_WARMUP=${RTP_WARMUP:-3}
 RTP_DURATION=${RTP_DURATION:-10}
 RTPENGINE_THREADS=${RTPENGINE_THREADS:-1}
+KAMAILIO_JOB=${KAMAILIO_JOB:-same}
 while [ $# -gt 0 ]; do
   case $1 in
     --server) SERVERS=$2; shift 2 ;;
@@ -127,12 +130,18 @@ start_rtpengine() {
   fi
 }
 
-# start_media SERVER : the media-anchoring server side.
+# start_media SERVER : the media-anchoring server side. Kamailio does the job Voxline's
+# node does (KAMAILIO_JOB=same, the default): media on rtpengine, every call a dialog, a
+# CDR per call attempt (to its log); KAMAILIO_JOB=media anchors media only.
 start_media() {
   case $1 in
     kamailio)
       start_rtpengine || return 1
-      start_kamailio "$KCFG" "$KAMAILIO_PORT" -A WITH_MEDIA -A "RTPENGINE_SOCK=\"udp:$RTPENGINE_NG\"" ;;
+      local job=(-A WITH_MEDIA -A "RTPENGINE_SOCK=\"udp:$RTPENGINE_NG\"")
+      if [ "$KAMAILIO_JOB" = same ]; then
+        job+=(-A WITH_DIALOG -A WITH_CDR)
+      fi
+      start_kamailio "$KCFG" "$KAMAILIO_PORT" "${job[@]}" ;;
     voxline) start_voxline "$VMEDIA" "$VOXLINE_PORT" ;;
   esac
 }
@@ -158,6 +167,9 @@ measure_calls() { # server rep
     --target "127.0.0.1:$(port_of "$server")" --duration "$DURATION" --warmup "$WARMUP")
   cpu_sampler_wait
   ticks=$CPU_TICKS
+  if [ "$server" = kamailio ] && [ "$KAMAILIO_JOB" = same ]; then
+    log "kamailio CDRs written: $(grep -c 'log_write_cdr' "$SERVER_RUNDIR/log" || true) (calls completed in the window: $(jq '.flows_completed' <<<"$json"), the warm-up's too are recorded)"
+  fi
   jq -c --arg s "$server" --argjson r "$rep" --argjson t "${ticks:-0}" \
     --argjson hz "$(getconf CLK_TCK)" --argjson d "$DURATION" \
     '. + {part: "calls", server: $s, rep: $r, server_cpu_pct: (100 * $t / $hz / $d)}
@@ -206,6 +218,7 @@ part_calls() {
     k=$(col '.completed_per_s' kamailio calls); v=$(col '.completed_per_s' voxline calls)
     kc=$(col '.per_server_cpu_s' kamailio calls); vc=$(col '.per_server_cpu_s' voxline calls)
     if [ "$k" != n/a ] && [ "$v" != n/a ]; then
+      echo "Kamailio's job: $([ "$KAMAILIO_JOB" = same ] && echo "media, dialogs, a CDR per call (Voxline: the same, CDRs in SQLite)" || echo "media only (Voxline also tracks dialogs and writes CDRs)")"
       echo "voxline / kamailio+rtpengine: $(awk -v v="$v" -v k="$k" 'BEGIN { printf "%.2f", v / k }')x calls/s;" \
         "per second of server CPU: $(awk -v v="$vc" -v k="$kc" 'BEGIN { printf "%.2f", v / k }')x (target >= 3x)"
     fi
