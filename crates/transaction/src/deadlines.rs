@@ -6,9 +6,10 @@
 //! timer are queued in the order they fall due: a FIFO lane per timer gives
 //! O(1) pushes and pops where a binary heap of a million lingering
 //! transactions paid O(log n) cache misses for each. The retransmission
-//! timers (A, E, G), whose intervals double, share a small heap: they run
-//! for seconds at most. A deadline that would break its lane's order (a
-//! caller whose clock went back) goes to the heap too.
+//! timers (A, E, G) start at T1 and double: their first deadlines are in
+//! order too, and a doubled one that falls due before its lane's last entry
+//! goes to a small heap, as does any deadline that would break its lane's
+//! order (a caller whose clock went back).
 //!
 //! Stopping a timer leaves its entry queued; the owner checks validity when
 //! the entry surfaces ([`TimerSet::is_armed`](crate::timer::TimerSet)).
@@ -44,14 +45,13 @@ impl PartialOrd for Deadline {
     }
 }
 
-/// FIFO lanes: one per fixed-duration timer, the lifetime bound split by
-/// INVITE and non-INVITE (different durations).
-const LANES: usize = 12;
+/// FIFO lanes: one per timer, the lifetime bound split by INVITE and
+/// non-INVITE (different durations).
+const LANES: usize = 15;
 
-/// The lane of `timer`, or `None` for the heap.
-fn lane_of(timer: Timer, invite: bool) -> Option<usize> {
-    Some(match timer {
-        Timer::A | Timer::E | Timer::G => return None,
+/// The lane of `timer`.
+fn lane_of(timer: Timer, invite: bool) -> usize {
+    match timer {
         Timer::B => 0,
         Timer::D => 1,
         Timer::F => 2,
@@ -64,7 +64,10 @@ fn lane_of(timer: Timer, invite: bool) -> Option<usize> {
         Timer::Trying => 9,
         Timer::Lifetime if invite => 10,
         Timer::Lifetime => 11,
-    })
+        Timer::A => 12,
+        Timer::E => 13,
+        Timer::G => 14,
+    }
 }
 
 /// Where the earliest deadline is.
@@ -102,8 +105,8 @@ impl DeadlineQueue {
             generation,
             timer,
         };
-        if let Some(i) = lane_of(timer, invite)
-            && let Some(lane) = self.lanes.get_mut(i)
+        let i = lane_of(timer, invite);
+        if let Some(lane) = self.lanes.get_mut(i)
             && lane.back().is_none_or(|b| b.at <= at)
         {
             lane.push_back(d);
