@@ -1,6 +1,8 @@
 //! [`Message`]: one framed SIP message owning its buffer, with raw header
 //! access through the index and typed values parsed on demand.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::auth::AuthValue;
@@ -16,12 +18,24 @@ use crate::uri::Uri;
 use crate::values::{CSeq, MediaType, RetryAfter, parse_u32};
 use crate::via::Via;
 
-/// A framed SIP request or response. Cloning is cheap (the buffer is shared;
-/// the index is small and inline).
+/// A framed SIP request or response. Cloning is cheap (the buffer and the
+/// header text are shared; the index is small and inline).
 #[derive(Clone, Debug)]
 pub struct Message {
     buf: Bytes,
     frame: Frame,
+    /// The start line and header section as text, checked once: every
+    /// header access slices it instead of checking its bytes again (which
+    /// took ~3 % of a proxy's core).
+    head: Arc<str>,
+}
+
+/// The header text of `frame` in `buf` (framing checked it is UTF-8).
+fn head_text(buf: &Bytes, frame: &Frame) -> Arc<str> {
+    let bytes = buf
+        .get(frame.msg_start as usize..frame.head_end as usize)
+        .unwrap_or_default();
+    Arc::from(std::str::from_utf8(bytes).unwrap_or_default())
 }
 
 impl PartialEq for Message {
@@ -53,13 +67,15 @@ impl Message {
             });
         }
         let frame = frame(&buf, limits, Transport::Datagram)?;
-        Ok(Message { buf, frame })
+        let head = head_text(&buf, &frame);
+        Ok(Message { buf, frame, head })
     }
 
     /// Builds a message from a complete stream frame (the stream framer has
     /// cut `buf` to exactly one message).
     pub(crate) fn from_frame(buf: Bytes, frame: Frame) -> Message {
-        Message { buf, frame }
+        let head = head_text(&buf, &frame);
+        Message { buf, frame, head }
     }
 
     pub(crate) fn frame(&self) -> &Frame {
@@ -79,9 +95,12 @@ impl Message {
 
     #[inline]
     pub(crate) fn str_at(&self, a: u32, b: u32) -> &str {
-        // The header section was checked to be UTF-8 while framing and all
-        // offsets sit at ASCII delimiters, so this never falls back.
-        std::str::from_utf8(self.bytes_at(a, b)).unwrap_or_default()
+        // Offsets are into the buffer and sit at ASCII delimiters of the
+        // head, so this never falls back.
+        let start = self.frame.msg_start;
+        self.head
+            .get(a.saturating_sub(start) as usize..b.saturating_sub(start) as usize)
+            .unwrap_or_default()
     }
 
     pub(crate) fn entry_value(&self, h: &HeaderEntry) -> &str {
