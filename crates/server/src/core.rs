@@ -16,6 +16,7 @@ use voxline_transaction::{
     ClientTxId, Incoming, Peer, ServerTxId, ShardRouter, SipMessage, TableConfig, TransactionTable,
     TxId,
 };
+use voxline_transport::CounterSet;
 use voxline_transport::{ListenSpec, Outbox, Packet, Receiver, TransportError, TransportHandle};
 
 use crate::ServerConfig;
@@ -220,11 +221,12 @@ impl Core {
             // to a callee that never saw the INVITE. Before validation: it
             // is dropped either way, and under overload there is one per
             // refused INVITE.
-            metrics::counter!("voxline_sip_stateless_acks_absorbed_total").increment(1);
+            voxline_transport::counter_once!("voxline_sip_stateless_acks_absorbed_total")
+                .increment(1);
             return;
         }
         if let Some(m) = &method {
-            metrics::counter!("voxline_sip_requests_total", "method" => m.label()).increment(1);
+            REQUESTS.increment(method_index(m), m.label());
         }
         let policy = ValidationPolicy {
             role: Role::Proxy,
@@ -344,7 +346,7 @@ impl Core {
 
     fn on_response(self: &Arc<Self>, msg: Message, peer: Peer) {
         if let Some(status) = msg.status() {
-            metrics::counter!("voxline_sip_responses_received_total", "class" => status_class(status)).increment(1);
+            RESPONSES_RECEIVED.increment(class_index(status), status_class(status));
         }
         if validate_response(&msg).is_err() {
             metrics::counter!("voxline_sip_dropped_total", "reason" => "bad_response").increment(1);
@@ -493,7 +495,8 @@ impl Core {
     }
 
     fn send_stateless(&self, out: &mut Outbox<'_>, target: &Peer, data: Bytes) {
-        metrics::counter!("voxline_sip_responses_sent_total", "kind" => "stateless").increment(1);
+        voxline_transport::counter_once!("voxline_sip_responses_sent_total", "kind" => "stateless")
+            .increment(1);
         if let Err(e) = out.send(target, data) {
             tracing::debug!(dest = %target.addr, error = %e, "stateless reply not sent");
         }
@@ -504,8 +507,7 @@ impl Core {
     /// Sends a final or provisional response on a server transaction.
     pub(crate) fn send_response(&self, id: ServerTxId, msg: Message) -> Result<(), ServerError> {
         if let Some(status) = msg.status() {
-            metrics::counter!("voxline_sip_responses_sent_total", "class" => status_class(status))
-                .increment(1);
+            RESPONSES_SENT.increment(class_index(status), status_class(status));
         }
         let is_final = msg.status().is_some_and(|s| s >= 200);
         let shard = self.shards.get(id.shard()).ok_or(ServerError::NotRunning)?;
@@ -594,8 +596,7 @@ impl Core {
     ) -> Result<ClientTxId, ServerError> {
         let msg = Message::parse(request).map_err(ServerError::BadResponse)?;
         if let Some(m) = msg.method() {
-            metrics::counter!("voxline_sip_requests_sent_total", "method" => m.label())
-                .increment(1);
+            REQUESTS_SENT.increment(method_index(&m), m.label());
         }
         let shard = self
             .shards
@@ -673,7 +674,8 @@ impl Core {
         peer: &Peer,
         response: Bytes,
     ) -> Result<(), ServerError> {
-        metrics::counter!("voxline_sip_responses_sent_total", "kind" => "stateless").increment(1);
+        voxline_transport::counter_once!("voxline_sip_responses_sent_total", "kind" => "stateless")
+            .increment(1);
         self.send_stateless_to(&response_peer(request, peer), response)
     }
 
@@ -900,6 +902,38 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
         }
     }
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+static REQUESTS: CounterSet<15> = CounterSet::new("voxline_sip_requests_total", "method");
+static REQUESTS_SENT: CounterSet<15> = CounterSet::new("voxline_sip_requests_sent_total", "method");
+static RESPONSES_SENT: CounterSet<6> = CounterSet::new("voxline_sip_responses_sent_total", "class");
+static RESPONSES_RECEIVED: CounterSet<6> =
+    CounterSet::new("voxline_sip_responses_received_total", "class");
+
+/// The position of `m`'s metric label among the 15 [`Method::label`] values.
+fn method_index(m: &Method) -> usize {
+    match m {
+        Method::Invite => 0,
+        Method::Ack => 1,
+        Method::Bye => 2,
+        Method::Cancel => 3,
+        Method::Options => 4,
+        Method::Register => 5,
+        Method::Prack => 6,
+        Method::Subscribe => 7,
+        Method::Notify => 8,
+        Method::Publish => 9,
+        Method::Info => 10,
+        Method::Refer => 11,
+        Method::Message => 12,
+        Method::Update => 13,
+        Method::Extension(_) => 14,
+    }
+}
+
+/// The position of [`status_class`]'s value among its six.
+fn class_index(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 6) - 1)
 }
 
 fn status_class(status: u16) -> &'static str {

@@ -184,7 +184,7 @@ impl TransportHandle {
         let remote = target.addr;
         match listener.socket.try_send_to(&data, remote) {
             Ok(_) => {
-                metrics::counter!("voxline_transport_sent_total", "transport" => "udp")
+                crate::counter_once!("voxline_transport_sent_total", "transport" => "udp")
                     .increment(1);
                 Ok(())
             }

@@ -16,6 +16,7 @@
 //! (inside a receive callback) or a [`TransportHandle`] (anywhere else).
 
 mod batch;
+pub mod counter;
 mod handle;
 mod peer;
 pub mod steer;
@@ -23,6 +24,7 @@ mod tcp;
 mod udp;
 
 pub use batch::{BATCH, MAX_DATAGRAM};
+pub use counter::CounterSet;
 pub use handle::{Outbox, TransportHandle, Transports};
 pub use peer::{ConnId, Peer, Target, TransportKind, reply_target};
 

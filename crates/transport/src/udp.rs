@@ -168,7 +168,7 @@ impl Worker {
         loop {
             match socket.try_io(Interest::READABLE, || self.inbound.recv(fd)) {
                 Ok(n) => {
-                    metrics::counter!("voxline_transport_udp_batches_total").increment(1);
+                    crate::counter_once!("voxline_transport_udp_batches_total").increment(1);
                     self.handle_batch(n);
                     flush(socket, &mut self.outbound).await;
                     return true;
@@ -192,7 +192,7 @@ impl Worker {
                     .increment(1);
                 continue;
             };
-            metrics::counter!("voxline_transport_received_total", "transport" => "udp")
+            crate::counter_once!("voxline_transport_received_total", "transport" => "udp")
                 .increment(1);
             let packet = Packet {
                 data,
@@ -217,7 +217,7 @@ pub(crate) async fn flush(socket: &UdpSocket, batch: &mut SendBatch) {
     while !batch.is_empty() {
         match socket.try_io(Interest::WRITABLE, || batch.flush(fd)) {
             Ok(stats) => {
-                metrics::counter!("voxline_transport_sent_total", "transport" => "udp")
+                crate::counter_once!("voxline_transport_sent_total", "transport" => "udp")
                     .increment(stats.sent as u64);
                 if stats.dropped > 0 {
                     metrics::counter!("voxline_transport_dropped_total", "reason" => "send_error")
