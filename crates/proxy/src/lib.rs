@@ -344,7 +344,9 @@ impl Proxy {
     }
 
     fn forward_ack(&self, core: &Core, ack: &Message, peer: &Peer, body: Option<&[u8]>) {
-        self.inner.answers.acknowledged(ack, Instant::now());
+        if self.inner.calls.is_some() {
+            self.inner.answers.acknowledged(ack, Instant::now());
+        }
         let Ok(route) = preprocess(ack, |u| core.identity().is_self(u)) else {
             return;
         };

@@ -226,7 +226,7 @@ impl Core {
             return;
         }
         if let Some(m) = &method {
-            REQUESTS.increment(method_index(m), m.label());
+            REQUESTS.increment(m.label_index(), m.label());
         }
         let policy = ValidationPolicy {
             role: Role::Proxy,
@@ -596,7 +596,7 @@ impl Core {
     ) -> Result<ClientTxId, ServerError> {
         let msg = Message::parse(request).map_err(ServerError::BadResponse)?;
         if let Some(m) = msg.method() {
-            REQUESTS_SENT.increment(method_index(&m), m.label());
+            REQUESTS_SENT.increment(m.label_index(), m.label());
         }
         let shard = self
             .shards
@@ -904,32 +904,13 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
-static REQUESTS: CounterSet<15> = CounterSet::new("voxline_sip_requests_total", "method");
-static REQUESTS_SENT: CounterSet<15> = CounterSet::new("voxline_sip_requests_sent_total", "method");
+static REQUESTS: CounterSet<{ Method::LABELS.len() }> =
+    CounterSet::new("voxline_sip_requests_total", "method");
+static REQUESTS_SENT: CounterSet<{ Method::LABELS.len() }> =
+    CounterSet::new("voxline_sip_requests_sent_total", "method");
 static RESPONSES_SENT: CounterSet<6> = CounterSet::new("voxline_sip_responses_sent_total", "class");
 static RESPONSES_RECEIVED: CounterSet<6> =
     CounterSet::new("voxline_sip_responses_received_total", "class");
-
-/// The position of `m`'s metric label among the 15 [`Method::label`] values.
-fn method_index(m: &Method) -> usize {
-    match m {
-        Method::Invite => 0,
-        Method::Ack => 1,
-        Method::Bye => 2,
-        Method::Cancel => 3,
-        Method::Options => 4,
-        Method::Register => 5,
-        Method::Prack => 6,
-        Method::Subscribe => 7,
-        Method::Notify => 8,
-        Method::Publish => 9,
-        Method::Info => 10,
-        Method::Refer => 11,
-        Method::Message => 12,
-        Method::Update => 13,
-        Method::Extension(_) => 14,
-    }
-}
 
 /// The position of [`status_class`]'s value among its six.
 fn class_index(status: u16) -> usize {

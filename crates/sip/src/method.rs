@@ -61,47 +61,72 @@ impl Method {
         })
     }
 
+    /// The position of a known method in [`LABELS`](Self::LABELS), `None`
+    /// for an extension.
+    fn known(&self) -> Option<usize> {
+        Some(match self {
+            Method::Invite => 0,
+            Method::Ack => 1,
+            Method::Bye => 2,
+            Method::Cancel => 3,
+            Method::Options => 4,
+            Method::Register => 5,
+            Method::Prack => 6,
+            Method::Subscribe => 7,
+            Method::Notify => 8,
+            Method::Publish => 9,
+            Method::Info => 10,
+            Method::Refer => 11,
+            Method::Message => 12,
+            Method::Update => 13,
+            Method::Extension(_) => return None,
+        })
+    }
+
+    /// The values [`label`](Self::label) takes, in [`label_index`](Self::label_index)
+    /// order: the known methods' names, then `other`.
+    pub const LABELS: [&'static str; 15] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+        "other",
+    ];
+
+    /// The position of [`label`](Self::label) in [`LABELS`](Self::LABELS),
+    /// for per-method counters kept in an array.
+    pub fn label_index(&self) -> usize {
+        self.known().unwrap_or(Self::LABELS.len() - 1)
+    }
+
     /// The name as a metric label: the method's own for the known ones,
     /// `other` for extensions (their names come from the network and would
     /// make label values without bound).
     pub fn label(&self) -> &'static str {
-        match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Register => "REGISTER",
-            Method::Prack => "PRACK",
-            Method::Subscribe => "SUBSCRIBE",
-            Method::Notify => "NOTIFY",
-            Method::Publish => "PUBLISH",
-            Method::Info => "INFO",
-            Method::Refer => "REFER",
-            Method::Message => "MESSAGE",
-            Method::Update => "UPDATE",
-            Method::Extension(_) => "other",
-        }
+        Self::LABELS
+            .get(self.label_index())
+            .copied()
+            .unwrap_or("other")
     }
 
     /// The method as it appears on the wire.
     pub fn as_str(&self) -> &str {
-        match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Register => "REGISTER",
-            Method::Prack => "PRACK",
-            Method::Subscribe => "SUBSCRIBE",
-            Method::Notify => "NOTIFY",
-            Method::Publish => "PUBLISH",
-            Method::Info => "INFO",
-            Method::Refer => "REFER",
-            Method::Message => "MESSAGE",
-            Method::Update => "UPDATE",
-            Method::Extension(s) => s,
+        match (self, self.known()) {
+            (Method::Extension(s), _) => s,
+            (_, known) => known
+                .and_then(|i| Self::LABELS.get(i))
+                .copied()
+                .unwrap_or_default(),
         }
     }
 
@@ -126,6 +151,23 @@ impl PartialEq<str> for Method {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_index_the_known_methods_and_other() {
+        for (i, name) in Method::LABELS
+            .iter()
+            .enumerate()
+            .take(Method::LABELS.len() - 1)
+        {
+            let m = Method::parse(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!((m.as_str(), m.label(), m.label_index()), (*name, *name, i));
+        }
+        let ext = Method::Extension("FOO".into());
+        assert_eq!(
+            (ext.as_str(), ext.label(), ext.label_index()),
+            ("FOO", "other", 14)
+        );
+    }
 
     #[test]
     fn known_and_extension() {

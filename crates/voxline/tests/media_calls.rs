@@ -489,18 +489,7 @@ Call-ID: anchored-retx-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\n"
         ),
         42_000,
     );
-    let final_at_alice = |what: &str| -> String {
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = alice
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("{what}: nothing for alice ({e})\n{}", node.log_text()));
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("SIP/2.0 1") {
-                return text;
-            }
-        }
-    };
+    let final_at_alice = |what: &str| support::final_response(&alice, what, &node);
     bob.send_to(ok.as_bytes(), proxy).unwrap();
     let first = final_at_alice("the 200 OK");
     assert!(first.starts_with("SIP/2.0 200"), "{first}");

@@ -1399,3 +1399,18 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 
     .unwrap();
     final_response(&sock).map_or(408, |r| r.status)
 }
+
+/// The next final response `sock` receives (provisional ones skipped);
+/// panics with `what` and the node's log when nothing comes in time.
+pub fn final_response(sock: &std::net::UdpSocket, what: &str, node: &Node) -> String {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("{what}: nothing for the caller ({e})\n{}", node.log_text())
+        });
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
