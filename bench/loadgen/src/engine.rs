@@ -405,6 +405,7 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         leg: Leg::Uac,
     };
     let mut uas = None;
+    let mut unregister = None;
     if let Some(s) = &lp.uas_sock {
         let uas_local = s.local_addr()?;
         let reg_cfg = UacConfig {
@@ -418,7 +419,8 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
             leg: Leg::Uas,
             ..uac_cfg.clone()
         };
-        register_callees(&mut lp, reg_cfg, cfg)?;
+        register_callees(&mut lp, reg_cfg.clone(), cfg)?;
+        unregister = Some(reg_cfg);
         let mut u = Uas::new(UasConfig {
             slots: sh.slots,
             timing: cfg.timing,
@@ -513,6 +515,19 @@ fn run_thread(cfg: &RunConfig, sh: Share, run_id: u32) -> Result<ThreadResult, R
         lp.flush();
     }
     let final_now = lp.now();
+    // The callees leave as phones do when they shut down (Expires: 0), so
+    // that the next run's callees, on other ports, are the only contacts:
+    // otherwise the server forks every call to this run's dead sockets too.
+    if let Some(reg_cfg) = unregister {
+        let reg_cfg = UacConfig {
+            expires: 0,
+            run_id: reg_cfg.run_id.wrapping_add(0x4000),
+            ..reg_cfg
+        };
+        if let Err(e) = register_callees(&mut lp, reg_cfg, cfg) {
+            eprintln!("callees not all unregistered: {e}");
+        }
+    }
     let at_start = at_start.unwrap_or_else(|| snapshot(&uac, &uas));
     let at_end = at_end.unwrap_or_else(|| snapshot(&uac, &uas));
     let mut stats = uac.stats.clone();
