@@ -56,6 +56,8 @@ pub struct AdmissionState {
     pub served_over_budget: u64,
     /// Intervals that were overloaded so far.
     pub overloaded_intervals: u64,
+    /// Time charged to rejections so far.
+    pub refusal_time: Duration,
 }
 
 /// The node's admission control; shared by the receive threads.
@@ -76,6 +78,7 @@ pub struct AdmissionControl {
     cpu_bits: AtomicU64,
     overloaded: AtomicBool,
     spent_ns: AtomicU64,
+    spent_total_ns: AtomicU64,
     rejected: AtomicU64,
     over_budget: AtomicU64,
     overloaded_intervals: AtomicU64,
@@ -102,6 +105,7 @@ impl AdmissionControl {
             cpu_bits: AtomicU64::new(0f64.to_bits()),
             overloaded: AtomicBool::new(false),
             spent_ns: AtomicU64::new(0),
+            spent_total_ns: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             over_budget: AtomicU64::new(0),
             overloaded_intervals: AtomicU64::new(0),
@@ -185,6 +189,25 @@ impl AdmissionControl {
     /// Accounts the time a rejection took against the interval's budget.
     pub fn charge(&self, cost: Duration) {
         self.spent_ns.fetch_add(nanos(cost), Ordering::AcqRel);
+        self.spent_total_ns
+            .fetch_add(nanos(cost), Ordering::Relaxed);
+    }
+
+    /// Accounts a share of one receive batch against the budget: of the
+    /// batch's `datagrams`, `refusal_work` were refusal work (a refused
+    /// request, the ACK of a 503), and the whole batch cost `cpu`, its
+    /// system calls included. A refusal's own clock misses most of its
+    /// cost (the receive and the send in the kernel, the ACK that follows);
+    /// an equal share of the batch is what it really took, or a little more,
+    /// since a refusal is the cheapest thing in a batch.
+    pub fn charge_batch(&self, refusal_work: usize, datagrams: usize, cpu: Duration) {
+        if refusal_work == 0 || datagrams == 0 {
+            return;
+        }
+        let work = refusal_work.min(datagrams) as u64;
+        self.charge(Duration::from_nanos(
+            nanos(cpu).saturating_mul(work) / datagrams as u64,
+        ));
     }
 
     /// The current state.
@@ -196,6 +219,7 @@ impl AdmissionControl {
             rejected: self.rejected.load(Ordering::Relaxed),
             served_over_budget: self.over_budget.load(Ordering::Relaxed),
             overloaded_intervals: self.overloaded_intervals.load(Ordering::Relaxed),
+            refusal_time: Duration::from_nanos(self.spent_total_ns.load(Ordering::Relaxed)),
         }
     }
 }
@@ -289,6 +313,34 @@ mod tests {
             Admission::Reject { .. }
         ));
         assert_eq!(c.state().overloaded_intervals, 2);
+    }
+
+    #[test]
+    fn a_batch_charges_the_refusals_their_share_of_its_cost() {
+        let t0 = Instant::now();
+        let c = AdmissionControl::new(&config(), t0);
+        c.observe_queue_delay(Duration::from_secs(1), ms(t0, 1));
+        let now = ms(t0, 100);
+        assert!(matches!(
+            c.admit(RequestClass::New, now),
+            Admission::Reject { .. }
+        ));
+        // 8 of a batch of 32 datagrams that cost 16 ms: 4 ms, not the
+        // microseconds their own handling took.
+        c.charge_batch(8, 32, Duration::from_millis(16));
+        c.charge_batch(0, 32, Duration::from_millis(16));
+        c.charge_batch(3, 0, Duration::from_millis(16));
+        // Refusal work left over from an untimed batch counts at most the
+        // whole batch: 4 + 2 ms.
+        c.charge_batch(40, 32, Duration::from_millis(2));
+        // The budget is 10 ms: 6 ms spent, one more 4 ms share spends it.
+        assert!(matches!(
+            c.admit(RequestClass::New, now),
+            Admission::Reject { .. }
+        ));
+        c.charge_batch(1, 4, Duration::from_millis(16));
+        assert_eq!(c.admit(RequestClass::New, now), Admission::Admit);
+        assert_eq!(c.state().served_over_budget, 1);
     }
 
     #[test]

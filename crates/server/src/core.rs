@@ -3,7 +3,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -223,6 +223,9 @@ impl Core {
             // refused INVITE.
             voxline_transport::counter_once!("voxline_sip_stateless_acks_absorbed_total")
                 .increment(1);
+            if let Some(p) = &self.protection {
+                p.charge_refusal(&peer, Instant::now());
+            }
             return;
         }
         if let Some(m) = &method {
@@ -826,7 +829,7 @@ impl Receiver for CoreReceiver {
             metrics::counter!("voxline_overload_rejected_total", "reason" => "overload")
                 .increment(1);
             core.reject_overloaded(&msg, &peer, retry_after, out);
-            p.charge(now.elapsed());
+            p.charge_refusal(&peer, now);
             return;
         }
         // What the handlers send while this message is handled leaves with
@@ -838,6 +841,19 @@ impl Receiver for CoreReceiver {
             core.on_response(msg, peer);
         }
         core.flush_captured(capture.finish(), out);
+    }
+
+    fn wants_batch_cost(&self) -> bool {
+        self.0
+            .protection
+            .as_ref()
+            .is_some_and(Protection::wants_batch_cost)
+    }
+
+    fn on_batch_end(&self, datagrams: usize, cpu: Duration) {
+        if let Some(p) = &self.0.protection {
+            p.batch_end(datagrams, cpu);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Overload protection on the receive path: the I/O side of
 //! `voxline-overload` (clock, kernel receive times, CPU samples, metrics).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 use voxline_overload::{
@@ -9,6 +10,13 @@ use voxline_overload::{
 };
 use voxline_sip::Message;
 use voxline_transaction::Peer;
+use voxline_transport::TransportKind;
+
+thread_local! {
+    /// Datagrams of the receive batch being handled on this thread that
+    /// were refusal work; charged when the batch's cost is known.
+    static REFUSAL_WORK: Cell<usize> = const { Cell::new(0) };
+}
 
 /// What to do with a datagram after the per-source check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +126,36 @@ impl Protection {
         }
     }
 
-    /// Accounts a rejection's cost against the rejection budget.
-    pub(crate) fn charge(&self, cost: Duration) {
+    /// Accounts refusal work (a refused request, the ACK that answers a
+    /// 503) received from `peer`, whose handling started at `started`. A
+    /// datagram's real cost is mostly in the kernel and known only when
+    /// its batch ends ([`Protection::batch_end`]); a stream message is
+    /// charged its handling time now.
+    pub(crate) fn charge_refusal(&self, peer: &Peer, started: Instant) {
+        let Some(a) = &self.admission else {
+            return;
+        };
+        if peer.transport == TransportKind::Udp {
+            REFUSAL_WORK.with(|w| w.set(w.get() + 1));
+        } else {
+            a.charge(started.elapsed());
+        }
+    }
+
+    /// Whether receive batches should be timed: only while the node is
+    /// overloaded, since only then are there refusals to charge.
+    pub(crate) fn wants_batch_cost(&self) -> bool {
+        self.admission
+            .as_ref()
+            .is_some_and(|a| a.overloaded(Instant::now()))
+    }
+
+    /// Charges the refusal work of the batch that just ended on this
+    /// thread its share of the batch's CPU time.
+    pub(crate) fn batch_end(&self, datagrams: usize, cpu: Duration) {
+        let work = REFUSAL_WORK.with(|w| w.replace(0));
         if let Some(a) = &self.admission {
-            a.charge(cost);
+            a.charge_batch(work, datagrams, cpu);
         }
     }
 
@@ -156,6 +190,11 @@ pub(crate) async fn run_monitor(protection: &Protection, stopped: impl Fn() -> b
             metrics::gauge!("voxline_overload_queue_delay_seconds")
                 .set(s.queue_delay.as_secs_f64());
             metrics::gauge!("voxline_overload_cpu_ratio").set(s.cpu);
+            metrics::counter!("voxline_overload_refusal_cpu_microseconds_total")
+                .absolute(u64::try_from(s.refusal_time.as_micros()).unwrap_or(u64::MAX));
+            metrics::counter!("voxline_overload_served_over_budget_total")
+                .absolute(s.served_over_budget);
+            metrics::counter!("voxline_overload_intervals_total").absolute(s.overloaded_intervals);
         }
         if let Some(l) = &protection.sources
             && now.saturating_duration_since(last_sweep) >= Duration::from_secs(1)

@@ -56,6 +56,29 @@ pub struct Packet {
 pub trait Receiver: Send + Sync + 'static {
     /// Handles one received message; replies may be queued on `out`.
     fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>);
+
+    /// Whether the next UDP receive batch should be timed: when `true`,
+    /// the worker reads its thread's CPU clock around the batch (receive,
+    /// handling, send) and reports it with [`on_batch_end`]. Checked once
+    /// per batch, so it must be cheap.
+    ///
+    /// [`on_batch_end`]: Receiver::on_batch_end
+    fn wants_batch_cost(&self) -> bool {
+        false
+    }
+
+    /// The CPU time one timed UDP batch of `datagrams` took on its thread,
+    /// system calls included: what the kernel's receive and send paths
+    /// cost, which no clock around a single message sees.
+    fn on_batch_end(&self, datagrams: usize, cpu: Duration) {
+        let _ = (datagrams, cpu);
+    }
+}
+
+/// CPU time the calling thread has used so far (user and system).
+pub fn thread_cpu_time() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
 }
 
 /// A socket to listen on.

@@ -166,11 +166,23 @@ impl Worker {
     async fn batch(&mut self, socket: &UdpSocket) -> bool {
         let fd = socket.as_raw_fd();
         loop {
+            let started = self
+                .receiver
+                .wants_batch_cost()
+                .then(|| (crate::thread_cpu_time(), std::time::Instant::now()));
             match socket.try_io(Interest::READABLE, || self.inbound.recv(fd)) {
                 Ok(n) => {
                     crate::counter_once!("voxline_transport_udp_batches_total").increment(1);
                     self.handle_batch(n);
                     flush(socket, &mut self.outbound).await;
+                    if let Some((cpu, wall)) = started {
+                        // A flush that waited may resume on another thread:
+                        // the batch cannot have cost more than it lasted.
+                        let cpu = crate::thread_cpu_time()
+                            .saturating_sub(cpu)
+                            .min(wall.elapsed());
+                        self.receiver.on_batch_end(n, cpu);
+                    }
                     return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,

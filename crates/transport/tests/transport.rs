@@ -390,3 +390,71 @@ async fn connect_failure_is_reported() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
+
+/// Answers like [`Echo`] and wants every batch timed.
+struct Timed {
+    datagrams: std::sync::atomic::AtomicUsize,
+    cpu_ns: std::sync::atomic::AtomicU64,
+    done: mpsc::UnboundedSender<usize>,
+}
+
+impl Receiver for Timed {
+    fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>) {
+        let _ = out.send(
+            &reply_target(&packet.peer),
+            Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        );
+    }
+
+    fn wants_batch_cost(&self) -> bool {
+        true
+    }
+
+    fn on_batch_end(&self, datagrams: usize, cpu: Duration) {
+        use std::sync::atomic::Ordering;
+        self.cpu_ns
+            .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
+        let total = self.datagrams.fetch_add(datagrams, Ordering::Relaxed) + datagrams;
+        let _ = self.done.send(total);
+    }
+}
+
+#[tokio::test]
+async fn timed_udp_batches_report_their_datagrams_and_cpu() {
+    let (done, mut totals) = mpsc::unbounded_channel();
+    let timed = Arc::new(Timed {
+        datagrams: Default::default(),
+        cpu_ns: Default::default(),
+        done,
+    });
+    let t = Transports::start(
+        TransportConfig {
+            listen: vec![listen(TransportKind::Udp, "127.0.0.1:0")],
+            udp_workers: 1,
+            ..TransportConfig::default()
+        },
+        timed.clone(),
+    )
+    .await
+    .expect("start transports");
+    let server = local(&t, TransportKind::Udp);
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..50 {
+        client.send_to(message(i).as_bytes(), server).await.unwrap();
+    }
+    // Every datagram is counted in exactly one timed batch.
+    loop {
+        let total = tokio::time::timeout(Duration::from_secs(5), totals.recv())
+            .await
+            .expect("a timed batch")
+            .unwrap();
+        assert!(total <= 50, "{total}");
+        if total == 50 {
+            break;
+        }
+    }
+    // Receiving, handling and answering 50 datagrams takes CPU time.
+    let cpu = timed.cpu_ns.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(cpu > 0, "{cpu}");
+    t.shutdown();
+}
