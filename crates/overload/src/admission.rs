@@ -77,6 +77,7 @@ pub struct AdmissionControl {
     last_delay: AtomicU64,
     cpu_bits: AtomicU64,
     overloaded: AtomicBool,
+    over_cpu: AtomicBool,
     spent_ns: AtomicU64,
     spent_total_ns: AtomicU64,
     rejected: AtomicU64,
@@ -104,6 +105,7 @@ impl AdmissionControl {
             last_delay: AtomicU64::new(0),
             cpu_bits: AtomicU64::new(0f64.to_bits()),
             overloaded: AtomicBool::new(false),
+            over_cpu: AtomicBool::new(false),
             spent_ns: AtomicU64::new(0),
             spent_total_ns: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -134,10 +136,10 @@ impl AdmissionControl {
         let delay = self.max_delay.swap(0, Ordering::AcqRel);
         self.last_delay.store(delay, Ordering::Release);
         let cpu = f64::from_bits(self.cpu_bits.load(Ordering::Acquire));
-        let over = self.enabled
-            && ((self.max_delay_ns > 0 && delay > self.max_delay_ns)
-                || (self.cpu_threshold > 0.0 && cpu > self.cpu_threshold));
+        let over_cpu = self.enabled && self.cpu_threshold > 0.0 && cpu > self.cpu_threshold;
+        let over = over_cpu || (self.enabled && self.max_delay_ns > 0 && delay > self.max_delay_ns);
         self.spent_ns.store(0, Ordering::Release);
+        self.over_cpu.store(over_cpu, Ordering::Release);
         self.overloaded.store(over, Ordering::Release);
         if over {
             self.overloaded_intervals.fetch_add(1, Ordering::Relaxed);
@@ -170,9 +172,45 @@ impl AdmissionControl {
         RequestClass::of(msg, &self.shed_methods, &self.emergency_numbers)
     }
 
-    /// Decides about a request of `class` received at `now`.
-    pub fn admit(&self, class: RequestClass, now: Instant) -> Admission {
-        if !class.may_shed() || !self.overloaded(now) {
+    /// Whether new requests are being refused: the CPU signal refuses
+    /// every new request of an overloaded interval; the queue signal
+    /// refuses the requests that themselves waited longer than
+    /// `max_queue_delay` (their kernel receive time says so), or, when
+    /// that is unknown (streams), every new request of an interval that
+    /// follows one with such a wait.
+    ///
+    /// Judging each datagram by its own wait keeps the queue at the
+    /// threshold without the on/off swings of a per-interval decision: an
+    /// interval that serves everything lets a queue of a whole interval
+    /// build up, which the next ones must refuse away.
+    pub fn sheds(&self, waited: Option<Duration>, now: Instant) -> bool {
+        self.tick(now);
+        if !self.enabled {
+            return false;
+        }
+        if self.over_cpu.load(Ordering::Acquire) {
+            return true;
+        }
+        match waited {
+            Some(w) if self.max_delay_ns > 0 => nanos(w) > self.max_delay_ns,
+            _ => self.overloaded.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether refusals may happen now: the interval is overloaded or a
+    /// request in it has waited too long already. Callers time their work
+    /// for [`charge_batch`](Self::charge_batch) only then.
+    pub fn shedding(&self, now: Instant) -> bool {
+        self.overloaded(now)
+            || (self.enabled
+                && self.max_delay_ns > 0
+                && self.max_delay.load(Ordering::Acquire) > self.max_delay_ns)
+    }
+
+    /// Decides about a request of `class` received at `now` after waiting
+    /// `waited` in the receive queue (`None`: unknown).
+    pub fn admit(&self, class: RequestClass, waited: Option<Duration>, now: Instant) -> Admission {
+        if !class.may_shed() || !self.sheds(waited, now) {
             return Admission::Admit;
         }
         if self.spent_ns.load(Ordering::Acquire) >= self.budget_ns {
@@ -254,7 +292,10 @@ mod tests {
         let c = AdmissionControl::new(&config(), t0);
         for i in 0..50 {
             c.observe_queue_delay(Duration::from_millis(5), ms(t0, i * 20));
-            assert_eq!(c.admit(RequestClass::New, ms(t0, i * 20)), Admission::Admit);
+            assert_eq!(
+                c.admit(RequestClass::New, None, ms(t0, i * 20)),
+                Admission::Admit
+            );
         }
         assert!(!c.state().overloaded);
         assert_eq!(c.state().rejected, 0);
@@ -266,10 +307,13 @@ mod tests {
         let c = AdmissionControl::new(&config(), t0);
         c.observe_queue_delay(Duration::from_millis(150), ms(t0, 10));
         // Still the first interval: decided when it ends.
-        assert_eq!(c.admit(RequestClass::New, ms(t0, 50)), Admission::Admit);
+        assert_eq!(
+            c.admit(RequestClass::New, None, ms(t0, 50)),
+            Admission::Admit
+        );
         let now = ms(t0, 120);
         assert!(c.overloaded(now));
-        match c.admit(RequestClass::New, now) {
+        match c.admit(RequestClass::New, None, now) {
             Admission::Reject { retry_after } => assert!((10..=20).contains(&retry_after)),
             other => panic!("{other:?}"),
         }
@@ -278,7 +322,7 @@ mod tests {
             RequestClass::Emergency,
             RequestClass::Other,
         ] {
-            assert_eq!(c.admit(class, now), Admission::Admit, "{class:?}");
+            assert_eq!(c.admit(class, None, now), Admission::Admit, "{class:?}");
         }
         let s = c.state();
         assert!(s.overloaded);
@@ -287,7 +331,10 @@ mod tests {
         // The queue drained: the next interval is calm again.
         c.observe_queue_delay(Duration::from_millis(3), ms(t0, 150));
         assert!(!c.overloaded(ms(t0, 230)));
-        assert_eq!(c.admit(RequestClass::New, ms(t0, 230)), Admission::Admit);
+        assert_eq!(
+            c.admit(RequestClass::New, None, ms(t0, 230)),
+            Admission::Admit
+        );
     }
 
     #[test]
@@ -299,7 +346,7 @@ mod tests {
         // Each rejection costs 2 ms: a 10 % budget of 100 ms is 5 of them.
         let mut rejected = 0;
         for _ in 0..20 {
-            if let Admission::Reject { .. } = c.admit(RequestClass::New, now) {
+            if let Admission::Reject { .. } = c.admit(RequestClass::New, None, now) {
                 rejected += 1;
                 c.charge(Duration::from_millis(2));
             }
@@ -309,10 +356,47 @@ mod tests {
         // A new overloaded interval has a new budget.
         c.observe_queue_delay(Duration::from_secs(1), ms(t0, 150));
         assert!(matches!(
-            c.admit(RequestClass::New, ms(t0, 201)),
+            c.admit(RequestClass::New, None, ms(t0, 201)),
             Admission::Reject { .. }
         ));
         assert_eq!(c.state().overloaded_intervals, 2);
+    }
+
+    #[test]
+    fn a_datagram_is_judged_by_its_own_wait() {
+        let t0 = Instant::now();
+        let c = AdmissionControl::new(&config(), t0);
+        let (fresh, old) = (Duration::from_millis(20), Duration::from_millis(150));
+        // The first request that waited too long is refused at once, in an
+        // interval not (yet) overloaded, and batches are timed from then on.
+        assert!(!c.shedding(ms(t0, 10)));
+        c.observe_queue_delay(old, ms(t0, 10));
+        assert!(c.shedding(ms(t0, 10)));
+        assert!(matches!(
+            c.admit(RequestClass::New, Some(old), ms(t0, 10)),
+            Admission::Reject { .. }
+        ));
+        // In the overloaded interval that follows, a fresh datagram is
+        // served: the queue is back under the threshold where it stands.
+        c.observe_queue_delay(fresh, ms(t0, 120));
+        assert!(c.overloaded(ms(t0, 120)));
+        assert_eq!(
+            c.admit(RequestClass::New, Some(fresh), ms(t0, 120)),
+            Admission::Admit
+        );
+        // Without a receive time (streams) the interval decides.
+        assert!(matches!(
+            c.admit(RequestClass::New, None, ms(t0, 120)),
+            Admission::Reject { .. }
+        ));
+        // The CPU signal refuses fresh datagrams too.
+        c.observe_cpu(0.95, ms(t0, 130));
+        assert!(c.overloaded(ms(t0, 230)));
+        assert!(matches!(
+            c.admit(RequestClass::New, Some(fresh), ms(t0, 230)),
+            Admission::Reject { .. }
+        ));
+        assert_eq!(c.state().rejected, 3);
     }
 
     #[test]
@@ -322,7 +406,7 @@ mod tests {
         c.observe_queue_delay(Duration::from_secs(1), ms(t0, 1));
         let now = ms(t0, 100);
         assert!(matches!(
-            c.admit(RequestClass::New, now),
+            c.admit(RequestClass::New, None, now),
             Admission::Reject { .. }
         ));
         // 8 of a batch of 32 datagrams that cost 16 ms: 4 ms, not the
@@ -335,11 +419,11 @@ mod tests {
         c.charge_batch(40, 32, Duration::from_millis(2));
         // The budget is 10 ms: 6 ms spent, one more 4 ms share spends it.
         assert!(matches!(
-            c.admit(RequestClass::New, now),
+            c.admit(RequestClass::New, None, now),
             Admission::Reject { .. }
         ));
         c.charge_batch(1, 4, Duration::from_millis(16));
-        assert_eq!(c.admit(RequestClass::New, now), Admission::Admit);
+        assert_eq!(c.admit(RequestClass::New, None, now), Admission::Admit);
         assert_eq!(c.state().served_over_budget, 1);
     }
 
@@ -374,7 +458,10 @@ mod tests {
             t0,
         );
         c.observe_queue_delay(Duration::from_secs(5), ms(t0, 1));
-        assert_eq!(c.admit(RequestClass::New, ms(t0, 500)), Admission::Admit);
+        assert_eq!(
+            c.admit(RequestClass::New, None, ms(t0, 500)),
+            Admission::Admit
+        );
         assert!(!c.state().overloaded);
     }
 
@@ -389,7 +476,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut rejected = 0;
                     for _ in 0..1000 {
-                        if let Admission::Reject { .. } = c.admit(RequestClass::New, ms(t0, 100)) {
+                        if let Admission::Reject { .. } =
+                            c.admit(RequestClass::New, None, ms(t0, 100))
+                        {
                             rejected += 1;
                             c.charge(Duration::from_micros(100));
                         }

@@ -23,7 +23,7 @@ use crate::ServerConfig;
 use crate::client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 use crate::eager::{self, Capture, Deferred};
 use crate::identity::LocalIdentity;
-use crate::overload::{self, Protection, SourceAction};
+use crate::overload::{self, Protection, Queued, SourceAction};
 use crate::request::ServerRequest;
 use crate::routing::response_peer;
 use crate::service::SipService;
@@ -788,9 +788,11 @@ impl Receiver for CoreReceiver {
         // Overload protection first: it must cost less than the work it
         // saves.
         let guard = core.protection.as_ref().map(|p| (p, Instant::now()));
+        let mut waited = None;
         if let Some((p, now)) = guard {
-            if !p.observe(&data, received_at, now) {
-                return;
+            match p.observe(&data, received_at, now) {
+                Queued::Kept(w) => waited = w,
+                Queued::Stale => return,
             }
             match p.check_source(&data, &peer, now) {
                 SourceAction::Pass => {}
@@ -824,7 +826,7 @@ impl Receiver for CoreReceiver {
         };
         if let Some((p, now)) = guard
             && msg.is_request()
-            && let Admission::Reject { retry_after } = p.admit(&msg, now)
+            && let Admission::Reject { retry_after } = p.admit(&msg, waited, now)
         {
             metrics::counter!("voxline_overload_rejected_total", "reason" => "overload")
                 .increment(1);

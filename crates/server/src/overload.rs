@@ -18,6 +18,15 @@ thread_local! {
     static REFUSAL_WORK: Cell<usize> = const { Cell::new(0) };
 }
 
+/// A received datagram after its time in the kernel's queue was noted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Go on; how long it waited, when known.
+    Kept(Option<Duration>),
+    /// A new request older than `max_queue_age_ms`: dropped unread.
+    Stale,
+}
+
 /// What to do with a datagram after the per-source check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SourceAction {
@@ -60,16 +69,15 @@ impl Protection {
         })
     }
 
-    /// Records how long a datagram waited in the kernel's queue; `false`
-    /// when it is a new request that waited so long it is dropped unread.
+    /// Records how long a datagram waited in the kernel's queue.
     pub(crate) fn observe(
         &self,
         data: &[u8],
         received_at: Option<SystemTime>,
         now: Instant,
-    ) -> bool {
+    ) -> Queued {
         let (Some(a), Some(at)) = (&self.admission, received_at) else {
-            return true;
+            return Queued::Kept(None);
         };
         let waited = SystemTime::now()
             .duration_since(at)
@@ -79,9 +87,9 @@ impl Protection {
             Some(max) if waited > max && !voxline_transport::steer::is_priority(data) => {
                 metrics::counter!("voxline_overload_dropped_total", "reason" => "stale")
                     .increment(1);
-                false
+                Queued::Stale
             }
-            _ => true,
+            _ => Queued::Kept(Some(waited)),
         }
     }
 
@@ -117,11 +125,12 @@ impl Protection {
         }
     }
 
-    /// Node-level admission of a received request.
-    pub(crate) fn admit(&self, msg: &Message, now: Instant) -> Admission {
+    /// Node-level admission of a received request that waited `waited`
+    /// in the receive queue.
+    pub(crate) fn admit(&self, msg: &Message, waited: Option<Duration>, now: Instant) -> Admission {
         match &self.admission {
-            // Sorting the request costs something: only when overloaded.
-            Some(a) if a.overloaded(now) => a.admit(a.classify(msg), now),
+            // Sorting the request costs something: only when shedding.
+            Some(a) if a.sheds(waited, now) => a.admit(a.classify(msg), waited, now),
             _ => Admission::Admit,
         }
     }
@@ -147,7 +156,7 @@ impl Protection {
     pub(crate) fn wants_batch_cost(&self) -> bool {
         self.admission
             .as_ref()
-            .is_some_and(|a| a.overloaded(Instant::now()))
+            .is_some_and(|a| a.shedding(Instant::now()))
     }
 
     /// Charges the refusal work of the batch that just ended on this
