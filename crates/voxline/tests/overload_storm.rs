@@ -30,7 +30,7 @@
 //! CPU: on a shared machine the node does not always get its whole core,
 //! and per CPU second both phases are measured with the same yardstick.
 //! The wall-clock figures are printed as well. The issue's 90 % is checked
-//! with `VOXLINE_STORM_MIN_GOODPUT=90`; the default floor is 60 % (see the
+//! with `VOXLINE_STORM_MIN_GOODPUT=90`; the default floor is 80 % (see the
 //! assertion). Memory: RSS during the storm must stay within 64 MiB of the
 //! RSS before it: the storm's 20,000 users hold at most two bindings each
 //! (the capacity run's contact and the storm's), well under 40 MiB, and
@@ -70,7 +70,7 @@ fn min_goodput_percent() -> f64 {
     std::env::var("VOXLINE_STORM_MIN_GOODPUT")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60.0)
+        .unwrap_or(80.0)
 }
 
 /// Distinct phones of the storm.
@@ -105,10 +105,10 @@ authenticate = false
 dns = false
 [media]
 enabled = false
-# The documented defaults, spelled out, but for the rejection budget: the
-# default 10 % leaves at most 90 % of the node to serving, and the stale
-# drops take a little more (about 70 % of capacity at 10x was measured with
-# 10); 5 % is what an operator who wants 90 % of capacity under a storm sets.
+# The documented defaults, spelled out, but for the rejection budget: a
+# refused REGISTER costs about half of a served one, so the default 10 %
+# leaves about 80 % of capacity to serving at 10x (80 % measured); 5 % is
+# what an operator who wants 90 % of capacity under a storm sets (94-99 %).
 [overload]
 enabled = true
 max_queue_delay_ms = 100
@@ -761,11 +761,11 @@ node: {rejected:.0} rejected with 503, {stale:.0} dropped stale, {banned:.0} dro
         percentile(&mut byes, 1.0) < 1000.0,
         "a BYE took {byes:?} ms"
     );
-    // Goodput. The issue asks for 90 % of capacity; in the debug build on a
-    // shared two-core machine 68-78 % per CPU second
-    // is what the node reaches (docs/overload-config.md, "Tested"), so the
-    // test command checks a floor that shows the node does not collapse;
-    // VOXLINE_STORM_MIN_GOODPUT=90 checks the issue's figure.
+    // Goodput. The issue asks for 90 % of capacity, which the node reaches
+    // (94-99 %, docs/overload-config.md, "Tested"); on a shared two-core
+    // machine the test command checks a floor with room for noise, still
+    // above the 68-78 % of the budget that charged a refusal only its
+    // user-space time; VOXLINE_STORM_MIN_GOODPUT=90 checks the issue's figure.
     let min = min_goodput_percent();
     assert!(
         100.0 * served_per_cpu / cap_per_cpu >= min,
