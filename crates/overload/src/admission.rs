@@ -7,10 +7,13 @@
 //! clients retransmit and the load feeds on itself; the threshold sits well
 //! below that, so the node sheds *before* it saturates.
 //!
-//! While overloaded, new requests of the shed methods are answered 503
-//! with a random Retry-After — but only within a budget: at most
-//! `reject_share` of each interval may be spent rejecting (the server
-//! reports each rejection's cost with [`AdmissionControl::charge`]).
+//! New requests of the shed methods that themselves waited longer than
+//! `max_queue_delay` (or any, in an interval overloaded by CPU, or over a
+//! stream, which has no receive time) are answered 503 with a random
+//! Retry-After — but only within a budget: at most `reject_share` of each
+//! interval may be spent rejecting. The server reports what rejections
+//! cost with [`AdmissionControl::charge_batch`]: their share of the CPU
+//! time of the receive batches they were in, system calls included.
 //! Beyond the budget new requests are served, and what the node cannot
 //! read stays in (and overflows) the kernel queue. So under any offered
 //! load the node keeps serving at least `1 - reject_share` of its capacity,
