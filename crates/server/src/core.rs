@@ -765,7 +765,11 @@ impl Core {
         state.table.handle_timeout(self.now());
         let output = state.drain();
         let deadline = output.deadline;
-        metrics::gauge!("voxline_sip_transactions", "shard" => shard_index.to_string())
+        shard
+            .size_gauge
+            .get_or_init(
+                || metrics::gauge!("voxline_sip_transactions", "shard" => shard_index.to_string()),
+            )
             .set(state.table.len() as f64);
         drop(state);
         self.finish(shard_index, output);

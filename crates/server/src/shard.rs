@@ -35,6 +35,9 @@ pub(crate) struct Shard {
     /// The deadline the timer task sleeps until, as nanoseconds since the
     /// core's epoch (`u64::MAX`: none).
     armed: AtomicU64,
+    /// `voxline_sip_transactions{shard}`, registered on first use (after
+    /// the metrics recorder is installed), not looked up per timer pass.
+    pub(crate) size_gauge: std::sync::OnceLock<metrics::Gauge>,
 }
 
 impl Shard {
@@ -47,6 +50,7 @@ impl Shard {
             }),
             wake: Notify::new(),
             armed: AtomicU64::new(u64::MAX),
+            size_gauge: std::sync::OnceLock::new(),
         }
     }
 

@@ -14,6 +14,42 @@ pub enum Host<'a> {
     Ipv6(Ipv6Addr),
 }
 
+/// A dotted-quad IPv4 address, as `Ipv4Addr::from_str` reads it (four
+/// decimal octets up to 255, no leading zeros), in one pass without the
+/// general parser's machinery: every URI and Via host goes through here.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    let mut value: u16 = 0;
+    let mut digits = 0;
+    for &c in s {
+        if c == b'.' {
+            if digits == 0 || part == 3 {
+                return None;
+            }
+            octets[part] = value as u8;
+            part += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 || (digits == 1 && value == 0) {
+                return None; // not a digit, or a leading zero
+            }
+            value = value * 10 + u16::from(d);
+            digits += 1;
+            if value > 255 {
+                return None;
+            }
+        }
+    }
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
+}
+
 impl<'a> Host<'a> {
     /// Parses `hostname / IPv4address / IPv6reference`.
     pub fn parse(s: &'a str) -> Option<Host<'a>> {
@@ -26,7 +62,7 @@ impl<'a> Host<'a> {
         }
         let bytes = s.as_bytes();
         if bytes.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-            return s.parse().ok().map(Host::Ipv4);
+            return parse_ipv4(bytes).map(Host::Ipv4);
         }
         if bytes
             .iter()
@@ -78,6 +114,46 @@ pub(crate) fn host_len(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_reads_like_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.02.3.4",
+            "1.2.3.00",
+            "1..3.4",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4.",
+            "",
+            ".",
+            "1234.1.1.1",
+            "10.0.0.255",
+            "10.0.0.2555",
+            "0.0.0.01",
+            "192.168.100.200",
+            "99999999999999999999.1.1.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in [0u32, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300] {
+            cases.push(format!("{a}.{a}.1.{a}"));
+        }
+        for s in &cases {
+            assert_eq!(
+                parse_ipv4(s.as_bytes()),
+                s.parse::<Ipv4Addr>().ok(),
+                "{s:?}"
+            );
+        }
+    }
 
     #[test]
     fn kinds() {
