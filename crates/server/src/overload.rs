@@ -151,9 +151,13 @@ impl Protection {
         }
     }
 
-    /// Whether receive batches should be timed: only while the node is
-    /// overloaded, since only then are there refusals to charge.
+    /// Whether the UDP receive batch that starts now should be timed: only
+    /// while the node is shedding, since only then are there refusals to
+    /// charge. Called at the start of every batch, it also forgets refusal
+    /// work of earlier untimed batches (the ACKs to 4xx answered
+    /// statelessly, say), which must not be charged to this one.
     pub(crate) fn wants_batch_cost(&self) -> bool {
+        REFUSAL_WORK.with(|w| w.set(0));
         self.admission
             .as_ref()
             .is_some_and(|a| a.shedding(Instant::now()))
