@@ -1,7 +1,7 @@
 //! [`Message`]: one framed SIP message owning its buffer, with raw header
 //! access through the index and typed values parsed on demand.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -16,7 +16,7 @@ use crate::method::Method;
 use crate::name_addr::{Contact, NameAddr};
 use crate::uri::Uri;
 use crate::values::{CSeq, MediaType, RetryAfter, parse_u32};
-use crate::via::Via;
+use crate::via::{Via, ViaSpans};
 
 /// A framed SIP request or response. Cloning is cheap (the buffer and the
 /// header text are shared; the index is small and inline).
@@ -28,6 +28,9 @@ pub struct Message {
     /// header access slices it instead of checking its bytes again (which
     /// took ~3 % of a proxy's core).
     head: Arc<str>,
+    /// The top Via, parsed on first use (`None` inside: it could not be
+    /// kept as offsets into `head`, so every use parses it).
+    top_via: OnceLock<Option<Result<ViaSpans, ValueError>>>,
 }
 
 /// The header text of `frame` in `buf` (framing checked it is UTF-8).
@@ -68,14 +71,24 @@ impl Message {
         }
         let frame = frame(&buf, limits, Transport::Datagram)?;
         let head = head_text(&buf, &frame);
-        Ok(Message { buf, frame, head })
+        Ok(Message {
+            buf,
+            frame,
+            head,
+            top_via: OnceLock::new(),
+        })
     }
 
     /// Builds a message from a complete stream frame (the stream framer has
     /// cut `buf` to exactly one message).
     pub(crate) fn from_frame(buf: Bytes, frame: Frame) -> Message {
         let head = head_text(&buf, &frame);
-        Message { buf, frame, head }
+        Message {
+            buf,
+            frame,
+            head,
+            top_via: OnceLock::new(),
+        }
     }
 
     pub(crate) fn frame(&self) -> &Frame {
@@ -276,6 +289,18 @@ impl Message {
 
     /// The first Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ValueError> {
+        let cached = self.top_via.get_or_init(|| match self.parse_top_via() {
+            Ok(via) => ViaSpans::capture(&via, &self.head).map(Ok),
+            Err(e) => Some(Err(e)),
+        });
+        match cached {
+            Some(Ok(spans)) => Ok(spans.resolve(&self.head)),
+            Some(Err(e)) => Err(*e),
+            None => self.parse_top_via(),
+        }
+    }
+
+    fn parse_top_via(&self) -> Result<Via<'_>, ValueError> {
         let line = self.single(HeaderName::Via)?;
         let end = next_top_comma(line.as_bytes(), 0);
         Via::parse(trim_lws(sub(line, 0, end)))
@@ -523,6 +548,30 @@ v=0\r\n";
 
     fn msg(b: &'static [u8]) -> Message {
         Message::parse(Bytes::from_static(b)).unwrap()
+    }
+
+    #[test]
+    fn top_via_is_parsed_once_and_read_from_the_cache() {
+        let vias: [&[u8]; 5] = [
+            b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP p2\r\n",
+            b"v:  SIP / 2.0 / TCP  192.0.2.4 : 5070 ; rport ; received=192.0.2.9;ttl=3;maddr=x.example\r\n",
+            b"Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKx;rport=7\r\n",
+            b"Via: SIP/2.0/UDP host.example;branch=\r\n",
+            b"To: <sip:a@b>\r\n",
+        ];
+        for via in vias {
+            let mut text = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+            text.extend_from_slice(via);
+            text.extend_from_slice(b"Call-ID: c\r\n\r\n");
+            let m = Message::parse(Bytes::from(text)).unwrap();
+            let fresh = m.parse_top_via();
+            for _ in 0..2 {
+                assert_eq!(m.top_via(), fresh);
+            }
+            // Kept as offsets (or as the error), not parsed on every use.
+            assert!(matches!(m.top_via.get(), Some(Some(_))));
+            assert_eq!(m.clone().top_via(), fresh);
+        }
     }
 
     #[test]

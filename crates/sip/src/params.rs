@@ -37,6 +37,11 @@ impl<'a> Params<'a> {
     /// An empty list.
     pub const EMPTY: Params<'static> = Params { raw: "" };
 
+    /// A list already validated (its `raw` text, kept by a cache).
+    pub(crate) fn from_validated(raw: &'a str) -> Params<'a> {
+        Params { raw }
+    }
+
     /// Parses header parameters (`*( SEMI generic-param )`, white space
     /// allowed around `;` and `=`) from the cursor, stopping at the first
     /// character that cannot continue the list. Every `;` must be followed

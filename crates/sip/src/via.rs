@@ -211,6 +211,102 @@ impl<'a> Via<'a> {
     }
 }
 
+/// A byte range of the text a [`ViaSpans`] was captured from.
+type Span = (u32, u32);
+
+/// The sent-by host of a [`ViaSpans`].
+#[derive(Clone, Copy, Debug)]
+enum HostSpan {
+    Domain(Span),
+    Ipv4(std::net::Ipv4Addr),
+    Ipv6(std::net::Ipv6Addr),
+}
+
+/// A parsed [`Via`] kept as offsets into the text it was parsed from, so a
+/// [`Message`](crate::Message) can keep its top Via without borrowing from
+/// itself: resolving it slices the text again instead of parsing it (a
+/// request's top Via is read by validation, the transaction key, the
+/// `received` stamp and every response, ~4 % of a node's core when each
+/// read parsed it anew).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViaSpans {
+    protocol_name: Span,
+    protocol_version: Span,
+    transport: Span,
+    host: HostSpan,
+    host_str: Span,
+    port: Option<u16>,
+    params: Span,
+    branch: Option<Span>,
+    received: Option<Span>,
+    rport: Option<Option<u16>>,
+    maddr: Option<Span>,
+    ttl: Option<u8>,
+}
+
+/// Where `part` lies in `base`; `None` when it is not a slice of it.
+fn span_of(part: &str, base: &str) -> Option<Span> {
+    let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    if end > base.len() {
+        return None;
+    }
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+impl ViaSpans {
+    /// The offsets of `via`'s fields in `base`, the text it was parsed
+    /// from; `None` when a field is not a slice of `base`.
+    pub(crate) fn capture(via: &Via<'_>, base: &str) -> Option<ViaSpans> {
+        let opt = |v: Option<&str>| match v {
+            None => Some(None),
+            Some(s) => span_of(s, base).map(Some),
+        };
+        Some(ViaSpans {
+            protocol_name: span_of(via.protocol_name, base)?,
+            protocol_version: span_of(via.protocol_version, base)?,
+            transport: span_of(via.transport, base)?,
+            host: match via.host {
+                Host::Domain(d) => HostSpan::Domain(span_of(d, base)?),
+                Host::Ipv4(a) => HostSpan::Ipv4(a),
+                Host::Ipv6(a) => HostSpan::Ipv6(a),
+            },
+            host_str: span_of(via.host_str, base)?,
+            port: via.port,
+            params: span_of(via.params.as_str(), base)?,
+            branch: opt(via.branch)?,
+            received: opt(via.received)?,
+            rport: via.rport,
+            maddr: opt(via.maddr)?,
+            ttl: via.ttl,
+        })
+    }
+
+    /// The [`Via`] again, its fields sliced from `base` (the text given
+    /// to [`capture`](Self::capture)).
+    pub(crate) fn resolve<'a>(&self, base: &'a str) -> Via<'a> {
+        let at = |(a, b): Span| base.get(a as usize..b as usize).unwrap_or_default();
+        Via {
+            protocol_name: at(self.protocol_name),
+            protocol_version: at(self.protocol_version),
+            transport: at(self.transport),
+            host: match self.host {
+                HostSpan::Domain(s) => Host::Domain(at(s)),
+                HostSpan::Ipv4(a) => Host::Ipv4(a),
+                HostSpan::Ipv6(a) => Host::Ipv6(a),
+            },
+            host_str: at(self.host_str),
+            port: self.port,
+            params: Params::from_validated(at(self.params)),
+            branch: self.branch.map(at),
+            received: self.received.map(at),
+            rport: self.rport,
+            maddr: self.maddr.map(at),
+            ttl: self.ttl,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
