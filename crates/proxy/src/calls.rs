@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -22,6 +22,19 @@ use voxline_ng::reply::CallStats;
 use voxline_server::{ClientEvent, Core};
 use voxline_sip::{HeaderName, Message, Method, RequestBuilder, SipUri, Uri};
 use voxline_transaction::{Peer, TransportKind};
+
+/// The `voxline_dialogs` gauges, registered once (a labelled `gauge!` looks
+/// its key up in the recorder's registry on every call, four times a call).
+/// Created on first use, after the node has installed its recorder.
+struct DialogGauges {
+    early: metrics::Gauge,
+    confirmed: metrics::Gauge,
+}
+
+static DIALOGS: LazyLock<DialogGauges> = LazyLock::new(|| DialogGauges {
+    early: metrics::gauge!("voxline_dialogs", "state" => "early"),
+    confirmed: metrics::gauge!("voxline_dialogs", "state" => "confirmed"),
+});
 
 /// A boxed future, for the object-safe hook traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -181,7 +194,7 @@ impl CallControl {
             caller_leg,
         };
         self.dialogs.begin(call, now_ms()).map_err(Refusal::Limit)?;
-        metrics::gauge!("voxline_dialogs", "state" => "early").increment(1.0);
+        DIALOGS.early.increment(1.0);
         let (Some(media), Some(sdp)) = (&self.media, sdp_of(msg)) else {
             return Ok(None);
         };
@@ -237,8 +250,8 @@ impl CallControl {
             if first {
                 self.dialogs
                     .update_caller_leg(call_id, from_tag, caller_leg);
-                metrics::gauge!("voxline_dialogs", "state" => "early").decrement(1.0);
-                metrics::gauge!("voxline_dialogs", "state" => "confirmed").increment(1.0);
+                DIALOGS.early.decrement(1.0);
+                DIALOGS.confirmed.increment(1.0);
             }
         }
         let media = self.media.as_ref()?;
@@ -291,7 +304,7 @@ impl CallControl {
         else {
             return;
         };
-        metrics::gauge!("voxline_dialogs", "state" => "early").decrement(1.0);
+        DIALOGS.early.decrement(1.0);
         self.close(&ended).await;
     }
 
@@ -311,7 +324,7 @@ impl CallControl {
                     self.dialogs
                         .end(call_id, msg.from_tag(), msg.to_tag(), from_caller, now)
                 {
-                    metrics::gauge!("voxline_dialogs", "state" => "confirmed").decrement(1.0);
+                    DIALOGS.confirmed.decrement(1.0);
                     self.close(&ended).await;
                 }
                 None
@@ -426,13 +439,13 @@ impl CallControl {
     async fn tear_down(&self, core: &Arc<Core>, t: Teardown) {
         tracing::info!(call_id = %t.ended.info.call_id, reason = ?t.ended.hangup, "ending call");
         if t.callee.is_some() {
-            metrics::gauge!("voxline_dialogs", "state" => "confirmed").decrement(1.0);
+            DIALOGS.confirmed.decrement(1.0);
             send_bye(core, &t.ended.info, &t.caller);
             if let Some(callee) = &t.callee {
                 send_bye(core, &t.ended.info, callee);
             }
         } else {
-            metrics::gauge!("voxline_dialogs", "state" => "early").decrement(1.0);
+            DIALOGS.early.decrement(1.0);
         }
         self.close(&t.ended).await;
     }

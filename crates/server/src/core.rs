@@ -264,7 +264,7 @@ impl Core {
             && method != Some(Method::Cancel)
             && self.service.stateless(self, &msg)
         {
-            metrics::counter!("voxline_sip_stateless_requests_total").increment(1);
+            voxline_transport::counter_once!("voxline_sip_stateless_requests_total").increment(1);
             self.service
                 .on_request(ServerRequest::new(self.clone(), None, msg, peer));
             return;
@@ -341,7 +341,8 @@ impl Core {
                 }
             }
             Incoming::Absorbed(_) => {
-                metrics::counter!("voxline_sip_retransmissions_absorbed_total").increment(1);
+                voxline_transport::counter_once!("voxline_sip_retransmissions_absorbed_total")
+                    .increment(1);
             }
             Incoming::Response { .. } | Incoming::Stray(_) => {}
         }
@@ -434,7 +435,7 @@ impl Core {
             .header("Supported", &supported)
             .header("Server", &self.server_header)
             .build();
-        metrics::counter!("voxline_sip_options_answered_total").increment(1);
+        voxline_transport::counter_once!("voxline_sip_options_answered_total").increment(1);
         self.send_stateless(out, &response_peer(msg, peer), reply);
     }
 
@@ -832,7 +833,7 @@ impl Receiver for CoreReceiver {
             && msg.is_request()
             && let Admission::Reject { retry_after } = p.admit(&msg, waited, now)
         {
-            metrics::counter!("voxline_overload_rejected_total", "reason" => "overload")
+            voxline_transport::counter_once!("voxline_overload_rejected_total", "reason" => "overload")
                 .increment(1);
             core.reject_overloaded(&msg, &peer, retry_after, out);
             p.charge_refusal(&peer, now);

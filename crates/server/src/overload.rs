@@ -85,7 +85,7 @@ impl Protection {
         a.observe_queue_delay(waited, now);
         match self.max_age {
             Some(max) if waited > max && !voxline_transport::steer::is_priority(data) => {
-                metrics::counter!("voxline_overload_dropped_total", "reason" => "stale")
+                voxline_transport::counter_once!("voxline_overload_dropped_total", "reason" => "stale")
                     .increment(1);
                 Queued::Stale
             }

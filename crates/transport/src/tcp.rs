@@ -330,7 +330,7 @@ async fn write_loop(
             return;
         }
         activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        metrics::counter!("voxline_transport_sent_total", "transport" => "tcp").increment(1);
+        crate::counter_once!("voxline_transport_sent_total", "transport" => "tcp").increment(1);
     }
     let _ = writer.shutdown().await;
 }
@@ -371,7 +371,7 @@ async fn read_loop(
         loop {
             match framer.next_event() {
                 Ok(Some(StreamEvent::Message(msg))) => {
-                    metrics::counter!("voxline_transport_received_total", "transport" => "tcp")
+                    crate::counter_once!("voxline_transport_received_total", "transport" => "tcp")
                         .increment(1);
                     let mut out = Outbox::unbatched(local, handle);
                     let packet = Packet {
