@@ -49,7 +49,7 @@ impl Default for OverloadConfig {
     fn default() -> Self {
         OverloadConfig {
             enabled: true,
-            max_queue_delay_ms: 100,
+            max_queue_delay_ms: 50,
             cpu_threshold_percent: 0,
             interval_ms: 100,
             reject_share_percent: 10,

@@ -111,7 +111,7 @@ enabled = false
 # (docs/overload-config.md, "Tested").
 [overload]
 enabled = true
-max_queue_delay_ms = 100
+max_queue_delay_ms = 50
 cpu_threshold_percent = 0
 interval_ms = 100
 reject_share_percent = 5
