@@ -226,8 +226,7 @@ enum HostSpan {
 /// [`Message`](crate::Message) can keep its top Via without borrowing from
 /// itself: resolving it slices the text again instead of parsing it (a
 /// request's top Via is read by validation, the transaction key, the
-/// `received` stamp and every response, ~4 % of a node's core when each
-/// read parsed it anew).
+/// `received` stamp and every response; keeping it gave OPTIONS/s +1 %).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ViaSpans {
     protocol_name: Span,
