@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use crate::error::ValueError;
+use crate::frame::Span;
 use crate::header_name::HeaderName;
 use crate::host::{Host, host_len};
 use crate::lex::{Cursor, is_lws, is_token_char, parse_digits};
@@ -211,9 +212,6 @@ impl<'a> Via<'a> {
     }
 }
 
-/// A byte range of the text a [`ViaSpans`] was captured from.
-type Span = (u32, u32);
-
 /// The sent-by host of a [`ViaSpans`].
 #[derive(Clone, Copy, Debug)]
 enum HostSpan {
@@ -250,7 +248,10 @@ fn span_of(part: &str, base: &str) -> Option<Span> {
     if end > base.len() {
         return None;
     }
-    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+    Some(Span {
+        start: u32::try_from(start).ok()?,
+        end: u32::try_from(end).ok()?,
+    })
 }
 
 impl ViaSpans {
@@ -284,7 +285,10 @@ impl ViaSpans {
     /// The [`Via`] again, its fields sliced from `base` (the text given
     /// to [`capture`](Self::capture)).
     pub(crate) fn resolve<'a>(&self, base: &'a str) -> Via<'a> {
-        let at = |(a, b): Span| base.get(a as usize..b as usize).unwrap_or_default();
+        let at = |s: Span| {
+            base.get(s.start as usize..s.end as usize)
+                .unwrap_or_default()
+        };
         Via {
             protocol_name: at(self.protocol_name),
             protocol_version: at(self.protocol_version),
