@@ -19,8 +19,18 @@ use crate::validate::{
 #[doc(hidden)]
 pub fn exercise(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
+    let peeked = crate::peek::peek_ack_to_tag(data);
     match Message::parse(bytes) {
-        Ok(msg) => exercise_message(&msg),
+        Ok(msg) => {
+            // The shortcut reads the To tag the full parse reads, when
+            // the message has one To header.
+            if let Some(tag) = peeked
+                && msg.headers_named(HeaderName::To).count() == 1
+            {
+                assert_eq!(msg.to_tag(), Some(tag), "peeked To tag differs");
+            }
+            exercise_message(&msg)
+        }
         Err(e) => {
             if let Some(resp) = error_response(data, &e, Some("fz")) {
                 let r = Message::parse(resp);

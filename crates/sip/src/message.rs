@@ -300,6 +300,23 @@ impl Message {
         }
     }
 
+    /// The `branch` of the top Via, read without parsing the rest of it
+    /// when the Via has not been parsed yet (an ACK absorbed statelessly
+    /// needs nothing else of it). `None` without a Via, without a branch,
+    /// or when the Via's parameters are malformed. Like
+    /// [`Message::top_via`], a repeated `branch` gives the last one.
+    pub fn top_via_branch(&self) -> Option<&str> {
+        if let Some(Some(Ok(spans))) = self.top_via.get() {
+            return spans.resolve(&self.head).branch;
+        }
+        let line = self.single(HeaderName::Via).ok()?;
+        let end = next_top_comma(line.as_bytes(), 0);
+        let via = trim_lws(sub(line, 0, end));
+        // Neither the sent-protocol nor the sent-by can hold a `;`.
+        let start = via.find(';')?;
+        crate::params::last_value(sub(via, start, via.len()), "branch")
+    }
+
     fn parse_top_via(&self) -> Result<Via<'_>, ValueError> {
         let line = self.single(HeaderName::Via)?;
         let end = next_top_comma(line.as_bytes(), 0);
@@ -571,6 +588,33 @@ v=0\r\n";
             // Kept as offsets (or as the error), not parsed on every use.
             assert!(matches!(m.top_via.get(), Some(Some(_))));
             assert_eq!(m.clone().top_via(), fresh);
+        }
+    }
+
+    #[test]
+    fn top_via_branch_agrees_with_the_full_parse() {
+        let vias: [&[u8]; 10] = [
+            b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP p2;branch=2\r\n",
+            b"v:  SIP / 2.0 / TCP  192.0.2.4 : 5070 ; rport ; BRANCH = z9hG4bKq ;ttl=3\r\n",
+            b"Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKx;rport=7\r\n",
+            b"Via: SIP/2.0/UDP h;branch=first;branch=last\r\n",
+            b"Via: SIP/2.0/UDP h;x=\"a;branch=no,\";branch=yes\r\n",
+            b"Via: SIP/2.0/UDP h;rport\r\n",
+            b"Via: SIP/2.0/UDP h;branch\r\n",
+            b"Via: SIP/2.0/UDP h;branch=\r\n",
+            b"Via: SIP/2.0/UDP h;branch=b junk\r\n",
+            b"To: <sip:a@b>\r\n",
+        ];
+        for via in vias {
+            let mut text = b"ACK sip:a@b SIP/2.0\r\n".to_vec();
+            text.extend_from_slice(via);
+            text.extend_from_slice(b"Call-ID: c\r\n\r\n");
+            let m = Message::parse(Bytes::from(text)).unwrap();
+            let full = m.parse_top_via().ok().and_then(|v| v.branch);
+            assert_eq!(m.top_via_branch(), full, "{}", String::from_utf8_lossy(via));
+            // And from the cache, once the Via is parsed.
+            let _ = m.top_via();
+            assert_eq!(m.top_via_branch(), full, "{}", String::from_utf8_lossy(via));
         }
     }
 

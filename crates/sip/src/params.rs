@@ -153,6 +153,24 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The value of the last parameter called `name` (case-insensitively) in
+/// `text`, a header parameter list and nothing else (LWS around it
+/// allowed): what a full parse of the value the list ends would keep.
+/// `None` when the list is malformed, has trailing text, or lacks the
+/// parameter (or gives it no value).
+pub(crate) fn last_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let mut c = Cursor::new(text);
+    let mut found = None;
+    Params::parse_header_visit(&mut c, |n, v| {
+        if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+            found = Some(v?);
+        }
+        Some(())
+    })?;
+    c.skip_lws();
+    if c.at_end() { found } else { None }
+}
+
 impl<'a> IntoIterator for Params<'a> {
     type Item = (&'a str, Option<&'a str>);
     type IntoIter = ParamIter<'a>;

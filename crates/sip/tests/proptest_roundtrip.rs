@@ -225,3 +225,31 @@ proptest! {
         prop_assert_eq!(branches, orig);
     }
 }
+
+const ACK: &[u8] = b"ACK sip:b@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+From: \"A\" <sip:a@example.com>;tag=f1\r\n\
+To: <sip:b@example.com>;tag=vx0123456789abcdef\r\n\
+Call-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// The To tag read without framing is the one the full parse reads
+    /// (checked inside `exercise`), whatever is changed in the ACK.
+    #[test]
+    fn peeked_ack_to_tag_agrees_with_the_full_parse(
+        edits in proptest::collection::vec(
+            (any::<prop::sample::Index>(), prop::sample::select(
+                b":; \t\r\n<>\"=,Tt\xff".to_vec())),
+            1..6,
+        )
+    ) {
+        let mut data = ACK.to_vec();
+        for (at, byte) in edits {
+            let i = at.index(data.len());
+            data[i] = byte;
+        }
+        voxline_sip::exercise(&data);
+    }
+}
