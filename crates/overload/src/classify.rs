@@ -56,6 +56,23 @@ impl RequestClass {
 /// or number (tel), without parameters, is one of `numbers`; or it is an
 /// `urn:service:sos` URN (RFC 5031).
 fn is_emergency(msg: &Message, numbers: &[String]) -> bool {
+    let Some(text) = msg.request_uri_str() else {
+        return false;
+    };
+    // Parsing the URI is most of the cost of sorting a request that is
+    // then refused: skip it when the text cannot name an emergency
+    // service. A SIP user part or a tel number equal to one of `numbers`
+    // starts right after the scheme and ends at `@`, `;`, `:` or `?`
+    // (escapes are not decoded here or below).
+    let (scheme, rest) = text.split_once(':').unwrap_or((text, ""));
+    let urn = scheme.eq_ignore_ascii_case("urn");
+    let number_first = numbers.iter().any(|n| {
+        rest.strip_prefix(n.as_str())
+            .is_some_and(|after| after.is_empty() || after.starts_with(['@', ';', ':', '?']))
+    });
+    if !urn && !number_first {
+        return false;
+    }
     let Ok(uri) = msg.request_uri() else {
         return false;
     };
@@ -152,7 +169,23 @@ mod tests {
             RequestClass::Emergency
         );
         assert_eq!(
+            class("INVITE URN:Service:SOS", false),
+            RequestClass::Emergency
+        );
+        assert_eq!(
             class("INVITE sip:1120@example.com", false),
+            RequestClass::New
+        );
+        assert_eq!(
+            class("INVITE sip:bob@example.com;x=112", false),
+            RequestClass::New
+        );
+        assert_eq!(
+            class("INVITE sips:112@example.com", false),
+            RequestClass::Emergency
+        );
+        assert_eq!(
+            class("INVITE sip:u00000112@example.com", false),
             RequestClass::New
         );
         assert_eq!(
