@@ -1,6 +1,5 @@
 //! The receive pipeline and the transaction shards.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,9 +27,7 @@ use crate::request::ServerRequest;
 use crate::routing::response_peer;
 use crate::service::SipService;
 use crate::shard::{Output, Shard};
-
-/// Prefix of the To tags of stateless answers.
-const STATELESS_TAG_PREFIX: &str = "vx";
+use crate::stateless_tag::StatelessTags;
 
 /// Methods the node implements (the Allow header of its OPTIONS answers).
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, MESSAGE, SUBSCRIBE, NOTIFY, REFER";
@@ -71,7 +68,7 @@ pub struct Core {
     next_shard: AtomicUsize,
     stopped: AtomicBool,
     draining: AtomicBool,
-    tag_hasher: std::collections::hash_map::RandomState,
+    tags: StatelessTags,
     protection: Option<Protection>,
 }
 
@@ -121,7 +118,7 @@ impl Core {
             next_shard: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            tag_hasher: std::collections::hash_map::RandomState::new(),
+            tags: StatelessTags::new(),
             protection: Protection::new(&config.overload, Instant::now()),
         })
     }
@@ -214,18 +211,11 @@ impl Core {
 
     fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
         let method = msg.method();
-        if method == Some(Method::Ack) && self.acks_our_stateless_answer(&msg) {
-            // The ACK to a final response this node gave statelessly (a 503
-            // under overload, a 420...): it ends here (RFC 3261 §17.2.1,
-            // the ACK of a non-2xx is hop by hop) and must not be routed on
-            // to a callee that never saw the INVITE. Before validation: it
-            // is dropped either way, and under overload there is one per
-            // refused INVITE.
-            voxline_transport::counter_once!("voxline_sip_stateless_acks_absorbed_total")
-                .increment(1);
-            if let Some(p) = &self.protection {
-                p.charge_refusal(&peer, Instant::now());
-            }
+        if method == Some(Method::Ack) && msg.to_tag().is_some_and(|t| self.tags.is_ours(t)) {
+            // Before validation: it is dropped either way. Most such ACKs
+            // end before framing (`on_packet`); this is the rest (a folded
+            // To header, a stream).
+            self.absorb_stateless_ack(&peer);
             return;
         }
         if let Some(m) = &method {
@@ -439,37 +429,22 @@ impl Core {
         self.send_stateless(out, &response_peer(msg, peer), reply);
     }
 
-    /// Whether `ack` acknowledges a final response this node sent
-    /// statelessly: its To tag is the one [`Self::stateless_tag`] gives
-    /// (Call-ID, From tag and branch of an ACK to a non-2xx are the
-    /// INVITE's, RFC 3261 §17.1.1.3).
-    fn acks_our_stateless_answer(&self, ack: &Message) -> bool {
-        ack.to_tag().is_some_and(|t| {
-            t.strip_prefix(STATELESS_TAG_PREFIX)
-                .is_some_and(|hex| hex.len() == 16 && hex == self.stateless_hash_hex(ack))
-        })
+    /// Ends the ACK to a final response this node gave statelessly (a 503
+    /// under overload, a 420...): the ACK of a non-2xx is hop by hop (RFC
+    /// 3261 §17.1.1.3) and must not be routed on to a callee that never saw
+    /// the INVITE. Under overload there is one per refused INVITE, so it
+    /// is refusal work.
+    fn absorb_stateless_ack(&self, peer: &Peer) {
+        voxline_transport::counter_once!("voxline_sip_stateless_acks_absorbed_total").increment(1);
+        if let Some(p) = &self.protection {
+            p.charge_refusal(peer, Instant::now());
+        }
     }
 
     /// A To tag derived from the request, so retransmissions of a request
     /// answered statelessly get the same tag.
     fn stateless_tag(&self, msg: &Message) -> String {
-        let mut tag = String::with_capacity(STATELESS_TAG_PREFIX.len() + 16);
-        tag.push_str(STATELESS_TAG_PREFIX);
-        tag.push_str(&self.stateless_hash_hex(msg));
-        tag
-    }
-
-    /// The hex digits of [`stateless_tag`](Self::stateless_tag).
-    fn stateless_hash_hex(&self, msg: &Message) -> String {
-        let mut h = self.tag_hasher.build_hasher();
-        h.write(msg.call_id().unwrap_or("").as_bytes());
-        h.write(msg.from_tag().unwrap_or("").as_bytes());
-        if let Ok(via) = msg.top_via() {
-            h.write(via.branch.unwrap_or("").as_bytes());
-        }
-        let mut hex = String::with_capacity(16);
-        push_hex(&mut hex, h.finish(), 16);
-        hex
+        self.tags.tag_for(msg)
     }
 
     fn stateless_response(&self, msg: &Message, status: u16, reason: &str) -> Bytes {
@@ -814,6 +789,15 @@ impl Receiver for CoreReceiver {
                     return;
                 }
             }
+        }
+        // The ACK to a stateless answer (one per refused INVITE under
+        // overload) ends here, read from its To tag without framing it.
+        if parsed.is_none()
+            && let Some(tag) = voxline_sip::peek_ack_to_tag(&data)
+            && core.tags.is_ours(tag)
+        {
+            core.absorb_stateless_ack(&peer);
+            return;
         }
         let msg = match parsed {
             Some(m) => m,

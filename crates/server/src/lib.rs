@@ -24,6 +24,7 @@ mod request;
 mod routing;
 mod service;
 mod shard;
+mod stateless_tag;
 
 pub use client::{ClientEvent, ClientEvents, ClientSink, OutgoingRequest};
 pub use core::{Core, ServerError};
