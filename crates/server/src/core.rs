@@ -215,7 +215,7 @@ impl Core {
             // Before validation: it is dropped either way. Most such ACKs
             // end before framing (`on_packet`); this is the rest (a folded
             // To header, a stream).
-            self.absorb_stateless_ack(&peer);
+            self.absorb_stateless_ack(&peer, None);
             return;
         }
         if let Some(m) = &method {
@@ -433,11 +433,11 @@ impl Core {
     /// under overload, a 420...): the ACK of a non-2xx is hop by hop (RFC
     /// 3261 §17.1.1.3) and must not be routed on to a callee that never saw
     /// the INVITE. Under overload there is one per refused INVITE, so it
-    /// is refusal work.
-    fn absorb_stateless_ack(&self, peer: &Peer) {
+    /// is refusal work; its handling started at `started` (when known).
+    fn absorb_stateless_ack(&self, peer: &Peer, started: Option<Instant>) {
         voxline_transport::counter_once!("voxline_sip_stateless_acks_absorbed_total").increment(1);
         if let Some(p) = &self.protection {
-            p.charge_refusal(peer, Instant::now());
+            p.charge_refusal(peer, started);
         }
     }
 
@@ -466,11 +466,14 @@ impl Core {
     ) {
         let mut digits = [0u8; 10];
         let retry = decimal(retry_after, &mut digits);
+        // The destination first: it parses the top Via, which the tag's
+        // branch then reads from the cache.
+        let target = response_peer(msg, peer);
         let reply = voxline_sip::ResponseBuilder::new(msg, 503, "Service Unavailable")
             .to_tag(&self.stateless_tag(msg))
             .header("Retry-After", retry)
             .build();
-        self.send_stateless(out, &response_peer(msg, peer), reply);
+        self.send_stateless(out, &target, reply);
     }
 
     fn send_stateless(&self, out: &mut Outbox<'_>, target: &Peer, data: Bytes) {
@@ -796,7 +799,7 @@ impl Receiver for CoreReceiver {
             && let Some(tag) = voxline_sip::peek_ack_to_tag(&data)
             && core.tags.is_ours(tag)
         {
-            core.absorb_stateless_ack(&peer);
+            core.absorb_stateless_ack(&peer, guard.map(|(_, now)| now));
             return;
         }
         let msg = match parsed {
@@ -820,7 +823,7 @@ impl Receiver for CoreReceiver {
             voxline_transport::counter_once!("voxline_overload_rejected_total", "reason" => "overload")
                 .increment(1);
             core.reject_overloaded(&msg, &peer, retry_after, out);
-            p.charge_refusal(&peer, now);
+            p.charge_refusal(&peer, Some(now));
             return;
         }
         // What the handlers send while this message is handled leaves with

@@ -136,17 +136,17 @@ impl Protection {
     }
 
     /// Accounts refusal work (a refused request, the ACK that answers a
-    /// 503) received from `peer`, whose handling started at `started`. A
-    /// datagram's real cost is mostly in the kernel and known only when
-    /// its batch ends ([`Protection::batch_end`]); a stream message is
-    /// charged its handling time now.
-    pub(crate) fn charge_refusal(&self, peer: &Peer, started: Instant) {
+    /// 503) received from `peer`, whose handling started at `started`
+    /// (when known). A datagram's real cost is mostly in the kernel and
+    /// known only when its batch ends ([`Protection::batch_end`]); a
+    /// stream message is charged its handling time now.
+    pub(crate) fn charge_refusal(&self, peer: &Peer, started: Option<Instant>) {
         let Some(a) = &self.admission else {
             return;
         };
         if peer.transport == TransportKind::Udp {
             REFUSAL_WORK.with(|w| w.set(w.get() + 1));
-        } else {
+        } else if let Some(started) = started {
             a.charge(started.elapsed());
         }
     }
