@@ -17,6 +17,7 @@
 
 mod batch;
 pub mod counter;
+mod deferred;
 mod handle;
 mod peer;
 pub mod steer;
