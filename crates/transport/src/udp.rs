@@ -51,8 +51,8 @@ pub(crate) fn bind(
         }
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
-        set_recv_buffer(&socket, cfg.udp_recv_buffer);
-        // The kernel caps this at net.core.wmem_max; best effort.
+        // The kernel caps these at net.core.[rw]mem_max; best effort.
+        let _ = socket.set_recv_buffer_size(cfg.udp_recv_buffer);
         let _ = socket.set_send_buffer_size(cfg.udp_send_buffer);
         socket.set_nonblocking(true)?;
         // Kernel receive times: how long datagrams waited in the queue is
@@ -91,29 +91,6 @@ pub(crate) fn bind(
             priority: Some(priority),
         })
         .collect())
-}
-
-/// Asks for a receive buffer of `bytes`: with `SO_RCVBUFFORCE` when the
-/// process may (`CAP_NET_ADMIN`), else with `SO_RCVBUF`, which the kernel
-/// caps at `net.core.rmem_max` (often 4 MiB or less). The buffer is what
-/// holds the receive queue that overload control lets grow to
-/// `max_queue_delay_ms`: at a proxy's rate at 2× its capacity, 4 MiB held
-/// less than that, and datagrams were dropped before any was refused.
-fn set_recv_buffer(socket: &Socket, bytes: usize) {
-    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_ok() {
-        return;
-    }
-    let _ = socket.set_recv_buffer_size(bytes);
-    // The kernel reports twice what it grants (its bookkeeping share).
-    if let Ok(got) = socket.recv_buffer_size()
-        && got / 2 < bytes
-    {
-        tracing::warn!(
-            asked = bytes,
-            granted = got / 2,
-            "udp receive buffer capped by net.core.rmem_max: raise it, or give the node CAP_NET_ADMIN"
-        );
-    }
 }
 
 /// Priority batches read at most before each bulk batch (so a flood of
@@ -379,31 +356,6 @@ mod tests {
                     "SUBSCRIBE sip:a@example.com SIP/2.0\r\n"
                 ],
                 "{workers} workers"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn the_receive_buffer_passes_rmem_max_where_the_process_may() {
-        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(212_992);
-        let want = 2 * max;
-        let cfg = TransportConfig {
-            udp_recv_buffer: want,
-            ..TransportConfig::default()
-        };
-        let group = bind("127.0.0.1:0".parse().unwrap(), 1, &cfg).unwrap();
-        // The kernel reports twice what it grants.
-        let got = nix::sys::socket::getsockopt(&*group[0].main, sockopt::RcvBuf).unwrap() / 2;
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        if setsockopt(&probe, sockopt::RcvBufForce, &want).is_ok() {
-            assert!(got >= want, "forced buffer {got} < {want}");
-        } else {
-            assert!(
-                got <= max && got > 0,
-                "capped buffer {got} (rmem_max {max})"
             );
         }
     }
