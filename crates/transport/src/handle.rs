@@ -8,7 +8,6 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use crate::batch::SendBatch;
-use crate::deferred::DeferredSends;
 use crate::tcp::TcpTable;
 use crate::{ListenSpec, Receiver, Target, TransportConfig, TransportError, TransportKind, udp};
 
@@ -16,8 +15,6 @@ struct UdpListener {
     local: SocketAddr,
     /// The socket used for sends that do not come from a receive callback.
     socket: Arc<UdpSocket>,
-    /// Those sends, waiting for the worker that drains `socket`.
-    deferred: Arc<DeferredSends>,
 }
 
 struct Inner {
@@ -67,20 +64,15 @@ impl Transports {
                         continue;
                     };
                     let local = first.local_addr().map_err(bind_err)?;
-                    let deferred = Arc::new(DeferredSends::new());
                     udp.push(UdpListener {
                         local,
                         socket: first,
-                        deferred: deferred.clone(),
                     });
                     locals.push(ListenSpec {
                         transport: TransportKind::Udp,
                         address: local,
                     });
-                    // The first worker drains the listener's socket: it
-                    // sends the deferred datagrams too.
-                    let mut deferred = Some(deferred);
-                    udp_sockets.extend(sockets.into_iter().map(|s| (s, deferred.take())));
+                    udp_sockets.extend(sockets);
                 }
                 TransportKind::Tcp => {
                     let listener = crate::tcp::bind(spec.address).map_err(bind_err)?;
@@ -99,10 +91,9 @@ impl Transports {
             inner: Arc::new(Inner { udp, tcp }),
         };
         let mut tasks = Vec::new();
-        for (socket, deferred) in udp_sockets {
+        for socket in udp_sockets {
             tasks.push(tokio::spawn(udp::run_worker(
                 socket,
-                deferred,
                 receiver.clone(),
                 handle.clone(),
             )));
@@ -130,27 +121,19 @@ impl Transports {
         &self.locals
     }
 
-    /// Stops receiving and closes every connection. Datagrams sent after
-    /// this leave directly, without a worker.
+    /// Stops receiving and closes every connection.
     pub fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
-        }
-        for u in &self.handle.inner.udp {
-            for (dest, data) in u.deferred.close() {
-                let _ = send_now(&u.socket, dest, data);
-            }
         }
         self.handle.inner.tcp.close_all();
     }
 }
 
 impl TransportHandle {
-    /// Sends `data` to `target` without waiting. UDP datagrams are handed to
-    /// the worker of the listener's socket, which sends them together once
-    /// its current receive batch is done ([`crate::deferred`]); stream
-    /// messages are queued on the target's connection, which is opened
-    /// first if needed.
+    /// Sends `data` to `target` without waiting. UDP datagrams leave at once
+    /// (or from a task when the socket buffer is full); stream messages are
+    /// queued on the target's connection, which is opened first if needed.
     pub fn send(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         match target.transport {
             TransportKind::Udp => self.send_udp(target, data),
@@ -199,42 +182,30 @@ impl TransportHandle {
             address: target.addr,
         })?;
         let remote = target.addr;
-        let Err(data) = listener.deferred.push(remote, data) else {
-            return Ok(());
-        };
-        send_now(&listener.socket, remote, data)
+        match listener.socket.try_send_to(&data, remote) {
+            Ok(_) => {
+                crate::counter_once!("voxline_transport_sent_total", "transport" => "udp")
+                    .increment(1);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let socket = listener.socket.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = socket.send_to(&data, remote).await {
+                        tracing::debug!(%remote, error = %e, "udp send failed");
+                    }
+                });
+                Ok(())
+            }
+            Err(source) => Err(TransportError::Send {
+                address: remote,
+                source,
+            }),
+        }
     }
 
     pub(crate) fn tcp(&self) -> &TcpTable {
         &self.inner.tcp
-    }
-}
-
-/// Sends one datagram from `socket` now (or from a task when the socket
-/// buffer is full): when no worker drains the socket any more.
-pub(crate) fn send_now(
-    socket: &Arc<UdpSocket>,
-    remote: SocketAddr,
-    data: Bytes,
-) -> Result<(), TransportError> {
-    match socket.try_send_to(&data, remote) {
-        Ok(_) => {
-            crate::counter_once!("voxline_transport_sent_total", "transport" => "udp").increment(1);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                if let Err(e) = socket.send_to(&data, remote).await {
-                    tracing::debug!(%remote, error = %e, "udp send failed");
-                }
-            });
-            Ok(())
-        }
-        Err(source) => Err(TransportError::Send {
-            address: remote,
-            source,
-        }),
     }
 }
 

@@ -17,7 +17,6 @@
 
 mod batch;
 pub mod counter;
-mod deferred;
 mod handle;
 mod peer;
 pub mod steer;

@@ -13,7 +13,6 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::batch::{RecvBatch, SendBatch};
-use crate::deferred::DeferredSends;
 use crate::handle::{Outbox, TransportHandle};
 use crate::{Packet, Peer, Receiver, TransportConfig, TransportKind};
 
@@ -99,12 +98,9 @@ const PRIORITY_BATCHES: usize = 8;
 
 /// Receives, hands every datagram to the receiver, flushes the replies it
 /// queued, and repeats, until the socket fails for good. With a priority
-/// socket, it is drained before every batch of the main one. With
-/// `deferred`, it also sends what was sent through the handle from `main`
-/// (see [`crate::deferred`]): when woken for it, and after every batch.
+/// socket, it is drained before every batch of the main one.
 pub(crate) async fn run_worker(
     sockets: WorkerSockets,
-    deferred: Option<Arc<DeferredSends>>,
     receiver: Arc<dyn Receiver>,
     handle: TransportHandle,
 ) {
@@ -113,7 +109,6 @@ pub(crate) async fn run_worker(
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "udp socket has no local address; worker stops");
-            stop_deferred(deferred.as_deref(), &main);
             return;
         }
     };
@@ -123,34 +118,20 @@ pub(crate) async fn run_worker(
         local,
         inbound: RecvBatch::new(),
         outbound: SendBatch::new(),
-        deferred,
     };
     loop {
-        let queued = async {
-            match &w.deferred {
-                Some(d) => d.queued().await,
-                None => std::future::pending().await,
-            }
-        };
         let ready = match &priority {
             Some(p) => tokio::select! {
                 biased;
-                () = queued => Ok(()),
                 r = p.readable() => r,
                 r = main.readable() => r,
             },
-            None => tokio::select! {
-                biased;
-                () = queued => Ok(()),
-                r = main.readable() => r,
-            },
+            None => main.readable().await,
         };
         if let Err(e) = ready {
             tracing::error!(%local, error = %e, "udp socket failed; worker stops");
-            stop_deferred(w.deferred.as_deref(), &main);
             return;
         }
-        w.send_deferred(&main).await;
         loop {
             if let Some(p) = &priority {
                 for _ in 0..PRIORITY_BATCHES {
@@ -159,9 +140,7 @@ pub(crate) async fn run_worker(
                     }
                 }
             }
-            let more = w.batch(&main).await;
-            w.send_deferred(&main).await;
-            if !more {
+            if !w.batch(&main).await {
                 break;
             }
             // Reading never waits while datagrams keep coming: let the
@@ -179,29 +158,9 @@ struct Worker {
     local: SocketAddr,
     inbound: RecvBatch,
     outbound: SendBatch,
-    deferred: Option<Arc<DeferredSends>>,
-}
-
-/// The worker stops: what others send from `socket` leaves directly from
-/// now on, and what was queued is sent once more that way.
-fn stop_deferred(deferred: Option<&DeferredSends>, socket: &Arc<UdpSocket>) {
-    if let Some(d) = deferred {
-        for (dest, data) in d.close() {
-            let _ = crate::handle::send_now(socket, dest, data);
-        }
-    }
 }
 
 impl Worker {
-    /// Sends what was queued through the handle for `socket`.
-    async fn send_deferred(&mut self, socket: &UdpSocket) {
-        if let Some(d) = &self.deferred
-            && d.take_into(&mut self.outbound)
-        {
-            flush(socket, &mut self.outbound).await;
-        }
-    }
-
     /// Reads and handles one batch from `socket`; `false` when nothing was
     /// waiting.
     async fn batch(&mut self, socket: &UdpSocket) -> bool {
