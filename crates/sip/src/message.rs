@@ -567,6 +567,15 @@ v=0\r\n";
         Message::parse(Bytes::from_static(b)).unwrap()
     }
 
+    /// A `method` request with `line` (a header line with its CRLF) and a
+    /// Call-ID.
+    fn with_header(method: &str, line: &[u8]) -> Message {
+        let mut text = format!("{method} sip:a@b SIP/2.0\r\n").into_bytes();
+        text.extend_from_slice(line);
+        text.extend_from_slice(b"Call-ID: c\r\n\r\n");
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
     #[test]
     fn top_via_is_parsed_once_and_read_from_the_cache() {
         let vias: [&[u8]; 5] = [
@@ -577,10 +586,7 @@ v=0\r\n";
             b"To: <sip:a@b>\r\n",
         ];
         for via in vias {
-            let mut text = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
-            text.extend_from_slice(via);
-            text.extend_from_slice(b"Call-ID: c\r\n\r\n");
-            let m = Message::parse(Bytes::from(text)).unwrap();
+            let m = with_header("OPTIONS", via);
             let fresh = m.parse_top_via();
             for _ in 0..2 {
                 assert_eq!(m.top_via(), fresh);
@@ -606,10 +612,7 @@ v=0\r\n";
             b"To: <sip:a@b>\r\n",
         ];
         for via in vias {
-            let mut text = b"ACK sip:a@b SIP/2.0\r\n".to_vec();
-            text.extend_from_slice(via);
-            text.extend_from_slice(b"Call-ID: c\r\n\r\n");
-            let m = Message::parse(Bytes::from(text)).unwrap();
+            let m = with_header("ACK", via);
             let full = m.parse_top_via().ok().and_then(|v| v.branch);
             assert_eq!(m.top_via_branch(), full, "{}", String::from_utf8_lossy(via));
             // And from the cache, once the Via is parsed.
