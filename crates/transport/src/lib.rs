@@ -122,7 +122,7 @@ impl Default for TransportConfig {
         TransportConfig {
             listen: Vec::new(),
             udp_workers: 0,
-            udp_recv_buffer: 8 << 20,
+            udp_recv_buffer: 4 << 20,
             udp_send_buffer: 4 << 20,
             max_message_size: 65_535,
             tcp_max_connections: 10_000,

@@ -236,7 +236,7 @@ impl Default for TransportSection {
     fn default() -> Self {
         TransportSection {
             udp_workers: 0,
-            udp_recv_buffer: 8 << 20,
+            udp_recv_buffer: 4 << 20,
             max_message_size: 65_535,
             tcp_max_connections: 10_000,
             tcp_idle_timeout_secs: 600,
