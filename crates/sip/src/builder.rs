@@ -7,10 +7,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::error::ValueError;
+use crate::framed::FramedMessage;
 use crate::header_name::HeaderName;
 use crate::lex::{next_top_comma, trim_lws};
 use crate::message::Message;
 use crate::method::Method;
+use crate::via::Via;
 
 fn put_header(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(name.as_bytes());
@@ -49,12 +51,113 @@ fn put_body(out: &mut BytesMut, body: Option<(&str, &[u8])>) {
     }
 }
 
+/// A request, whole ([`Message`]) or only framed ([`FramedMessage`]): what
+/// a response answers, and what the receive path reads to sort a request
+/// and answer it statelessly before it becomes a message.
+#[derive(Clone, Copy, Debug)]
+pub enum RequestRef<'a> {
+    /// A message.
+    Message(&'a Message),
+    /// A framed datagram.
+    Framed(&'a FramedMessage),
+}
+
+impl<'a> RequestRef<'a> {
+    fn len(self) -> usize {
+        match self {
+            RequestRef::Message(m) => m.as_bytes().len(),
+            RequestRef::Framed(f) => f.as_bytes().len(),
+        }
+    }
+
+    fn has_to_tag(self) -> bool {
+        self.to_tag().is_some()
+    }
+
+    /// The raw value of the first header field called `name`
+    /// ([`Message::header`]).
+    pub fn header(self, name: HeaderName) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.header(name),
+            RequestRef::Framed(f) => f.header(name),
+        }
+    }
+
+    /// The method as written (`None`: a response).
+    pub fn method_str(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.method_str(),
+            RequestRef::Framed(f) => f.method_str(),
+        }
+    }
+
+    /// The Request-URI text (`None`: a response).
+    pub fn request_uri_str(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.request_uri_str(),
+            RequestRef::Framed(f) => f.request_uri_str(),
+        }
+    }
+
+    /// The Call-ID ([`Message::call_id`]).
+    pub fn call_id(self) -> Result<&'a str, ValueError> {
+        match self {
+            RequestRef::Message(m) => m.call_id(),
+            RequestRef::Framed(f) => f.call_id(),
+        }
+    }
+
+    /// The From tag ([`Message::from_tag`]).
+    pub fn from_tag(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.from_tag(),
+            RequestRef::Framed(f) => f.from_tag(),
+        }
+    }
+
+    /// The To tag ([`Message::to_tag`]).
+    pub fn to_tag(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.to_tag(),
+            RequestRef::Framed(f) => f.to_tag(),
+        }
+    }
+
+    /// The top Via's branch ([`Message::top_via_branch`]).
+    pub fn top_via_branch(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.top_via_branch(),
+            RequestRef::Framed(f) => f.top_via_branch(),
+        }
+    }
+
+    /// The top Via ([`Message::top_via`]).
+    pub fn top_via(self) -> Result<Via<'a>, ValueError> {
+        match self {
+            RequestRef::Message(m) => m.top_via(),
+            RequestRef::Framed(f) => f.top_via(),
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for RequestRef<'a> {
+    fn from(m: &'a Message) -> Self {
+        RequestRef::Message(m)
+    }
+}
+
+impl<'a> From<&'a FramedMessage> for RequestRef<'a> {
+    fn from(f: &'a FramedMessage) -> Self {
+        RequestRef::Framed(f)
+    }
+}
+
 /// Builds a response to a received request per RFC 3261 §8.2.6: copies
 /// every Via (in order), From, To, Call-ID and CSeq (and Timestamp for 100),
 /// adds the To tag when asked and none is present.
 #[derive(Clone, Debug)]
 pub struct ResponseBuilder<'a> {
-    req: &'a Message,
+    req: RequestRef<'a>,
     status: u16,
     reason: &'a str,
     to_tag: Option<&'a str>,
@@ -64,9 +167,9 @@ pub struct ResponseBuilder<'a> {
 
 impl<'a> ResponseBuilder<'a> {
     /// A response with `status` and `reason` to `req`.
-    pub fn new(req: &'a Message, status: u16, reason: &'a str) -> Self {
+    pub fn new(req: impl Into<RequestRef<'a>>, status: u16, reason: &'a str) -> Self {
         ResponseBuilder {
-            req,
+            req: req.into(),
             status,
             reason,
             to_tag: None,
@@ -96,38 +199,53 @@ impl<'a> ResponseBuilder<'a> {
     /// Appends the response to `out`.
     pub fn write_to(&self, out: &mut BytesMut) {
         let req = self.req;
-        out.reserve(256 + req.as_bytes().len() / 2 + self.body.map_or(0, |(_, b)| b.len()));
+        out.reserve(256 + req.len() / 2 + self.body.map_or(0, |(_, b)| b.len()));
         out.put_slice(b"SIP/2.0 ");
         put_u64(out, u64::from(self.status));
         out.put_slice(b" ");
         out.put_slice(self.reason.as_bytes());
         out.put_slice(b"\r\n");
-        let tag_needed = self.to_tag.is_some() && req.to_tag().is_none();
-        for (name, raw_name, value) in req.headers() {
-            let _ = raw_name;
-            match name {
-                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                    put_header(out, name.as_str(), value)
+        let tag = self.to_tag.filter(|_| !req.has_to_tag());
+        match req {
+            RequestRef::Message(m) => {
+                for (name, _, value) in m.headers() {
+                    self.copy_header(out, name, value.as_bytes(), tag);
                 }
-                HeaderName::Timestamp if self.status == 100 => {
-                    put_header(out, name.as_str(), value)
+            }
+            RequestRef::Framed(f) => {
+                for (name, value) in f.header_values() {
+                    self.copy_header(out, name, value, tag);
                 }
-                HeaderName::To => {
-                    out.put_slice(b"To: ");
-                    out.put_slice(value.as_bytes());
-                    if let (true, Some(tag)) = (tag_needed, self.to_tag) {
-                        out.put_slice(b";tag=");
-                        out.put_slice(tag.as_bytes());
-                    }
-                    out.put_slice(b"\r\n");
-                }
-                _ => {}
             }
         }
         for (n, v) in &self.headers {
             put_header(out, n, v);
         }
         put_body(out, self.body);
+    }
+
+    /// Copies one header of the request, if a response carries it back
+    /// (RFC 3261 §8.2.6.2); `tag` is added to the To value.
+    fn copy_header(&self, out: &mut BytesMut, name: HeaderName, value: &[u8], tag: Option<&str>) {
+        match name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {}
+            HeaderName::Timestamp if self.status == 100 => {}
+            HeaderName::To => {
+                out.put_slice(b"To: ");
+                out.put_slice(value);
+                if let Some(tag) = tag {
+                    out.put_slice(b";tag=");
+                    out.put_slice(tag.as_bytes());
+                }
+                out.put_slice(b"\r\n");
+                return;
+            }
+            _ => return,
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
     }
 
     /// The response as new `Bytes`.

@@ -6,6 +6,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::builder::{RequestBuilder, ResponseBuilder};
+use crate::framed::FramedMessage;
 use crate::header_name::HeaderName;
 use crate::limits::Limits;
 use crate::message::Message;
@@ -20,8 +21,13 @@ use crate::validate::{
 pub fn exercise(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     let peeked = crate::peek::peek_ack_to_tag(data);
+    let framed = FramedMessage::frame(bytes.clone(), &Limits::DEFAULT);
     match Message::parse(bytes) {
         Ok(msg) => {
+            match framed {
+                Ok(f) => exercise_framed(&f, &msg),
+                Err(e) => panic!("frames as a message, not alone: {e:?}"),
+            }
             // The shortcut reads the To tag the full parse reads, when
             // the message has one To header.
             if let Some(tag) = peeked
@@ -32,6 +38,7 @@ pub fn exercise(data: &[u8]) {
             exercise_message(&msg)
         }
         Err(e) => {
+            assert!(framed.is_err(), "framed alone but not as a message");
             if let Some(resp) = error_response(data, &e, Some("fz")) {
                 let r = Message::parse(resp);
                 assert!(r.is_ok(), "error response does not frame: {r:?}");
@@ -39,6 +46,37 @@ pub fn exercise(data: &[u8]) {
         }
     }
     exercise_stream(data);
+}
+
+/// A datagram only framed reads and answers as its message does.
+fn exercise_framed(f: &FramedMessage, msg: &Message) {
+    assert_eq!(f.is_request(), msg.is_request());
+    assert_eq!(f.method_str(), msg.method_str());
+    assert_eq!(f.request_uri_str(), msg.request_uri_str());
+    assert_eq!(f.as_bytes(), msg.as_bytes());
+    assert_eq!(f.from_tag(), msg.from_tag());
+    assert_eq!(f.to_tag(), msg.to_tag());
+    assert_eq!(f.call_id(), msg.call_id());
+    assert_eq!(f.top_via_branch(), msg.top_via_branch());
+    assert_eq!(f.top_via(), msg.top_via());
+    // The tag shortcut (no `tag` letters, no parse) changes no answer.
+    for name in [HeaderName::From, HeaderName::To] {
+        if let Some(value) = msg.header(name) {
+            let parsed = crate::name_addr::header_params(value)
+                .and_then(|p| p.get("tag"))
+                .filter(|t| !t.is_empty());
+            assert_eq!(crate::message::tag_in(value), parsed, "tag of {value:?}");
+        }
+    }
+    if msg.is_request() {
+        for status in [100, 503] {
+            assert_eq!(
+                ResponseBuilder::new(f, status, "R").to_tag("vx1").build(),
+                ResponseBuilder::new(msg, status, "R").to_tag("vx1").build(),
+                "answers differ"
+            );
+        }
+    }
 }
 
 fn exercise_message(msg: &Message) {

@@ -40,6 +40,7 @@ mod edit;
 mod error;
 mod exercise;
 mod frame;
+mod framed;
 mod header_name;
 mod host;
 mod lex;
@@ -57,11 +58,12 @@ mod values;
 mod via;
 
 pub use auth::{AuthParams, AuthValue, Challenge, Credentials};
-pub use builder::{RequestBuilder, ResponseBuilder};
+pub use builder::{RequestBuilder, RequestRef, ResponseBuilder};
 pub use edit::{EditError, Editor};
 pub use error::{ParseError, ValueError};
 #[doc(hidden)]
 pub use exercise::exercise;
+pub use framed::FramedMessage;
 pub use header_name::HeaderName;
 pub use host::Host;
 pub use lex::{percent_decode, percent_decode_bytes, unquote};

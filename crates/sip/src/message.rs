@@ -8,7 +8,8 @@ use bytes::Bytes;
 use crate::auth::AuthValue;
 use crate::edit::Editor;
 use crate::error::{ParseError, ValueError};
-use crate::frame::{Frame, HeaderEntry, StartLine, Transport, frame};
+use crate::frame::{Frame, HeaderEntry, StartLine};
+use crate::framed::FramedMessage;
 use crate::header_name::HeaderName;
 use crate::lex::{CommaSplit, next_top_comma, sub, trim_lws};
 use crate::limits::Limits;
@@ -41,6 +42,52 @@ fn head_text(buf: &Bytes, frame: &Frame) -> Arc<str> {
     Arc::from(std::str::from_utf8(bytes).unwrap_or_default())
 }
 
+/// The non-empty `tag` parameter of a From or To value. Most To values of
+/// new requests carry none: without the letters of `tag` there is nothing
+/// to parse (parameter names are tokens, never escaped).
+pub(crate) fn tag_in(value: &str) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if !memchr::memchr2_iter(b't', b'T', bytes).any(|i| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"ag"))
+    }) {
+        return None;
+    }
+    crate::name_addr::header_params(value)?
+        .get("tag")
+        .filter(|t| !t.is_empty())
+}
+
+/// A Call-ID value trimmed; it must be non-empty and hold no white space.
+pub(crate) fn call_id_in(value: &str) -> Result<&str, ValueError> {
+    let v = trim_lws(value);
+    if v.is_empty() || v.bytes().any(crate::lex::is_lws) {
+        return Err(ValueError::Malformed(HeaderName::CallId));
+    }
+    Ok(v)
+}
+
+/// The first Via of a Via header line.
+fn first_via(line: &str) -> &str {
+    let end = next_top_comma(line.as_bytes(), 0);
+    trim_lws(sub(line, 0, end))
+}
+
+/// The first Via of a Via header line, parsed.
+pub(crate) fn top_via_in(line: &str) -> Result<Via<'_>, ValueError> {
+    Via::parse(first_via(line))
+}
+
+/// The `branch` of the first Via of a Via header line, without parsing
+/// the rest of that Via.
+pub(crate) fn branch_in(line: &str) -> Option<&str> {
+    let via = first_via(line);
+    // Neither the sent-protocol nor the sent-by can hold a `;`.
+    let start = via.find(';')?;
+    crate::params::last_value(sub(via, start, via.len()), "branch")
+}
+
 impl PartialEq for Message {
     /// Two messages are equal when their framed bytes are equal.
     fn eq(&self, other: &Self) -> bool {
@@ -59,28 +106,11 @@ impl Message {
 
     /// Frames a datagram with explicit limits.
     pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-        if buf.len() > limits.max_message_size.saturating_add(4096) || buf.len() > u32::MAX as usize
-        {
-            // Cheap early exit; framing re-checks precisely (bytes after
-            // Content-Length are ignored, so a slightly larger datagram may
-            // still carry a message within the limit).
-            return Err(ParseError::TooLarge {
-                size: buf.len(),
-                limit: limits.max_message_size,
-            });
-        }
-        let frame = frame(&buf, limits, Transport::Datagram)?;
-        let head = head_text(&buf, &frame);
-        Ok(Message {
-            buf,
-            frame,
-            head,
-            top_via: OnceLock::new(),
-        })
+        FramedMessage::frame(buf, limits).map(FramedMessage::into_message)
     }
 
-    /// Builds a message from a complete stream frame (the stream framer has
-    /// cut `buf` to exactly one message).
+    /// Builds a message from a complete frame of `buf` (a datagram, or a
+    /// stream message the stream framer has cut to exactly one message).
     pub(crate) fn from_frame(buf: Bytes, frame: Frame) -> Message {
         let head = head_text(&buf, &frame);
         Message {
@@ -309,18 +339,11 @@ impl Message {
         if let Some(Some(Ok(spans))) = self.top_via.get() {
             return spans.resolve(&self.head).branch;
         }
-        let line = self.single(HeaderName::Via).ok()?;
-        let end = next_top_comma(line.as_bytes(), 0);
-        let via = trim_lws(sub(line, 0, end));
-        // Neither the sent-protocol nor the sent-by can hold a `;`.
-        let start = via.find(';')?;
-        crate::params::last_value(sub(via, start, via.len()), "branch")
+        branch_in(self.single(HeaderName::Via).ok()?)
     }
 
     fn parse_top_via(&self) -> Result<Via<'_>, ValueError> {
-        let line = self.single(HeaderName::Via)?;
-        let end = next_top_comma(line.as_bytes(), 0);
-        Via::parse(trim_lws(sub(line, 0, end)))
+        top_via_in(self.single(HeaderName::Via)?)
     }
 
     /// Every Via value, top first.
@@ -330,11 +353,7 @@ impl Message {
 
     /// The Call-ID (trimmed; must be non-empty and contain no white space).
     pub fn call_id(&self) -> Result<&str, ValueError> {
-        let v = trim_lws(self.single(HeaderName::CallId)?);
-        if v.is_empty() || v.bytes().any(crate::lex::is_lws) {
-            return Err(ValueError::Malformed(HeaderName::CallId));
-        }
-        Ok(v)
+        call_id_in(self.single(HeaderName::CallId)?)
     }
 
     /// The CSeq.
@@ -364,9 +383,7 @@ impl Message {
     }
 
     fn tag_of(&self, name: HeaderName) -> Option<&str> {
-        crate::name_addr::header_params(self.header(name)?)?
-            .get("tag")
-            .filter(|t| !t.is_empty())
+        tag_in(self.header(name)?)
     }
 
     /// Every Contact value (`*` or addresses).

@@ -253,3 +253,33 @@ proptest! {
         voxline_sip::exercise(&data);
     }
 }
+
+const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+v: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKa1;rport\r\n\
+Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKb2, SIP/2.0/TCP 192.0.2.8\r\n\
+f: \"A;tag=no\" <sip:a@example.com;tag=no>;tag=f1\r\n\
+To: <sip:bob@example.com>\r\n\
+i: c1@192.0.2.1\r\nCSeq: 1 INVITE\r\nTimestamp: 5\r\nContent-Length: 0\r\n\r\n";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// An INVITE only framed (what overload protection refuses) reads and
+    /// is answered as its message is (checked inside `exercise`), whatever
+    /// is changed in it.
+    #[test]
+    fn a_framed_invite_agrees_with_its_message(
+        edits in proptest::collection::vec(
+            (any::<prop::sample::Index>(), prop::sample::select(
+                b":; \t\r\n<>\"=,tagTAG\xff".to_vec())),
+            1..6,
+        )
+    ) {
+        let mut data = INVITE.to_vec();
+        for (at, byte) in edits {
+            let i = at.index(data.len());
+            data[i] = byte;
+        }
+        voxline_sip::exercise(&data);
+    }
+}
