@@ -26,7 +26,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use voxline_sip::Message;
+use voxline_sip::RequestRef;
 
 use crate::classify::RequestClass;
 use crate::config::OverloadConfig;
@@ -171,8 +171,8 @@ impl AdmissionControl {
     }
 
     /// How overload control treats `msg`.
-    pub fn classify(&self, msg: &Message) -> RequestClass {
-        RequestClass::of(msg, &self.shed_methods, &self.emergency_numbers)
+    pub fn classify<'a>(&self, request: impl Into<RequestRef<'a>>) -> RequestClass {
+        RequestClass::of(request, &self.shed_methods, &self.emergency_numbers)
     }
 
     /// Whether new requests are being refused: the CPU signal refuses

@@ -1,6 +1,6 @@
 //! Which requests overload control may shed.
 
-use voxline_sip::{Message, Method, Uri};
+use voxline_sip::{Method, RequestRef, Uri};
 
 /// How overload control treats a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,24 +19,28 @@ pub enum RequestClass {
 }
 
 impl RequestClass {
-    /// Sorts a request. `shed_methods` are upper-case method names;
-    /// `emergency_numbers` are Request-URI users.
-    pub fn of(
-        msg: &Message,
+    /// Sorts a request, whole or only framed. `shed_methods` are
+    /// upper-case method names; `emergency_numbers` are Request-URI users.
+    pub fn of<'a>(
+        request: impl Into<RequestRef<'a>>,
         shed_methods: &[String],
         emergency_numbers: &[String],
     ) -> RequestClass {
-        let Some(method_str) = msg.method_str() else {
+        let request = request.into();
+        let Some(method_str) = request.method_str() else {
             return RequestClass::Other;
         };
+        let method = Method::parse(method_str);
         if matches!(
-            msg.method(),
+            method,
             Some(Method::Ack | Method::Cancel | Method::Bye | Method::Prack)
-        ) || msg.to_tag().is_some()
+        ) || request.to_tag().is_some()
         {
             return RequestClass::InDialog;
         }
-        if msg.method() == Some(Method::Invite) && is_emergency(msg, emergency_numbers) {
+        if method == Some(Method::Invite)
+            && is_emergency(request.request_uri_str(), emergency_numbers)
+        {
             return RequestClass::Emergency;
         }
         if shed_methods.iter().any(|m| m == method_str) {
@@ -55,8 +59,8 @@ impl RequestClass {
 /// Whether the Request-URI names an emergency service: its user part (SIP)
 /// or number (tel), without parameters, is one of `numbers`; or it is an
 /// `urn:service:sos` URN (RFC 5031).
-fn is_emergency(msg: &Message, numbers: &[String]) -> bool {
-    let Some(text) = msg.request_uri_str() else {
+fn is_emergency(request_uri: Option<&str>, numbers: &[String]) -> bool {
+    let Some(text) = request_uri else {
         return false;
     };
     // Parsing the URI is most of the cost of sorting a request that is
@@ -73,7 +77,7 @@ fn is_emergency(msg: &Message, numbers: &[String]) -> bool {
     if !urn && !number_first {
         return false;
     }
-    let Ok(uri) = msg.request_uri() else {
+    let Ok(uri) = Uri::parse(text) else {
         return false;
     };
     let user = match &uri {
@@ -97,6 +101,7 @@ fn is_emergency(msg: &Message, numbers: &[String]) -> bool {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use voxline_sip::Message;
 
     fn request(first: &str, to_tag: bool) -> Message {
         let method = first.split(' ').next().unwrap();
