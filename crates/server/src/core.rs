@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use voxline_overload::{Admission, AdmissionState};
 use voxline_sip::{
-    Limits, Message, Method, ParseError, Role, ValidationPolicy, error_response, validate_request,
-    validate_response,
+    FramedMessage, Limits, Message, Method, ParseError, RequestRef, Role, ValidationPolicy,
+    error_response, validate_request, validate_response,
 };
 use voxline_transaction::{
     ClientTxId, Incoming, Peer, ServerTxId, ShardRouter, SipMessage, TableConfig, TransactionTable,
@@ -443,8 +443,8 @@ impl Core {
 
     /// A To tag derived from the request, so retransmissions of a request
     /// answered statelessly get the same tag.
-    fn stateless_tag(&self, msg: &Message) -> String {
-        self.tags.tag_for(msg)
+    fn stateless_tag<'a>(&self, request: impl Into<RequestRef<'a>>) -> String {
+        self.tags.tag_for(request)
     }
 
     fn stateless_response(&self, msg: &Message, status: u16, reason: &str) -> Bytes {
@@ -459,7 +459,7 @@ impl Core {
     /// transaction: it must be cheap).
     fn reject_overloaded(
         &self,
-        msg: &Message,
+        msg: RequestRef<'_>,
         peer: &Peer,
         retry_after: u32,
         out: &mut Outbox<'_>,
@@ -474,6 +474,30 @@ impl Core {
             .header("Retry-After", retry)
             .build();
         self.send_stateless(out, &target, reply);
+    }
+
+    /// Overload admission of a received message: `true` when it was a
+    /// request overload control refused (with a stateless 503).
+    fn refused_overloaded(
+        &self,
+        p: &Protection,
+        request: RequestRef<'_>,
+        peer: &Peer,
+        waited: Option<Duration>,
+        now: Instant,
+        out: &mut Outbox<'_>,
+    ) -> bool {
+        if request.method_str().is_none() {
+            return false;
+        }
+        let Admission::Reject { retry_after } = p.admit(request, waited, now) else {
+            return false;
+        };
+        voxline_transport::counter_once!("voxline_overload_rejected_total", "reason" => "overload")
+            .increment(1);
+        self.reject_overloaded(request, peer, retry_after, out);
+        p.charge_refusal(peer, Some(now));
+        true
     }
 
     fn send_stateless(&self, out: &mut Outbox<'_>, target: &Peer, data: Bytes) {
@@ -767,13 +791,14 @@ impl Receiver for CoreReceiver {
             peer,
             parsed,
             received_at,
+            read_at,
         } = packet;
         // Overload protection first: it must cost less than the work it
         // saves.
-        let guard = core.protection.as_ref().map(|p| (p, Instant::now()));
+        let guard = core.protection.as_ref().map(|p| (p, read_at.mono));
         let mut waited = None;
         if let Some((p, now)) = guard {
-            match p.observe(&data, received_at, now) {
+            match p.observe(&data, received_at, read_at) {
                 Queued::Kept(w) => waited = w,
                 Queued::Stale => return,
             }
@@ -781,13 +806,13 @@ impl Receiver for CoreReceiver {
                 SourceAction::Pass => {}
                 SourceAction::Drop => return,
                 SourceAction::Reject(retry_after) => {
-                    if let Ok(msg) = Message::parse_with(data, &core.limits)
-                        && msg.is_request()
-                        && msg.method() != Some(Method::Ack)
+                    if let Ok(request) = FramedMessage::frame(data, &core.limits)
+                        && request.is_request()
+                        && request.method_str() != Some("ACK")
                     {
                         metrics::counter!("voxline_overload_rejected_total", "reason" => "banned")
                             .increment(1);
-                        core.reject_overloaded(&msg, &peer, retry_after, out);
+                        core.reject_overloaded((&request).into(), &peer, retry_after, out);
                     }
                     return;
                 }
@@ -803,9 +828,25 @@ impl Receiver for CoreReceiver {
             return;
         }
         let msg = match parsed {
-            Some(m) => m,
-            None => match Message::parse_with(data.clone(), &core.limits) {
-                Ok(m) => m,
+            Some(m) => {
+                if let Some((p, now)) = guard
+                    && core.refused_overloaded(p, (&m).into(), &peer, waited, now, out)
+                {
+                    return;
+                }
+                m
+            }
+            None => match FramedMessage::frame(data.clone(), &core.limits) {
+                Ok(framed) => {
+                    // A datagram is sorted, and refused, while only framed:
+                    // a refused request never becomes a message.
+                    if let Some((p, now)) = guard
+                        && core.refused_overloaded(p, (&framed).into(), &peer, waited, now, out)
+                    {
+                        return;
+                    }
+                    framed.into_message()
+                }
                 Err(e) => {
                     metrics::counter!("voxline_sip_dropped_total", "reason" => "unparseable")
                         .increment(1);
@@ -816,16 +857,6 @@ impl Receiver for CoreReceiver {
                 }
             },
         };
-        if let Some((p, now)) = guard
-            && msg.is_request()
-            && let Admission::Reject { retry_after } = p.admit(&msg, waited, now)
-        {
-            voxline_transport::counter_once!("voxline_overload_rejected_total", "reason" => "overload")
-                .increment(1);
-            core.reject_overloaded(&msg, &peer, retry_after, out);
-            p.charge_refusal(&peer, Some(now));
-            return;
-        }
         // What the handlers send while this message is handled leaves with
         // the batch's other replies.
         let capture = Capture::begin();

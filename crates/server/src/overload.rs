@@ -8,9 +8,9 @@ use voxline_overload::{
     Admission, AdmissionControl, AdmissionState, BannedAnswer, OverloadConfig, SourceLimiter,
     SourceVerdict,
 };
-use voxline_sip::Message;
+use voxline_sip::RequestRef;
 use voxline_transaction::Peer;
-use voxline_transport::TransportKind;
+use voxline_transport::{ReadTime, TransportKind};
 
 thread_local! {
     /// Datagrams of the receive batch being handled on this thread that
@@ -74,14 +74,13 @@ impl Protection {
         &self,
         data: &[u8],
         received_at: Option<SystemTime>,
-        now: Instant,
+        read_at: ReadTime,
     ) -> Queued {
         let (Some(a), Some(at)) = (&self.admission, received_at) else {
             return Queued::Kept(None);
         };
-        let waited = SystemTime::now()
-            .duration_since(at)
-            .unwrap_or(Duration::ZERO);
+        let now = read_at.mono;
+        let waited = read_at.waited_since(at);
         a.observe_queue_delay(waited, now);
         match self.max_age {
             Some(max) if waited > max && !voxline_transport::steer::is_priority(data) => {
@@ -127,10 +126,15 @@ impl Protection {
 
     /// Node-level admission of a received request that waited `waited`
     /// in the receive queue.
-    pub(crate) fn admit(&self, msg: &Message, waited: Option<Duration>, now: Instant) -> Admission {
+    pub(crate) fn admit<'a>(
+        &self,
+        request: impl Into<RequestRef<'a>>,
+        waited: Option<Duration>,
+        now: Instant,
+    ) -> Admission {
         match &self.admission {
             // Sorting the request costs something: only when shedding.
-            Some(a) if a.sheds(waited, now) => a.admit(a.classify(msg), waited, now),
+            Some(a) if a.sheds(waited, now) => a.admit(a.classify(request), waited, now),
             _ => Admission::Admit,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use voxline_sip::{Host, Message, Via};
+use voxline_sip::{Host, RequestRef, Via};
 use voxline_transaction::Peer;
 
 /// The `received` and `rport` values a proxy writes into the top Via of a
@@ -25,11 +25,11 @@ pub fn via_received(via: &Via<'_>, peer: &Peer) -> (Option<IpAddr>, Option<u16>)
 /// (RFC 3261 §18.2.2, RFC 3581 §4): back over the same connection for
 /// reliable transports; for UDP to the source IP, and to the source port
 /// when the client asked for `rport`, else to the sent-by port.
-pub fn response_peer(request: &Message, peer: &Peer) -> Peer {
+pub fn response_peer<'a>(request: impl Into<RequestRef<'a>>, peer: &Peer) -> Peer {
     if peer.transport.is_reliable() {
         return *peer;
     }
-    let Ok(via) = request.top_via() else {
+    let Ok(via) = request.into().top_via() else {
         return *peer;
     };
     let port = if via.rport.is_some() {
@@ -46,6 +46,7 @@ pub fn response_peer(request: &Message, peer: &Peer) -> Peer {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use voxline_sip::Message;
     use voxline_transaction::TransportKind;
 
     use super::*;

@@ -1,10 +1,11 @@
 //! To tags of the final responses the node sends without a transaction
 //! (a 503 under overload, a 420, the 200 to an OPTIONS ping...).
 //!
-//! A tag is derived from the request (Call-ID, From tag, top Via branch),
-//! so a retransmitted request gets the same answer, and it carries a MAC
-//! of itself under a per-process key, so the ACK that answers it is
-//! recognised from the tag alone: under overload there is one such ACK per
+//! A tag is derived from the request (its Call-ID, From and first Via
+//! header values as received, which a retransmission repeats byte for
+//! byte; nothing is parsed), so a retransmitted request gets the same
+//! answer, and it carries a MAC of itself under a per-process key, so the
+//! ACK that answers it is recognised from the tag alone: under overload there is one such ACK per
 //! refused INVITE, and [`StatelessTags::is_ours`] on the To tag (read with
 //! [`voxline_sip::peek_ack_to_tag`]) lets the node drop it without
 //! framing it. An ACK with such a tag acknowledges a final response that
@@ -15,7 +16,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use voxline_sip::Message;
+use voxline_sip::{HeaderName, RequestRef};
 
 const PREFIX: &str = "vx";
 /// Hex digits after the prefix: 8 of request hash, 8 of MAC.
@@ -34,13 +35,13 @@ impl StatelessTags {
     }
 
     /// The To tag for a stateless final response to `request`.
-    pub(crate) fn tag_for(&self, request: &Message) -> String {
+    pub(crate) fn tag_for<'a>(&self, request: impl Into<RequestRef<'a>>) -> String {
+        let request = request.into();
         let mut h = self.key.build_hasher();
-        h.write(request.call_id().unwrap_or("").as_bytes());
-        h.write_u8(0);
-        h.write(request.from_tag().unwrap_or("").as_bytes());
-        h.write_u8(0);
-        h.write(request.top_via_branch().unwrap_or("").as_bytes());
+        for name in [HeaderName::CallId, HeaderName::From, HeaderName::Via] {
+            h.write(request.header(name).unwrap_or("").as_bytes());
+            h.write_u8(0);
+        }
         let id = h.finish() as u32;
         let value = (u64::from(id) << 32) | u64::from(self.mac(id));
         let mut tag = String::with_capacity(PREFIX.len() + DIGITS);
@@ -79,6 +80,7 @@ impl StatelessTags {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use voxline_sip::Message;
 
     fn request(call_id: &str, from_tag: &str, branch: &str) -> Message {
         Message::parse(Bytes::from(format!(
@@ -105,6 +107,16 @@ mod tests {
         ] {
             assert_ne!(t, tags.tag_for(&other));
         }
+    }
+
+    #[test]
+    fn a_request_only_framed_gets_its_message_tag() {
+        let tags = StatelessTags::new();
+        let msg = request("c1", "f1", "z9hG4bK1");
+        let framed =
+            voxline_sip::FramedMessage::frame(msg.to_bytes(), &voxline_sip::Limits::DEFAULT)
+                .unwrap();
+        assert_eq!(tags.tag_for(&framed), tags.tag_for(&msg));
     }
 
     #[test]

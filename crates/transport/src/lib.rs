@@ -47,6 +47,36 @@ pub struct Packet {
     /// When the kernel received it (datagrams; `None` for streams): the
     /// time it waited in the receive queue is an overload signal.
     pub received_at: Option<std::time::SystemTime>,
+    /// When it was read: one pair of clock reads per receive batch, which
+    /// its datagrams share.
+    pub read_at: ReadTime,
+}
+
+/// When a receive batch (or a stream message) was read, on both clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTime {
+    /// For deadlines and rates.
+    pub mono: std::time::Instant,
+    /// For the kernel's receive timestamps ([`Packet::received_at`]).
+    pub wall: std::time::SystemTime,
+}
+
+impl ReadTime {
+    /// Now.
+    pub fn now() -> ReadTime {
+        ReadTime {
+            mono: std::time::Instant::now(),
+            wall: std::time::SystemTime::now(),
+        }
+    }
+
+    /// How long a datagram received at `received_at` waited before it was
+    /// read (zero if the clock went back).
+    pub fn waited_since(&self, received_at: std::time::SystemTime) -> Duration {
+        self.wall
+            .duration_since(received_at)
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 /// The SIP core's side of the transport: called for every received message.

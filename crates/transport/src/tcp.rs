@@ -379,6 +379,7 @@ async fn read_loop(
                         peer,
                         parsed: Some(msg),
                         received_at: None,
+                        read_at: crate::ReadTime::now(),
                     };
                     table.receiver.on_packet(packet, &mut out);
                 }

@@ -198,14 +198,15 @@ impl Worker {
     }
 
     fn handle_batch(&mut self, n: usize) {
+        let read_at = crate::ReadTime::now();
+        let mut taken = 0u64;
         for i in 0..n {
             let Some((remote, data)) = self.inbound.take(i) else {
                 metrics::counter!("voxline_transport_dropped_total", "reason" => "oversize")
                     .increment(1);
                 continue;
             };
-            crate::counter_once!("voxline_transport_received_total", "transport" => "udp")
-                .increment(1);
+            taken += 1;
             let packet = Packet {
                 data,
                 peer: Peer {
@@ -216,10 +217,13 @@ impl Worker {
                 },
                 parsed: None,
                 received_at: self.inbound.received_at(i),
+                read_at,
             };
             let mut out = Outbox::new(&mut self.outbound, self.local, &self.handle);
             self.receiver.on_packet(packet, &mut out);
         }
+        crate::counter_once!("voxline_transport_received_total", "transport" => "udp")
+            .increment(taken);
     }
 }
 
