@@ -226,6 +226,16 @@ proptest! {
     }
 }
 
+/// `base` with the bytes at the chosen places overwritten.
+fn overwritten(base: &[u8], edits: Vec<(prop::sample::Index, u8)>) -> Vec<u8> {
+    let mut data = base.to_vec();
+    for (at, byte) in edits {
+        let i = at.index(data.len());
+        data[i] = byte;
+    }
+    data
+}
+
 const ACK: &[u8] = b"ACK sip:b@example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
 From: \"A\" <sip:a@example.com>;tag=f1\r\n\
@@ -245,12 +255,7 @@ proptest! {
             1..6,
         )
     ) {
-        let mut data = ACK.to_vec();
-        for (at, byte) in edits {
-            let i = at.index(data.len());
-            data[i] = byte;
-        }
-        voxline_sip::exercise(&data);
+        voxline_sip::exercise(&overwritten(ACK, edits));
     }
 }
 
@@ -275,11 +280,6 @@ proptest! {
             1..6,
         )
     ) {
-        let mut data = INVITE.to_vec();
-        for (at, byte) in edits {
-            let i = at.index(data.len());
-            data[i] = byte;
-        }
-        voxline_sip::exercise(&data);
+        voxline_sip::exercise(&overwritten(INVITE, edits));
     }
 }
