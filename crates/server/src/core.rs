@@ -459,18 +459,16 @@ impl Core {
     /// transaction: it must be cheap).
     fn reject_overloaded(
         &self,
-        msg: RequestRef<'_>,
+        request: RequestRef<'_>,
         peer: &Peer,
         retry_after: u32,
         out: &mut Outbox<'_>,
     ) {
         let mut digits = [0u8; 10];
         let retry = decimal(retry_after, &mut digits);
-        // The destination first: it parses the top Via, which the tag's
-        // branch then reads from the cache.
-        let target = response_peer(msg, peer);
-        let reply = voxline_sip::ResponseBuilder::new(msg, 503, "Service Unavailable")
-            .to_tag(&self.stateless_tag(msg))
+        let target = response_peer(request, peer);
+        let reply = voxline_sip::ResponseBuilder::new(request, 503, "Service Unavailable")
+            .to_tag(&self.stateless_tag(request))
             .header("Retry-After", retry)
             .build();
         self.send_stateless(out, &target, reply);
