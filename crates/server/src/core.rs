@@ -897,7 +897,8 @@ fn stamp_received(msg: Message, peer: &Peer) -> Message {
     if received.is_none() && rport.is_none() {
         return msg;
     }
-    let received = received.map(|ip| ip.to_string());
+    let mut text = [0u8; 15];
+    let received = received.map(|ip| ip_text(ip, &mut text));
     // The index is shifted, not rebuilt: no second framing pass.
     let stamped = msg
         .edit()
@@ -927,6 +928,30 @@ async fn run_timers(core: Arc<Core>, shard_index: usize) {
             None => shard.wake.notified().await,
         }
     }
+}
+
+/// `ip` as text. Every request stamped with `received` needs it, so an
+/// IPv4 address is written into `buf` without the formatting machinery
+/// (which grew a new `String` octet by octet); IPv6 takes `Display`.
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 15]) -> std::borrow::Cow<'_, str> {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string().into();
+    };
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        let mut digits = [0u8; 10];
+        for &d in decimal(u32::from(octet), &mut digits).as_bytes() {
+            buf[len] = d;
+            len += 1;
+        }
+    }
+    std::str::from_utf8(&buf[..len])
+        .unwrap_or_default()
+        .into()
 }
 
 /// `n` in decimal, written into `buf`.
@@ -983,5 +1008,22 @@ mod tests {
         super::push_hex(&mut s, 0xab, 4);
         super::push_hex(&mut s, 0x1234_5678_9abc_def0, 12);
         assert_eq!(s, "00ab56789abcdef0");
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "192.168.100.9",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::5",
+        ] {
+            let addr: std::net::IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 15];
+            assert_eq!(super::ip_text(addr, &mut buf), ip);
+        }
     }
 }
