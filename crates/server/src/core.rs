@@ -949,9 +949,7 @@ fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 15]) -> std::borrow::Cow<'_, str
             len += 1;
         }
     }
-    std::str::from_utf8(&buf[..len])
-        .unwrap_or_default()
-        .into()
+    std::str::from_utf8(&buf[..len]).unwrap_or_default().into()
 }
 
 /// `n` in decimal, written into `buf`.
