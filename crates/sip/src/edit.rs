@@ -415,27 +415,36 @@ impl<'a> Editor<'a> {
             let elem_end = next_top_comma(line.as_bytes(), 0);
             let elem = trim_lws(line.get(..elem_end).unwrap_or_default());
             let base = first.value_start + offset_in(line, elem);
-            let via = Via::parse(elem).map_err(|_| EditError::MalformedVia)?;
+            // The message's own top Via (parsed once, cached): the same
+            // text as `elem`, so offsets into one are offsets into the other.
+            let via = msg.top_via().map_err(|_| EditError::MalformedVia)?;
             let elem_end_abs = base + elem.len() as u32;
+            let (rport_param, received_param) = via_stamp_params(via);
             // rport first: when it ends the value, both insert at one offset.
             if let (Some(port), Some(_)) = (rport, via.rport) {
-                match param_value_span(elem, via, "rport") {
-                    Some((s, e)) => push(out, base + s, base + e, &[Piece::Num(u64::from(port))]),
+                let (name, value) = rport_param.ok_or(EditError::MalformedVia)?;
+                match value {
+                    Some(v) => {
+                        let s = base + offset_in(elem, v);
+                        push(out, s, s + v.len() as u32, &[Piece::Num(u64::from(port))]);
+                    }
                     None => {
-                        let name_end =
-                            param_name_end(elem, via, "rport").ok_or(EditError::MalformedVia)?;
+                        let name_end = base + offset_in(elem, name) + name.len() as u32;
                         push(
                             out,
-                            base + name_end,
-                            base + name_end,
+                            name_end,
+                            name_end,
                             &[Piece::Text(b"="), Piece::Num(u64::from(port))],
                         );
                     }
                 }
             }
             if let Some(r) = received {
-                match param_value_span(elem, via, "received") {
-                    Some((s, e)) => push(out, base + s, base + e, &[Piece::Text(r.as_bytes())]),
+                match received_param.and_then(|(_, v)| v) {
+                    Some(v) => {
+                        let s = base + offset_in(elem, v);
+                        push(out, s, s + v.len() as u32, &[Piece::Text(r.as_bytes())]);
+                    }
                     None => push(
                         out,
                         elem_end_abs,
@@ -705,24 +714,22 @@ fn offset_in(outer: &str, inner: &str) -> u32 {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize) as u32
 }
 
-/// Span (relative to `elem`) of the value of parameter `name` in a Via.
-fn param_value_span(elem: &str, via: Via<'_>, name: &str) -> Option<(u32, u32)> {
-    via.params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| {
-            let v = v?;
-            let s = offset_in(elem, v);
-            Some((s, s + v.len() as u32))
-        })
-}
-
-/// End (relative to `elem`) of the name of parameter `name` in a Via.
-fn param_name_end(elem: &str, via: Via<'_>, name: &str) -> Option<u32> {
-    via.params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(n, _)| offset_in(elem, n) + n.len() as u32)
+/// The first `rport` and `received` parameters of a Via (name, value), in
+/// one pass over its parameters.
+type ViaParam<'v> = (&'v str, Option<&'v str>);
+fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>) {
+    let (mut rport, mut received) = (None, None);
+    for (n, v) in via.params.iter() {
+        if rport.is_none() && n.eq_ignore_ascii_case("rport") {
+            rport = Some((n, v));
+        } else if received.is_none() && n.eq_ignore_ascii_case("received") {
+            received = Some((n, v));
+        }
+        if rport.is_some() && received.is_some() {
+            break;
+        }
+    }
+    (rport, received)
 }
 
 /// The number of bytes a splice writes.
