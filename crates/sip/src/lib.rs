@@ -3,6 +3,11 @@
 //! response, forwarding by splicing edits into the original bytes, and
 //! builders for locally generated messages. No I/O.
 //!
+//! A receive path that may answer before doing any work (overload refusals)
+//! can stop at a [`FramedMessage`]: the same framing, without the copy of
+//! the header text a [`Message`] keeps; [`ResponseBuilder`] answers either
+//! (through [`RequestRef`]).
+//!
 //! ```
 //! use bytes::{Bytes, BytesMut};
 //! use voxline_sip::{HeaderName, Message, ValidationPolicy, validate_request};
