@@ -179,7 +179,8 @@ if [ "$SCENARIO" = overload ]; then
     grep -q "\"server\":\"$s\"" "$RESULTS" || { printf '%-9s %s\n' "$s" "n/a (not run)"; continue; }
     echo "capacity (closed loop):"; row "$s" capacity
     echo "overload (open loop at $(col '.rate | floor' "$s" overload) calls/s offered):"; row "$s" overload
-    echo "  completed/capacity: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (100 * .completed_per_s / .capacity | floor)' "$RESULTS" | median) %;" \
+    # One decimal, cut not rounded: a repetition at 89.97 % reads 89.9 %, not 90 %.
+    echo "  completed/capacity: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (1000 * .completed_per_s / .capacity | floor) / 10' "$RESULTS" | median) % (per repetition: $(jq -r --arg s "$s" 'select(.server == $s and .kind == "overload") | (1000 * .completed_per_s / .capacity | floor) / 10' "$RESULTS" | tr '\n' ' ' | sed 's/ $//'));" \
       "still open at the end (drain cut): $(col '.flows_unfinished' "$s" overload);" \
       "callee 2xx retransmissions: $(col '.uas_retransmissions' "$s" overload)"
   done
