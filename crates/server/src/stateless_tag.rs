@@ -5,10 +5,11 @@
 //! header values as received, which a retransmission repeats byte for
 //! byte; nothing is parsed), so a retransmitted request gets the same
 //! answer, and it carries a MAC of itself under a per-process key, so the
-//! ACK that answers it is recognised from the tag alone: under overload there is one such ACK per
-//! refused INVITE, and [`StatelessTags::is_ours`] on the To tag (read with
-//! [`voxline_sip::peek_ack_to_tag`]) lets the node drop it without
-//! framing it. An ACK with such a tag acknowledges a final response that
+//! ACK that answers it is recognised from the tag alone: under overload
+//! there is one such ACK per refused INVITE, and
+//! [`StatelessTags::is_ours`] on the To tag (read with
+//! [`voxline_sip::peek_ack_to_tag`]) lets the node drop it without framing
+//! it. An ACK with such a tag acknowledges a final response that
 //! created no dialog (RFC 3261 §17.1.1.3: the ACK of a non-2xx is hop by
 //! hop), so it ends here whatever else it carries; another node's tags
 //! (another key) fail the check and take the full path.

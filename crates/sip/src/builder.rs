@@ -7,12 +7,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::error::ValueError;
-use crate::framed::FramedMessage;
+use crate::framed::RequestRef;
 use crate::header_name::HeaderName;
 use crate::lex::{next_top_comma, trim_lws};
 use crate::message::Message;
 use crate::method::Method;
-use crate::via::Via;
 
 fn put_header(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(name.as_bytes());
@@ -48,107 +47,6 @@ fn put_body(out: &mut BytesMut, body: Option<(&str, &[u8])>) {
             out.put_slice(b);
         }
         None => out.put_slice(b"Content-Length: 0\r\n\r\n"),
-    }
-}
-
-/// A request, whole ([`Message`]) or only framed ([`FramedMessage`]): what
-/// a response answers, and what the receive path reads to sort a request
-/// and answer it statelessly before it becomes a message.
-#[derive(Clone, Copy, Debug)]
-pub enum RequestRef<'a> {
-    /// A message.
-    Message(&'a Message),
-    /// A framed datagram.
-    Framed(&'a FramedMessage),
-}
-
-impl<'a> RequestRef<'a> {
-    fn len(self) -> usize {
-        match self {
-            RequestRef::Message(m) => m.as_bytes().len(),
-            RequestRef::Framed(f) => f.as_bytes().len(),
-        }
-    }
-
-    fn has_to_tag(self) -> bool {
-        self.to_tag().is_some()
-    }
-
-    /// The raw value of the first header field called `name`
-    /// ([`Message::header`]).
-    pub fn header(self, name: HeaderName) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.header(name),
-            RequestRef::Framed(f) => f.header(name),
-        }
-    }
-
-    /// The method as written (`None`: a response).
-    pub fn method_str(self) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.method_str(),
-            RequestRef::Framed(f) => f.method_str(),
-        }
-    }
-
-    /// The Request-URI text (`None`: a response).
-    pub fn request_uri_str(self) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.request_uri_str(),
-            RequestRef::Framed(f) => f.request_uri_str(),
-        }
-    }
-
-    /// The Call-ID ([`Message::call_id`]).
-    pub fn call_id(self) -> Result<&'a str, ValueError> {
-        match self {
-            RequestRef::Message(m) => m.call_id(),
-            RequestRef::Framed(f) => f.call_id(),
-        }
-    }
-
-    /// The From tag ([`Message::from_tag`]).
-    pub fn from_tag(self) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.from_tag(),
-            RequestRef::Framed(f) => f.from_tag(),
-        }
-    }
-
-    /// The To tag ([`Message::to_tag`]).
-    pub fn to_tag(self) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.to_tag(),
-            RequestRef::Framed(f) => f.to_tag(),
-        }
-    }
-
-    /// The top Via's branch ([`Message::top_via_branch`]).
-    pub fn top_via_branch(self) -> Option<&'a str> {
-        match self {
-            RequestRef::Message(m) => m.top_via_branch(),
-            RequestRef::Framed(f) => f.top_via_branch(),
-        }
-    }
-
-    /// The top Via ([`Message::top_via`]).
-    pub fn top_via(self) -> Result<Via<'a>, ValueError> {
-        match self {
-            RequestRef::Message(m) => m.top_via(),
-            RequestRef::Framed(f) => f.top_via(),
-        }
-    }
-}
-
-impl<'a> From<&'a Message> for RequestRef<'a> {
-    fn from(m: &'a Message) -> Self {
-        RequestRef::Message(m)
-    }
-}
-
-impl<'a> From<&'a FramedMessage> for RequestRef<'a> {
-    fn from(f: &'a FramedMessage) -> Self {
-        RequestRef::Framed(f)
     }
 }
 

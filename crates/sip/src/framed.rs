@@ -4,7 +4,8 @@
 //! with a stateless 503). Framing is the one [`Message`] uses, so a framed
 //! message is valid exactly when the message would be; it only skips what
 //! making a [`Message`] adds: a shared copy of the header text and the
-//! cache of the top Via.
+//! cache of the top Via. [`RequestRef`] is either kind, as the response
+//! builder and overload control read them.
 
 use bytes::Bytes;
 
@@ -129,6 +130,85 @@ impl FramedMessage {
             self.header(HeaderName::Via)
                 .ok_or(ValueError::Missing(HeaderName::Via))?,
         )
+    }
+}
+
+/// A request, whole ([`Message`]) or only framed ([`FramedMessage`]): what
+/// a response answers, and what the receive path reads to sort a request
+/// and answer it statelessly before it becomes a message.
+#[derive(Clone, Copy, Debug)]
+pub enum RequestRef<'a> {
+    /// A message.
+    Message(&'a Message),
+    /// A framed datagram.
+    Framed(&'a FramedMessage),
+}
+
+impl<'a> RequestRef<'a> {
+    /// The framed message's length in bytes.
+    pub(crate) fn len(self) -> usize {
+        match self {
+            RequestRef::Message(m) => m.as_bytes().len(),
+            RequestRef::Framed(f) => f.as_bytes().len(),
+        }
+    }
+
+    /// Whether the To header has a tag.
+    pub(crate) fn has_to_tag(self) -> bool {
+        self.to_tag().is_some()
+    }
+
+    /// The raw value of the first header field called `name`
+    /// ([`Message::header`]).
+    pub fn header(self, name: HeaderName) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.header(name),
+            RequestRef::Framed(f) => f.header(name),
+        }
+    }
+
+    /// The method as written (`None`: a response).
+    pub fn method_str(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.method_str(),
+            RequestRef::Framed(f) => f.method_str(),
+        }
+    }
+
+    /// The Request-URI text (`None`: a response).
+    pub fn request_uri_str(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.request_uri_str(),
+            RequestRef::Framed(f) => f.request_uri_str(),
+        }
+    }
+
+    /// The To tag ([`Message::to_tag`]).
+    pub fn to_tag(self) -> Option<&'a str> {
+        match self {
+            RequestRef::Message(m) => m.to_tag(),
+            RequestRef::Framed(f) => f.to_tag(),
+        }
+    }
+
+    /// The top Via ([`Message::top_via`]).
+    pub fn top_via(self) -> Result<Via<'a>, ValueError> {
+        match self {
+            RequestRef::Message(m) => m.top_via(),
+            RequestRef::Framed(f) => f.top_via(),
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for RequestRef<'a> {
+    fn from(m: &'a Message) -> Self {
+        RequestRef::Message(m)
+    }
+}
+
+impl<'a> From<&'a FramedMessage> for RequestRef<'a> {
+    fn from(f: &'a FramedMessage) -> Self {
+        RequestRef::Framed(f)
     }
 }
 

@@ -63,12 +63,12 @@ mod values;
 mod via;
 
 pub use auth::{AuthParams, AuthValue, Challenge, Credentials};
-pub use builder::{RequestBuilder, RequestRef, ResponseBuilder};
+pub use builder::{RequestBuilder, ResponseBuilder};
 pub use edit::{EditError, Editor};
 pub use error::{ParseError, ValueError};
 #[doc(hidden)]
 pub use exercise::exercise;
-pub use framed::FramedMessage;
+pub use framed::{FramedMessage, RequestRef};
 pub use header_name::HeaderName;
 pub use host::Host;
 pub use lex::{percent_decode, percent_decode_bytes, unquote};
