@@ -247,8 +247,8 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
     msg.to()
         .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?;
     let _ = from;
-    // The top Via through the message's cache: the transport layer reads
-    // it next (received/rport), and it is parsed once.
+    // The top Via through the message's cache: the core's `received`
+    // stamp reads it next, and it is parsed once.
     if msg.headers_named(HeaderName::Via).next().is_none()
         || msg.top_via().is_err()
         || msg.vias().skip(1).any(|v| v.is_err())
