@@ -60,6 +60,9 @@ enum Cmd {
         port_max: u16,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Forwarding I/O: `sockets` or `raw` (the relay's `io` key).
+        #[arg(long, default_value = "sockets")]
+        io: String,
     },
     /// Run the trivial forwarder on 2 * sessions free ports, listed in
     /// `ports_file`.
@@ -70,6 +73,9 @@ enum Cmd {
         sessions: usize,
         #[arg(long)]
         ports_file: std::path::PathBuf,
+        /// Prototype raw-socket I/O on consecutive ports from this base.
+        #[arg(long)]
+        raw_base: Option<u16>,
     },
     /// One load step: set up sessions, send RTP, print a JSON line.
     Run {
@@ -301,7 +307,13 @@ fn main() -> anyhow::Result<()> {
             port_min,
             port_max,
             workers,
+            io,
         } => serve(voxline_relay::RelayConfig {
+            io: match io.as_str() {
+                "sockets" => voxline_relay::RelayIo::Sockets,
+                "raw" => voxline_relay::RelayIo::Raw,
+                other => bail!("--io {other}: expected sockets or raw"),
+            },
             ng_udp: ng,
             interfaces: vec![voxline_relay::InterfaceConfig {
                 name: "default".into(),
@@ -346,7 +358,11 @@ fn main() -> anyhow::Result<()> {
             ip,
             sessions,
             ports_file,
-        } => forwarder::run(ip, sessions, &ports_file),
+            raw_base,
+        } => match raw_base {
+            Some(base) => forwarder::run_raw(base, sessions, &ports_file),
+            None => forwarder::run(ip, sessions, &ports_file),
+        },
         Cmd::Run {
             target,
             ng,

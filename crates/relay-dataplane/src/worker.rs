@@ -7,11 +7,16 @@
 //! turn so one flooded port cannot starve the others, and is revisited on the
 //! next turn). Each received batch leaves through its sink's socket with one
 //! `sendmmsg` per sink.
+//!
+//! With raw I/O ([`crate::ForwardingIo::Raw`]) the worker's IPv4 streams in
+//! its partition are not polled: their datagrams come in batches from the
+//! worker's raw socket, are routed to their stream by destination address
+//! and port, and leave in batches through the raw sending socket.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::io::IoSliceMut;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -22,13 +27,17 @@ use nix::sys::socket::{
     MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg, sendto,
 };
 
+use crate::raw::{RawIo, RawSockets};
 use crate::rtp::{PacketClass, classify, first_report_block};
 use crate::{
     BATCH, Latching, StandbyHook, StreamCommand, StreamConfig, StreamCounters, StreamKey,
     StreamKind,
 };
 
+mod raw_path;
+
 const WAKE_TOKEN: u64 = u64::MAX;
+const RAW_TOKEN: u64 = u64::MAX - 1;
 const BUF_SIZE: usize = 2048;
 /// Full batches read from one socket per turn before the others get theirs.
 const MAX_BATCHES_PER_TURN: usize = 4;
@@ -39,6 +48,8 @@ const FIRST_READ: usize = 4;
 const IDLE_WAIT_MS: u16 = 100;
 
 type KeyMap = HashMap<StreamKey, usize, foldhash::fast::RandomState>;
+/// Raw I/O: the stream slot of each local address and port.
+type RouteMap = HashMap<SocketAddrV4, u32, foldhash::fast::RandomState>;
 
 /// No slot (a sink not resolved, or not there).
 const NO_SLOT: u32 = u32::MAX;
@@ -58,8 +69,13 @@ struct Stream {
     sink_rtcp: u32,
     sinks_epoch: u32,
     socket: UdpSocket,
+    /// The bound IPv4 address and port, if one raw headers can carry
+    /// (specified address): sinks with one are sent to through raw I/O.
+    local_v4: Option<SocketAddrV4>,
     kind: StreamKind,
     v6: bool,
+    /// Served by the raw socket (its own socket drops what it receives).
+    raw: bool,
     latched: bool,
     /// Copies of `config.latching`, `config.strict_source`, `config.standby`.
     latching: Latching,
@@ -100,6 +116,28 @@ pub(crate) struct Worker {
     /// Bumped by every applied command; cached sink slots of another epoch
     /// are resolved again.
     epoch: u32,
+    /// Raw I/O, when configured.
+    raw: Option<RawWorker>,
+}
+
+/// What a worker needs for raw I/O.
+pub(crate) struct RawSetup {
+    pub sockets: RawSockets,
+    /// The port range and this worker's partition of it.
+    pub port_min: u16,
+    pub port_max: u16,
+    pub partitions: usize,
+    /// Datagrams read from the raw socket that no stream took.
+    pub unrouted: Arc<AtomicU64>,
+}
+
+struct RawWorker {
+    io: RawIo,
+    routes: RouteMap,
+    port_min: u16,
+    port_max: u16,
+    partitions: usize,
+    unrouted: Arc<AtomicU64>,
 }
 
 /// Adds `n` to a counter only this worker writes (no locked instruction).
@@ -110,6 +148,75 @@ fn bump(counter: &AtomicU64, n: u64) {
     );
 }
 
+impl Stream {
+    /// Classification, source policy (latching, strict source) and RTCP
+    /// report counters for one received datagram; `None` if it is dropped
+    /// (not RTP/RTCP, or from a refused source).
+    fn admit(&mut self, src: SocketAddr, data: &[u8]) -> Option<PacketClass> {
+        let class = match (self.kind, classify(data)) {
+            (_, PacketClass::Invalid) => return None,
+            (StreamKind::Rtcp, _) => PacketClass::Rtcp,
+            (StreamKind::Rtp, c) => c,
+        };
+        if Some(src) != self.endpoint {
+            let may_latch = match self.latching {
+                Latching::Off => false,
+                Latching::Once => !self.latched,
+                Latching::Always => true,
+            };
+            if may_latch {
+                self.endpoint = Some(src);
+                self.latched = true;
+                if let Ok(mut g) = self.counters.latched.lock() {
+                    *g = Some(src);
+                }
+            } else if self.strict_source {
+                return None;
+            }
+        } else if !self.latched && self.latching != Latching::Off {
+            self.latched = true;
+            if let Ok(mut g) = self.counters.latched.lock() {
+                *g = Some(src);
+            }
+        }
+        if class == PacketClass::Rtcp {
+            if let Some(rb) = first_report_block(data) {
+                let c = &self.counters;
+                c.rtcp_fraction_lost
+                    .store(u32::from(rb.fraction_lost), Ordering::Relaxed);
+                c.rtcp_packets_lost
+                    .store(i64::from(rb.packets_lost), Ordering::Relaxed);
+                c.rtcp_jitter.store(rb.jitter, Ordering::Relaxed);
+                c.rtcp_seen.store(true, Ordering::Relaxed);
+            }
+        }
+        Some(class)
+    }
+
+    /// The RTP and RTCP sink slots. Sinks may be added after their
+    /// sources, and slots are reused: resolved again after any command
+    /// (a new `epoch`).
+    fn sinks(&mut self, epoch: u32, by_key: &KeyMap) -> (u32, u32) {
+        if self.sinks_epoch != epoch {
+            let resolve = |k: Option<StreamKey>| {
+                k.and_then(|k| by_key.get(&k))
+                    .and_then(|&i| u32::try_from(i).ok())
+                    .unwrap_or(NO_SLOT)
+            };
+            self.sink_rtp = resolve(self.config.sink_rtp);
+            self.sink_rtcp = resolve(self.config.sink_rtcp);
+            self.sinks_epoch = epoch;
+        }
+        (self.sink_rtp, self.sink_rtcp)
+    }
+
+    /// Where packets leaving through this stream go, if anywhere.
+    fn destination(&self) -> Option<SocketAddr> {
+        self.endpoint
+            .filter(|e| !e.ip().is_unspecified() && e.port() != 0)
+    }
+}
+
 impl Worker {
     pub(crate) fn new(
         index: usize,
@@ -118,12 +225,32 @@ impl Worker {
         stop: Arc<AtomicBool>,
         capacity: usize,
         hook: Option<StandbyHook>,
+        raw: Option<RawSetup>,
     ) -> std::io::Result<Worker> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
             wake.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
+        let raw = match raw {
+            Some(setup) => {
+                let io = RawIo::new(setup.sockets);
+                // Level-triggered: what one turn leaves wakes the next.
+                epoll.add(
+                    io.rx().as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, RAW_TOKEN),
+                )?;
+                Some(RawWorker {
+                    io,
+                    routes: RouteMap::with_capacity_and_hasher(capacity, Default::default()),
+                    port_min: setup.port_min,
+                    port_max: setup.port_max,
+                    partitions: setup.partitions,
+                    unrouted: setup.unrouted,
+                })
+            }
+            None => None,
+        };
         Ok(Worker {
             index,
             rx,
@@ -143,6 +270,7 @@ impl Worker {
             backlog: Vec::new(),
             hook,
             epoch: 0,
+            raw,
         })
     }
 
@@ -177,6 +305,8 @@ impl Worker {
                 let token = ev.data();
                 if token == WAKE_TOKEN {
                     let _ = self.wake.read();
+                } else if token == RAW_TOKEN {
+                    self.on_raw_readable(now_ms);
                 } else if let Ok(slot) = usize::try_from(token) {
                     self.on_readable(slot, now_ms);
                 }
@@ -195,7 +325,7 @@ impl Worker {
                     kind,
                     counters,
                     config,
-                } => self.add(key, socket, local.is_ipv6(), kind, counters, config),
+                } => self.add(key, socket, local, kind, counters, config),
                 StreamCommand::Configure { key, config } => {
                     if let Some(&slot) = self.by_key.get(&key) {
                         self.configure(slot, config);
@@ -204,7 +334,13 @@ impl Worker {
                 StreamCommand::Remove { key } => {
                     if let Some(slot) = self.by_key.remove(&key) {
                         if let Some(Some(s)) = self.slots.get(slot) {
-                            let _ = self.epoll.delete(s.socket.as_fd());
+                            if s.raw {
+                                if let (Some(raw), Some(local)) = (self.raw.as_mut(), s.local_v4) {
+                                    raw.routes.remove(&local);
+                                }
+                            } else {
+                                let _ = self.epoll.delete(s.socket.as_fd());
+                            }
                         }
                         if let Some(entry) = self.slots.get_mut(slot) {
                             *entry = None;
@@ -220,11 +356,16 @@ impl Worker {
         &mut self,
         key: StreamKey,
         socket: UdpSocket,
-        v6: bool,
+        local: SocketAddr,
         kind: StreamKind,
         counters: Arc<StreamCounters>,
         config: StreamConfig,
     ) {
+        let local_v4 = match local {
+            SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(a),
+            _ => None,
+        };
+        let raw = local_v4.is_some_and(|a| self.serve_raw(&socket, a));
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -242,8 +383,10 @@ impl Worker {
                 sink_rtcp: NO_SLOT,
                 sinks_epoch: self.epoch.wrapping_sub(1),
                 socket,
+                local_v4,
                 kind,
-                v6,
+                v6: local.is_ipv6(),
+                raw,
                 latched: false,
                 latching: Latching::Off,
                 strict_source: false,
@@ -263,6 +406,13 @@ impl Worker {
             });
         }
         self.configure(slot, config);
+        if raw {
+            if let (Some(rw), Some(a), Ok(s)) = (self.raw.as_mut(), local_v4, u32::try_from(slot)) {
+                rw.routes.insert(a, s);
+            }
+            self.by_key.insert(key, slot);
+            return;
+        }
         let registered = match self.slots.get(slot) {
             Some(Some(s)) => self.epoll.add(
                 s.socket.as_fd(),
@@ -379,50 +529,13 @@ impl Worker {
                     continue;
                 };
                 let data = self.bufs.get(i).map_or(&[][..], |b| &b[..len]);
-                let class = match (s.kind, classify(data)) {
-                    (_, PacketClass::Invalid) => PacketClass::Invalid,
-                    (StreamKind::Rtcp, _) => PacketClass::Rtcp,
-                    (StreamKind::Rtp, c) => c,
-                };
-                if class == PacketClass::Invalid {
+                let Some(class) = s.admit(src, data) else {
                     errors += 1;
                     continue;
-                }
-                // Source policy.
-                if Some(src) != s.endpoint {
-                    let may_latch = match s.latching {
-                        Latching::Off => false,
-                        Latching::Once => !s.latched,
-                        Latching::Always => true,
-                    };
-                    if may_latch {
-                        s.endpoint = Some(src);
-                        s.latched = true;
-                        if let Ok(mut g) = s.counters.latched.lock() {
-                            *g = Some(src);
-                        }
-                    } else if s.strict_source {
-                        errors += 1;
-                        continue;
-                    }
-                } else if !s.latched && s.latching != Latching::Off {
-                    s.latched = true;
-                    if let Ok(mut g) = s.counters.latched.lock() {
-                        *g = Some(src);
-                    }
-                }
+                };
                 packets += 1;
                 bytes += len as u64;
                 if class == PacketClass::Rtcp {
-                    if let Some(rb) = first_report_block(data) {
-                        let c = &s.counters;
-                        c.rtcp_fraction_lost
-                            .store(u32::from(rb.fraction_lost), Ordering::Relaxed);
-                        c.rtcp_packets_lost
-                            .store(i64::from(rb.packets_lost), Ordering::Relaxed);
-                        c.rtcp_jitter.store(rb.jitter, Ordering::Relaxed);
-                        c.rtcp_seen.store(true, Ordering::Relaxed);
-                    }
                     if let Some(slot) = to_rtcp.get_mut(n_rtcp) {
                         *slot = i;
                         n_rtcp += 1;
@@ -440,19 +553,7 @@ impl Worker {
                 bump(&c.bytes, bytes);
                 c.last_packet_ms.store(now_ms, Ordering::Relaxed);
             }
-            // Sinks may be added after their sources, and slots are
-            // reused: resolved again after any command.
-            if s.sinks_epoch != self.epoch {
-                let resolve = |k: Option<StreamKey>| {
-                    k.and_then(|k| self.by_key.get(&k))
-                        .and_then(|&i| u32::try_from(i).ok())
-                        .unwrap_or(NO_SLOT)
-                };
-                s.sink_rtp = resolve(s.config.sink_rtp);
-                s.sink_rtcp = resolve(s.config.sink_rtcp);
-                s.sinks_epoch = self.epoch;
-            }
-            (s.sink_rtp, s.sink_rtcp)
+            s.sinks(self.epoch, &self.by_key)
         };
         let (mut tried, mut sent) = (0, 0);
         for (sink, which) in [
@@ -507,22 +608,18 @@ impl Worker {
         let Some(Some(out)) = usize::try_from(sink).ok().and_then(|i| self.slots.get(i)) else {
             return (0, 0);
         };
-        let Some(endpoint) = out.endpoint else {
+        let Some(endpoint) = out.destination() else {
             return (0, 0);
         };
-        if endpoint.ip().is_unspecified() || endpoint.port() == 0 {
-            return (0, 0);
-        }
         // A single datagram (the usual case at 50 packets/s per stream)
         // goes out with `sendto`: `sendmmsg` would also copy a message
         // header and an iovec array in and out of the kernel for it.
-        let dest = SockaddrStorage::from(endpoint);
         if let [k] = which {
             let len = self.lens.get(*k).copied().unwrap_or(0).min(BUF_SIZE);
             let data = self.bufs.get(*k).map_or(&[][..], |b| &b[..len]);
-            let sent = sendto(out.socket.as_raw_fd(), data, &dest, MsgFlags::MSG_DONTWAIT);
-            return (1, usize::from(sent.is_ok()));
+            return (1, usize::from(send_one(out, endpoint, data)));
         }
+        let dest = SockaddrStorage::from(endpoint);
         let n = which.len().min(BATCH);
         let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
         for (iov, &k) in iovs.iter_mut().zip(which) {
@@ -546,6 +643,13 @@ impl Worker {
         };
         (n, sent)
     }
+}
+
+/// Sends one datagram out of `out`'s socket to `to`; true if the kernel
+/// took it.
+fn send_one(out: &Stream, to: SocketAddr, data: &[u8]) -> bool {
+    let dest = SockaddrStorage::from(to);
+    sendto(out.socket.as_raw_fd(), data, &dest, MsgFlags::MSG_DONTWAIT).is_ok()
 }
 
 fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {

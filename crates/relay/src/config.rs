@@ -25,6 +25,19 @@ impl InterfaceConfig {
     }
 }
 
+/// How the forwarding workers read and send media (`relay.io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayIo {
+    /// One socket per port: a wake-up, a receive and a send per datagram at
+    /// 50 packets/s per stream. Needs no privilege.
+    #[default]
+    Sockets,
+    /// IPv4 media through raw sockets, in batches across all streams
+    /// (needs `CAP_NET_RAW`); see `docs/relay-config.md`.
+    Raw,
+}
+
 /// Everything the relay role needs. Defaults match rtpengine's where both
 /// have the setting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +65,8 @@ pub struct RelayConfig {
     pub tos: u8,
     /// Forwarding worker threads.
     pub workers: usize,
+    /// How the workers read and send media.
+    pub io: RelayIo,
     /// Most concurrent sessions; beyond it offers fail with
     /// `Parallel session limit reached`. 0 = unlimited.
     pub max_sessions: usize,
@@ -124,6 +139,7 @@ impl Default for RelayConfig {
             final_timeout_secs: 0,
             tos: 184,
             workers: 1,
+            io: RelayIo::Sockets,
             max_sessions: 0,
             ng_queue_per_source: 256,
             redis: None,

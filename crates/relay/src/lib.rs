@@ -35,11 +35,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use config::{ConfigError, InterfaceConfig, RedisConfig, RelayConfig};
+pub use config::{ConfigError, InterfaceConfig, RedisConfig, RelayConfig, RelayIo};
 pub use control::RelayStats;
 pub use replication::{RedisStatus, Takeover};
 use tokio::sync::watch;
-use voxline_relay_dataplane::{Dataplane, DataplaneConfig, DataplaneError, unix_ms};
+use voxline_relay_dataplane::{Dataplane, DataplaneConfig, DataplaneError, ForwardingIo, unix_ms};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,13 @@ impl Relay {
             DataplaneConfig {
                 workers: config.workers,
                 streams_hint: streams_hint * config.interfaces.len(),
+                io: match config.io {
+                    config::RelayIo::Sockets => ForwardingIo::Sockets,
+                    config::RelayIo::Raw => ForwardingIo::Raw {
+                        port_min: config.port_min,
+                        port_max: config.port_max,
+                    },
+                },
             },
             hook,
         )?;

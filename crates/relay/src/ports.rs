@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use voxline_relay_dataplane::raw_partition;
 
 /// Binds the sockets of a pair; implemented by the I/O layer (and by fakes
 /// in tests).
@@ -90,10 +91,28 @@ impl PortPool {
         now_ms: u64,
         binder: &mut dyn PortBinder,
     ) -> Option<u16> {
+        self.allocate_in(addr, now_ms, None, binder)
+    }
+
+    /// [`PortPool::allocate`] restricted to partition `(index, count)` of the
+    /// range ([`raw_partition`]): the pairs a raw-I/O worker reads. Pairs of
+    /// other partitions stay free (moved to the back of the free list), so
+    /// one allocation looks at about `count` pairs.
+    pub fn allocate_in(
+        &mut self,
+        addr: IpAddr,
+        now_ms: u64,
+        partition: Option<(usize, usize)>,
+        binder: &mut dyn PortBinder,
+    ) -> Option<u16> {
         self.thaw(now_ms);
         let attempts = self.free.len();
         for _ in 0..attempts {
             let port = self.free.pop_front()?;
+            if partition.is_some_and(|(index, count)| raw_partition(port, count) != index) {
+                self.free.push_back(port);
+                continue;
+            }
             if binder.bind_pair(addr, port) {
                 return Some(port);
             }
@@ -188,6 +207,28 @@ pub(crate) mod tests {
         assert_eq!(pool.used_ports(), 6, "foreign pairs are not adopted");
         pool.release(30002, 0);
         assert_eq!(pool.allocate(LO, 2000, &mut b), Some(30002));
+    }
+
+    #[test]
+    fn partitions_give_each_worker_its_own_pairs() {
+        let mut pool = PortPool::new(30000, 30015, 1000);
+        let mut b = FakeBinder::default();
+        let mut got = [Vec::new(), Vec::new()];
+        for _ in 0..2 {
+            for (w, ports) in got.iter_mut().enumerate() {
+                ports.push(pool.allocate_in(LO, 0, Some((w, 2)), &mut b).unwrap());
+            }
+        }
+        for (w, ports) in got.iter().enumerate() {
+            assert!(ports.iter().all(|&p| raw_partition(p, 2) == w), "{ports:?}");
+        }
+        assert_eq!(got, [vec![30000, 30004], vec![30002, 30006]]);
+        // Partition 0 is used up; partition 1 still has pairs.
+        assert_eq!(pool.allocate_in(LO, 0, Some((0, 2)), &mut b), Some(30008));
+        assert_eq!(pool.allocate_in(LO, 0, Some((0, 2)), &mut b), Some(30012));
+        assert_eq!(pool.allocate_in(LO, 0, Some((0, 2)), &mut b), None);
+        assert_eq!(pool.allocate_in(LO, 0, Some((1, 2)), &mut b), Some(30010));
+        assert_eq!(pool.free_pairs(), 1);
     }
 
     #[test]

@@ -150,12 +150,15 @@ pub(super) fn sync_media(
     req: &MediaRequest,
     interfaces: &[InterfaceConfig],
     pools: &mut [PortPool],
+    port_partitions: usize,
     next_key: &mut u64,
     now_ms: u64,
     binder: &mut dyn PortBinder,
     effects: &mut Vec<Effect>,
 ) -> Result<(), SessionError> {
     let worker = call.worker;
+    // With raw I/O each worker reads a partition of the range.
+    let partition = (port_partitions > 1).then_some((worker, port_partitions));
     for i in 0..sdp.media_count() {
         let Some(info) = sdp.media(i) else {
             return Err(SessionError::Mismatch(format!(
@@ -209,7 +212,7 @@ pub(super) fn sync_media(
                     .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.address);
                 let pool = pools.get_mut(iface).ok_or(SessionError::OutOfPorts)?;
                 let port = pool
-                    .allocate(addr, now_ms, binder)
+                    .allocate_in(addr, now_ms, partition, binder)
                     .ok_or(SessionError::OutOfPorts)?;
                 for (slot, kind, p) in [(0, StreamKind::Rtp, port), (1, StreamKind::Rtcp, port + 1)]
                 {

@@ -347,6 +347,11 @@ pub struct TableConfig {
     pub max_sessions: usize,
     /// Data-plane workers.
     pub workers: usize,
+    /// Raw I/O with several workers: a call's ports come from its worker's
+    /// partition of the range (`voxline_relay_dataplane::raw_partition`).
+    /// 0 or 1: no partitions.
+    #[serde(default)]
+    pub port_partitions: usize,
 }
 
 impl From<&RelayConfig> for TableConfig {
@@ -359,6 +364,10 @@ impl From<&RelayConfig> for TableConfig {
             final_timeout_ms: c.final_timeout_secs.saturating_mul(1000),
             max_sessions: c.max_sessions,
             workers: c.workers.max(1),
+            port_partitions: match c.io {
+                crate::config::RelayIo::Raw => c.workers.max(1),
+                crate::config::RelayIo::Sockets => 1,
+            },
         }
     }
 }
