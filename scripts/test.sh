@@ -12,6 +12,8 @@ command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || need+=(mariadb-server)
+# `ip`: the relay's raw I/O test runs in a network namespace of its own.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if ((${#need[@]})); then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -29,4 +31,6 @@ export CARGO_TERM_COLOR=never
 # a full disk is recognised as such.
 export CARGO_INCREMENTAL=0
 df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null || df -h .
+# As root the relay's raw I/O tests must run (they skip without CAP_NET_RAW).
+if [ "$(id -u)" -eq 0 ]; then export VOXLINE_REQUIRE_RAW=1; fi
 cargo test --workspace --no-fail-fast

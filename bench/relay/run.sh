@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side relay benchmark, all in one run on this machine:
-#   Voxline relay (voxline-relaygen serve-relay, 1 worker)
+#   Voxline relay (voxline-relaygen serve-relay, 1 worker), io = "sockets"
+#   Voxline relay, io = "raw" (needs CAP_NET_RAW; skipped without it)
 #   rtpengine in userspace mode (Debian rtpengine-daemon, --table=-1)
-#   the trivial recvmmsg->sendmmsg forwarder (the ceiling)
+#   the trivial recvmmsg->sendmmsg forwarder (the ceiling), and its raw-socket
+#   twin (the ceiling for io = "raw")
 # Each system under test is pinned to CPU 0, the generator to CPU 1.
 # For each target and each session count: N sessions (over ng, except for
 # the forwarder), 172-byte RTP at 50 packets/s per direction per stream,
@@ -36,6 +38,13 @@ GEN="$CARGO_TARGET_DIR/release/voxline-relaygen"
 
 NG_VOX=127.0.0.1:42222
 NG_RTPE=127.0.0.1:42223
+NG_RAW=127.0.0.1:42224
+# The raw-socket targets read every datagram to their port range on the host:
+# their ranges stay below the ephemeral ports the generator's sockets use.
+RAW_MIN=2000
+RAW_MAX=19999
+RAW_OK=$(python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)' 2>/dev/null && echo 1 || true)
+[ -n "$RAW_OK" ] || echo "no CAP_NET_RAW: the raw-socket targets are skipped" >&2
 FWD_PORTS=$(mktemp)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -69,6 +78,13 @@ taskset -c 0 rtpengine --foreground --table=-1 --interface=127.0.0.1 --listen-ng
   >/dev/null 2>&1 &
 PIDS+=($!); RTPE=$!
 wait_ng "$NG_RTPE"
+# --- Voxline relay with io = "raw"
+if [ -n "$RAW_OK" ]; then
+  taskset -c 0 "$GEN" serve-relay --ng "$NG_RAW" --port-min "$RAW_MIN" --port-max "$RAW_MAX" --workers 1 \
+    --io raw >/dev/null 2>&1 &
+  PIDS+=($!); VRAW=$!
+  wait_ng "$NG_RAW"
+fi
 
 [ -n "${SKIP_TRAFFIC:-}" ] && SESSIONS=()
 for n in "${SESSIONS[@]}"; do
@@ -76,6 +92,10 @@ for n in "${SESSIONS[@]}"; do
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "vox-$n"
   gen run --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --sessions "$n" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "rtpe-$n"
+  if [ -n "$RAW_OK" ]; then
+    gen run --target voxline-raw --ng "$NG_RAW" --pid "$VRAW" --sessions "$n" \
+      --warmup-secs "$WARMUP" --duration-secs "$DURATION" --run-id "raw-$n"
+  fi
   rm -f "$FWD_PORTS"
   taskset -c 0 "$GEN" forwarder --sessions "$n" --ports-file "$FWD_PORTS" >/dev/null &
   FWD=$!; PIDS+=($FWD)
@@ -83,6 +103,15 @@ for n in "${SESSIONS[@]}"; do
   gen run --target forwarder --forwarder-ports "$FWD_PORTS" --pid "$FWD" --sessions "$n" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION"
   kill "$FWD" 2>/dev/null || true; wait "$FWD" 2>/dev/null || true
+  if [ -n "$RAW_OK" ]; then
+    rm -f "$FWD_PORTS"
+    taskset -c 0 "$GEN" forwarder --sessions "$n" --ports-file "$FWD_PORTS" --raw-base "$RAW_MIN" >/dev/null &
+    FWD=$!; PIDS+=($FWD)
+    for _ in $(seq 100); do [ -s "$FWD_PORTS" ] && break; sleep 0.1; done
+    gen run --target forwarder-raw --forwarder-ports "$FWD_PORTS" --pid "$FWD" --sessions "$n" \
+      --warmup-secs "$WARMUP" --duration-secs "$DURATION"
+    kill "$FWD" 2>/dev/null || true; wait "$FWD" 2>/dev/null || true
+  fi
 done
 
 # ng setup rate on the long-running targets: NG_RUNS runs of NG_PAIRS pairs

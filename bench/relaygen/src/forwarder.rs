@@ -1,8 +1,10 @@
-//! The trivial forwarder: the ceiling for this I/O pattern. One thread, one
-//! epoll, `2N` sockets in pairs; a batch received on one socket of a pair
-//! (one `recvmmsg`) leaves from the other socket (one `sendmmsg`) to the
-//! address that last sent to that other socket. No sessions, no checks, no
-//! counters beyond a total.
+//! The trivial forwarders: the ceilings for the relay's two I/O patterns.
+//! No sessions, no checks, no counters beyond a total.
+//!
+//! [`run`]: one thread, one epoll, `2N` sockets in pairs; a batch received
+//! on one socket of a pair (one `recvmmsg`) leaves from the other socket
+//! (one `sendmmsg`) to the address that last sent to that other socket.
+//! [`run_raw`]: the same pairs through two raw sockets.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -92,51 +94,44 @@ pub fn run(
     }
 }
 
-/// Prototype: raw-socket I/O. The UDP sockets only reserve the ports (a
-/// filter drops all they would receive); one raw IPPROTO_UDP socket with a
-/// classic BPF filter reads every datagram to the range in batches, and one
-/// IPPROTO_RAW socket sends the rewritten datagrams in batches.
+/// The trivial forwarder with the relay's raw I/O pattern (the ceiling for
+/// `io = "raw"`): `2N` consecutive ports from `base` are bound only to hold
+/// them (a socket filter drops what they receive); one raw socket, whose
+/// kernel filter takes the range, reads datagrams in batches; each leaves
+/// with rewritten headers (from the paired port to the address that last
+/// sent to it) through one raw socket, one `sendmmsg` per batch.
 pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyhow::Result<()> {
     use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddrV4};
     const RAW_BATCH: usize = 64;
     let n = sessions * 2;
-    let max = base as u32 + n as u32 - 1;
-    let drop_all = [SockFilter::new(0x06, 0, 0, 0)];
+    let last = u16::try_from(usize::from(base) + n - 1).context("range beyond port 65535")?;
     let mut socks = Vec::with_capacity(n);
     let mut list = String::new();
-    for i in 0..n {
+    for port in base..=last {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
-        s.attach_filter(&drop_all)?;
-        let port = base + i as u16;
+        s.attach_filter(&[SockFilter::new(0x06, 0, 0, 0)])?;
         s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
-            .context("bind")?;
+            .with_context(|| format!("bind 127.0.0.1:{port}"))?;
         list.push_str(&format!("{port}\n"));
         socks.push(s);
     }
-    let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))?;
-    // ld [16]; jeq 127.0.0.1; ldh [6]; jset 0x1fff; ldxb 4*([0]&0xf);
-    // ldh [x+2]; jge base; jgt max; ret 65535; ret 0
-    let filter = [
-        SockFilter::new(0x20, 0, 0, 16),
-        SockFilter::new(0x15, 0, 7, 0x7f00_0001),
-        SockFilter::new(0x28, 0, 0, 6),
-        SockFilter::new(0x45, 5, 0, 0x1fff),
-        SockFilter::new(0xb1, 0, 0, 0),
-        SockFilter::new(0x48, 0, 0, 2),
-        SockFilter::new(0x35, 0, 2, base as u32),
-        SockFilter::new(0x25, 1, 0, max),
-        SockFilter::new(0x06, 0, 0, 0xffff),
-        SockFilter::new(0x06, 0, 0, 0),
-    ];
+    let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).context("raw socket")?;
+    let filter: Vec<SockFilter> = voxline_relay_dataplane::RawFilter::new(base, last, 0, 1)?
+        .program()
+        .iter()
+        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect();
     rx.attach_filter(&filter)?;
-    rx.set_recv_buffer_size(4 << 20)?;
+    let _ = rx.set_recv_buffer_size(8 << 20);
     let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
     let tmp = ports_file.with_extension("tmp");
     std::fs::write(&tmp, list).context("writing the ports file")?;
     std::fs::rename(&tmp, ports_file).context("renaming the ports file")?;
-    let mut learned: Vec<Option<([u8; 4], u16)>> = vec![None; n];
+    let mut learned: Vec<Option<SocketAddrV4>> = vec![None; n];
     let mut bufs = vec![[0u8; 2048]; RAW_BATCH];
     let mut lens = [0usize; RAW_BATCH];
+    let mut spans = [(0usize, 0usize); RAW_BATCH];
     let mut rh: MultiHeaders<()> = MultiHeaders::preallocate(RAW_BATCH, None);
     let mut sh: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(RAW_BATCH, None);
     let mut dests: Vec<Option<SockaddrStorage>> = vec![None; RAW_BATCH];
@@ -163,65 +158,41 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
             }
         }
         out.clear();
-        for k in 0..got {
-            let b = &mut bufs[k];
+        for (k, b) in bufs.iter_mut().enumerate().take(got) {
             let len = lens[k];
-            let ihl = ((b[0] & 0xf) as usize) * 4;
-            if len < ihl + 8 {
+            let ihl = usize::from(b[0] & 0xf) * 4;
+            if len < ihl + 8 || ihl < 20 {
                 continue;
             }
-            let dport = u16::from_be_bytes([b[ihl + 2], b[ihl + 3]]);
-            let i = (dport - base) as usize;
-            let src = [b[12], b[13], b[14], b[15]];
-            let sport = u16::from_be_bytes([b[ihl], b[ihl + 1]]);
-            learned[i] = Some((src, sport));
-            let peer = i ^ 1;
-            let Some((daddr, dport2)) = learned[peer] else { continue };
-            // Rewrite: from our peer port to the learned address, 20-byte header.
-            let payload = len - ihl - 8;
-            let udp_len = (payload + 8) as u16;
-            b.copy_within(ihl..len, 20);
-            b[0] = 0x45;
-            b[1] = 184;
-            let tot = (20 + payload + 8) as u16;
-            b[2..4].copy_from_slice(&tot.to_be_bytes());
-            b[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
-            b[8] = 64;
-            b[9] = 17;
-            b[10] = 0;
-            b[11] = 0;
-            b[12..16].copy_from_slice(&[127, 0, 0, 1]);
-            b[16..20].copy_from_slice(&daddr);
-            b[20..22].copy_from_slice(&(base + peer as u16).to_be_bytes());
-            b[22..24].copy_from_slice(&dport2.to_be_bytes());
-            b[24..26].copy_from_slice(&udp_len.to_be_bytes());
-            b[26] = 0;
-            b[27] = 0;
-            let mut sum: u32 = 17 + udp_len as u32;
-            for w in b[12..20].chunks_exact(2) {
-                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-            }
-            let end = 20 + payload + 8;
-            let mut c = b[20..end].chunks_exact(2);
-            for w in &mut c {
-                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-            }
-            if let [x] = c.remainder() {
-                sum += (*x as u32) << 8;
-            }
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            let mut ck = !(sum as u16);
-            if ck == 0 {
-                ck = 0xffff;
-            }
-            b[26..28].copy_from_slice(&ck.to_be_bytes());
-            lens[k] = end;
-            dests[out.len()] = Some(SockaddrStorage::from(std::net::SocketAddrV4::new(
-                daddr.into(),
-                0,
-            )));
+            let port = |o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
+            let Some(i) = port(ihl + 2).checked_sub(base).map(usize::from) else {
+                continue;
+            };
+            let src = SocketAddrV4::new(Ipv4Addr::new(b[12], b[13], b[14], b[15]), port(ihl));
+            let (Some(slot), Some(peer)) = (learned.get_mut(i), base.checked_add((i ^ 1) as u16))
+            else {
+                continue;
+            };
+            *slot = Some(src);
+            let Some(Some(to)) = learned.get(i ^ 1).copied() else {
+                continue;
+            };
+            // New headers just before the payload (20 + 8 bytes).
+            let start = ihl - 20;
+            let udp_len = (len - ihl) as u16;
+            let h = &mut b[start..len];
+            h[..12].copy_from_slice(&[0x45, 184, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+            h[12..16].copy_from_slice(&[127, 0, 0, 1]);
+            h[16..20].copy_from_slice(&to.ip().octets());
+            h[20..22].copy_from_slice(&peer.to_be_bytes());
+            h[22..24].copy_from_slice(&to.port().to_be_bytes());
+            h[24..26].copy_from_slice(&udp_len.to_be_bytes());
+            h[26..28].copy_from_slice(&[0, 0]);
+            let sum =
+                voxline_relay_dataplane::udp_checksum_v4(Ipv4Addr::LOCALHOST, *to.ip(), &h[20..]);
+            h[26..28].copy_from_slice(&sum.to_be_bytes());
+            spans[k] = (start, len);
+            dests[out.len()] = Some(SockaddrStorage::from(SocketAddrV4::new(*to.ip(), 0)));
             out.push(k);
         }
         if out.is_empty() {
@@ -229,7 +200,7 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
         }
         let iovs: Vec<[IoSlice<'_>; 1]> = out
             .iter()
-            .map(|&k| [IoSlice::new(&bufs[k][..lens[k]])])
+            .map(|&k| [IoSlice::new(&bufs[k][spans[k].0..spans[k].1])])
             .collect();
         let _ = sendmmsg(
             tx.as_raw_fd(),

@@ -73,7 +73,8 @@ enum Cmd {
         sessions: usize,
         #[arg(long)]
         ports_file: std::path::PathBuf,
-        /// Prototype raw-socket I/O on consecutive ports from this base.
+        /// Raw I/O (the ceiling for the relay's `io = "raw"`) on `2 *
+        /// sessions` consecutive ports from this one.
         #[arg(long)]
         raw_base: Option<u16>,
     },

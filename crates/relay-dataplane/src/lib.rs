@@ -40,6 +40,20 @@ pub use rtp::{PacketClass, ReportBlock, classify, first_report_block};
 /// Datagrams per `recvmmsg`/`sendmmsg`.
 pub const BATCH: usize = 32;
 
+/// Largest datagram relayed (a jumbo frame's payload); larger ones are
+/// dropped and counted as errors of the stream that received them.
+pub const MAX_DATAGRAM: usize = 9216;
+
+/// `N` zeroed receive buffers, allocated on the heap directly (an array
+/// this large built on a thread's stack first could overflow it).
+pub(crate) fn zeroed_buffers<const N: usize>() -> Box<[[u8; MAX_DATAGRAM]; N]> {
+    let v = vec![[0u8; MAX_DATAGRAM]; N].into_boxed_slice();
+    match v.try_into() {
+        Ok(b) => b,
+        Err(_) => unreachable!("a boxed slice of N buffers converts to an array of N"),
+    }
+}
+
 /// Identifies a stream; chosen by the control plane, unique per relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey(pub u64);
@@ -212,7 +226,7 @@ pub enum DataplaneError {
     WorkerGone(usize),
     /// The raw sockets of [`ForwardingIo::Raw`] could not be opened (they
     /// need `CAP_NET_RAW`).
-    #[error("opening raw sockets for io = \"raw\" (needs CAP_NET_RAW): {0}")]
+    #[error("opening raw sockets (needs CAP_NET_RAW): {0}")]
     Raw(#[source] std::io::Error),
 }
 
@@ -278,7 +292,17 @@ struct WorkerHandle {
 pub struct Dataplane {
     workers: Vec<WorkerHandle>,
     stop: Arc<AtomicBool>,
-    unrouted: Arc<AtomicU64>,
+    raw_stats: Arc<RawStats>,
+}
+
+/// Totals of the raw sockets over all workers ([`ForwardingIo::Raw`]).
+#[derive(Debug, Default)]
+pub struct RawStats {
+    /// Datagrams read that no stream took (another process's port in the
+    /// range, a stream just removed, not UDP in IPv4).
+    pub unrouted: AtomicU64,
+    /// Datagrams sent through the raw sending sockets.
+    pub sent: AtomicU64,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -302,7 +326,7 @@ impl Dataplane {
         hook: Option<StandbyHook>,
     ) -> Result<Dataplane, DataplaneError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let unrouted = Arc::new(AtomicU64::new(0));
+        let raw_stats = Arc::new(RawStats::default());
         let mut workers = Vec::new();
         let count = config.workers.max(1);
         let per_worker = config.streams_hint / count;
@@ -321,7 +345,7 @@ impl Dataplane {
                         port_min,
                         port_max,
                         partitions: count,
-                        unrouted: unrouted.clone(),
+                        stats: raw_stats.clone(),
                     })
                 }
             };
@@ -369,7 +393,7 @@ impl Dataplane {
         Ok(Dataplane {
             workers,
             stop,
-            unrouted,
+            raw_stats,
         })
     }
 
@@ -378,10 +402,9 @@ impl Dataplane {
         self.workers.len()
     }
 
-    /// Datagrams the raw sockets read that no stream took (another
-    /// process's port in the range, a stream just removed, not UDP in IPv4).
-    pub fn unrouted_datagrams(&self) -> u64 {
-        self.unrouted.load(Ordering::Relaxed)
+    /// Totals of the raw sockets (zero with [`ForwardingIo::Sockets`]).
+    pub fn raw_stats(&self) -> &RawStats {
+        &self.raw_stats
     }
 
     /// Queues a command for worker `worker` and wakes it.

@@ -17,8 +17,9 @@ use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use crate::RAW_BATCH;
 
-/// Receive buffer size (the largest UDP datagram with its IPv4 header).
-const RAW_BUF: usize = 2048;
+/// Receive buffer size: a jumbo frame. Larger datagrams are dropped and
+/// counted as errors of their stream.
+const RAW_BUF: usize = crate::MAX_DATAGRAM;
 /// Receive buffer of the raw socket: it holds every stream's backlog.
 const RAW_RCVBUF: usize = 8 << 20;
 /// IPv4 + UDP header length written on sent datagrams.
@@ -151,6 +152,9 @@ pub(crate) struct Datagram {
     pub payload: usize,
     /// End of the UDP payload (the UDP length, not the buffer's).
     pub end: usize,
+    /// The datagram is longer than what was read (the buffer was too
+    /// small): only its headers are there.
+    pub truncated: bool,
 }
 
 /// Reads the headers of a datagram as a raw IPPROTO_UDP socket returns it;
@@ -158,7 +162,7 @@ pub(crate) struct Datagram {
 pub(crate) fn parse(buf: &[u8]) -> Option<Datagram> {
     let first = *buf.first()?;
     let ihl = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || ihl < 20 || buf.get(9) != Some(&UDP) {
+    if first >> 4 != 4 || ihl < 20 || buf.len() < ihl + 8 || buf.get(9) != Some(&UDP) {
         return None;
     }
     let ip = |o: usize| {
@@ -169,7 +173,7 @@ pub(crate) fn parse(buf: &[u8]) -> Option<Datagram> {
     let (src, dst) = (ip(12)?, ip(16)?);
     let (sport, dport, udp_len) = (be16(ihl)?, be16(ihl + 2)?, usize::from(be16(ihl + 4)?));
     let end = ihl + udp_len;
-    if udp_len < 8 || end > buf.len() {
+    if udp_len < 8 {
         return None;
     }
     Some(Datagram {
@@ -177,6 +181,7 @@ pub(crate) fn parse(buf: &[u8]) -> Option<Datagram> {
         dst: SocketAddrV4::new(dst, dport),
         payload: ihl + 8,
         end,
+        truncated: end > buf.len(),
     })
 }
 
@@ -298,7 +303,7 @@ impl RawIo {
     pub(crate) fn new(sockets: RawSockets) -> RawIo {
         RawIo {
             sockets,
-            bufs: Box::new([[0u8; RAW_BUF]; RAW_BATCH]),
+            bufs: crate::zeroed_buffers(),
             lens: [0; RAW_BATCH],
             recv_hdrs: MultiHeaders::preallocate(RAW_BATCH, None),
             send_hdrs: MultiHeaders::preallocate(RAW_BATCH, None),
@@ -454,8 +459,9 @@ mod tests {
     #[test]
     fn parse_refuses_what_is_not_a_whole_udp_datagram() {
         let good = datagram(5, a("10.0.0.1:4000"), a("10.0.0.2:30000"), b"hello");
+        assert!(!parse(&good).unwrap().truncated);
         assert!(
-            parse(&good[..good.len() - 1]).is_none(),
+            parse(&good[..good.len() - 1]).unwrap().truncated,
             "UDP length beyond the data"
         );
         assert!(parse(&good[..27]).is_none(), "no whole UDP header");
@@ -480,16 +486,7 @@ mod tests {
         // hand, one's complement of the 16-bit word sum.
         let udp = [0x03, 0xe8, 0x07, 0xd0, 0x00, 0x0a, 0x00, 0x00, b'h', b'i'];
         let words: u32 = [
-            0xc0a8,
-            0x0000 + 0x0001,
-            0xc0a8,
-            0x0002,
-            17,
-            10,
-            0x03e8,
-            0x07d0,
-            0x000a,
-            0x6869,
+            0xc0a8, 0x0001, 0xc0a8, 0x0002, 17, 10, 0x03e8, 0x07d0, 0x000a, 0x6869,
         ]
         .iter()
         .sum();

@@ -38,7 +38,7 @@ mod raw_path;
 
 const WAKE_TOKEN: u64 = u64::MAX;
 const RAW_TOKEN: u64 = u64::MAX - 1;
-const BUF_SIZE: usize = 2048;
+const BUF_SIZE: usize = crate::MAX_DATAGRAM;
 /// Full batches read from one socket per turn before the others get theirs.
 const MAX_BATCHES_PER_TURN: usize = 4;
 /// Datagrams asked for by the first `recvmmsg` on a readable socket.
@@ -127,8 +127,8 @@ pub(crate) struct RawSetup {
     pub port_min: u16,
     pub port_max: u16,
     pub partitions: usize,
-    /// Datagrams read from the raw socket that no stream took.
-    pub unrouted: Arc<AtomicU64>,
+    /// Shared totals.
+    pub stats: Arc<crate::RawStats>,
 }
 
 struct RawWorker {
@@ -137,7 +137,7 @@ struct RawWorker {
     port_min: u16,
     port_max: u16,
     partitions: usize,
-    unrouted: Arc<AtomicU64>,
+    stats: Arc<crate::RawStats>,
 }
 
 /// Adds `n` to a counter only this worker writes (no locked instruction).
@@ -179,16 +179,16 @@ impl Stream {
                 *g = Some(src);
             }
         }
-        if class == PacketClass::Rtcp {
-            if let Some(rb) = first_report_block(data) {
-                let c = &self.counters;
-                c.rtcp_fraction_lost
-                    .store(u32::from(rb.fraction_lost), Ordering::Relaxed);
-                c.rtcp_packets_lost
-                    .store(i64::from(rb.packets_lost), Ordering::Relaxed);
-                c.rtcp_jitter.store(rb.jitter, Ordering::Relaxed);
-                c.rtcp_seen.store(true, Ordering::Relaxed);
-            }
+        if class == PacketClass::Rtcp
+            && let Some(rb) = first_report_block(data)
+        {
+            let c = &self.counters;
+            c.rtcp_fraction_lost
+                .store(u32::from(rb.fraction_lost), Ordering::Relaxed);
+            c.rtcp_packets_lost
+                .store(i64::from(rb.packets_lost), Ordering::Relaxed);
+            c.rtcp_jitter.store(rb.jitter, Ordering::Relaxed);
+            c.rtcp_seen.store(true, Ordering::Relaxed);
         }
         Some(class)
     }
@@ -246,7 +246,7 @@ impl Worker {
                     port_min: setup.port_min,
                     port_max: setup.port_max,
                     partitions: setup.partitions,
-                    unrouted: setup.unrouted,
+                    stats: setup.stats,
                 })
             }
             None => None,
@@ -260,7 +260,7 @@ impl Worker {
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
             by_key: KeyMap::with_capacity_and_hasher(capacity, Default::default()),
-            bufs: Box::new([[0u8; BUF_SIZE]; BATCH]),
+            bufs: crate::zeroed_buffers(),
             recv_hdrs_v4: MultiHeaders::preallocate(BATCH, None),
             recv_hdrs_v6: MultiHeaders::preallocate(BATCH, None),
             send_hdrs: MultiHeaders::preallocate(BATCH, None),
@@ -501,7 +501,13 @@ impl Worker {
             Ok(results) => {
                 let mut n = 0;
                 for (r, (len, src)) in results.zip(self.lens.iter_mut().zip(self.srcs.iter_mut())) {
-                    *len = r.bytes;
+                    // Longer than the buffer: its length 0 makes it
+                    // invalid, dropped and counted.
+                    *len = if r.flags.contains(MsgFlags::MSG_TRUNC) {
+                        0
+                    } else {
+                        r.bytes
+                    };
                     *src = r.address.and_then(|a: SockaddrStorage| to_socket_addr(&a));
                     n += 1;
                 }

@@ -1,5 +1,8 @@
 //! Forwarding over real loopback sockets: latching, strict source, invalid
-//! packets, RTCP report parsing and the TOS byte on sent packets.
+//! packets, RTCP report parsing and the TOS byte on sent packets, with each
+//! forwarding I/O (raw I/O needs CAP_NET_RAW: without it those runs are
+//! skipped, unless `VOXLINE_REQUIRE_RAW` is set, as the test script does
+//! when it runs as root).
 #![allow(clippy::unwrap_used)]
 
 use std::io::IoSliceMut;
@@ -16,6 +19,45 @@ use voxline_relay_dataplane::*;
 
 fn bind() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+/// The forwarding I/O models to test: sockets, and raw I/O over every
+/// port when this process may open raw sockets.
+fn ios() -> Vec<ForwardingIo> {
+    let raw = ForwardingIo::Raw {
+        port_min: 1024,
+        port_max: 65535,
+    };
+    let permitted = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .is_ok();
+    if permitted {
+        vec![ForwardingIo::Sockets, raw]
+    } else if std::env::var_os("VOXLINE_REQUIRE_RAW").is_some() {
+        panic!("VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened");
+    } else {
+        eprintln!("raw sockets not permitted (CAP_NET_RAW): raw I/O not tested");
+        vec![ForwardingIo::Sockets]
+    }
+}
+
+/// A relay port in partition `index` of `count` (raw I/O: the worker that
+/// reads it).
+fn relay_port(index: usize, count: usize) -> UdpSocket {
+    loop {
+        let s = bind();
+        if raw_partition(s.local_addr().unwrap().port(), count) == index {
+            return s;
+        }
+    }
+}
+
+/// Datagrams sent through raw sockets so far.
+fn raw_sent(dp: &Dataplane) -> u64 {
+    dp.raw_stats().sent.load(Ordering::Relaxed)
 }
 
 fn rtp(seq: u16) -> Vec<u8> {
@@ -60,12 +102,19 @@ fn wait_for(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn forwards_both_ways_with_latching_tos_and_counters() {
+    for io in ios() {
+        forwards_both_ways(io);
+    }
+}
+
+fn forwards_both_ways(io: ForwardingIo) {
     let dp = Dataplane::start(DataplaneConfig {
         workers: 2,
         streams_hint: 16,
+        io,
     })
     .unwrap();
-    let (port_a, port_b) = (bind(), bind());
+    let (port_a, port_b) = (relay_port(0, 2), relay_port(0, 2));
     let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
     let (client_a, client_b) = (bind(), bind());
     for c in [&client_a, &client_b] {
@@ -175,14 +224,25 @@ fn forwards_both_ways_with_latching_tos_and_counters() {
         client_a.recv_from(&mut buf).is_err(),
         "nothing may arrive after removal"
     );
+    if io != ForwardingIo::Sockets {
+        // Counted once the batch is sent, after the receiver may have it.
+        wait_for(|| raw_sent(&dp) == 3);
+    }
     dp.shutdown();
 }
 
 #[test]
 fn media_handover_follows_new_source() {
+    for io in ios() {
+        media_handover(io);
+    }
+}
+
+fn media_handover(io: ForwardingIo) {
     let dp = Dataplane::start(DataplaneConfig {
         workers: 1,
         streams_hint: 0,
+        io,
     })
     .unwrap();
     let (port_a, port_b) = (bind(), bind());
@@ -238,6 +298,12 @@ fn media_handover_follows_new_source() {
 
 #[test]
 fn standby_stream_drops_reports_once_and_forwards_after_activation() {
+    for io in ios() {
+        standby_then_active(io);
+    }
+}
+
+fn standby_then_active(io: ForwardingIo) {
     let (hook_tx, hook_rx) = std::sync::mpsc::channel();
     let hook: voxline_relay_dataplane::StandbyHook = Arc::new(move |k: StreamKey| {
         let _ = hook_tx.send(k);
@@ -246,6 +312,7 @@ fn standby_stream_drops_reports_once_and_forwards_after_activation() {
         DataplaneConfig {
             workers: 1,
             streams_hint: 4,
+            io,
         },
         Some(hook),
     )
@@ -383,9 +450,18 @@ fn pair(
 
 #[test]
 fn ipv6_sources_after_ipv4_ones_are_read_whole() {
+    for io in ios() {
+        ipv4_then_ipv6(io);
+    }
+}
+
+/// With raw I/O the IPv4 pair goes through the raw sockets and the IPv6
+/// pair through its own sockets, on one worker.
+fn ipv4_then_ipv6(io: ForwardingIo) {
     let dp = Dataplane::start(DataplaneConfig {
         workers: 1,
         streams_hint: 8,
+        io,
     })
     .unwrap();
     let bind6 = || UdpSocket::bind("[::1]:0").unwrap();
@@ -405,14 +481,21 @@ fn ipv6_sources_after_ipv4_ones_are_read_whole() {
     a6.send_to(&rtp(2), addr6).unwrap();
     assert_eq!(b6.recv_from(&mut buf).unwrap().0, 172);
     assert_eq!(c6.snapshot().latched, Some(a6.local_addr().unwrap()));
+    if io != ForwardingIo::Sockets {
+        wait_for(|| raw_sent(&dp) >= 1);
+        assert_eq!(raw_sent(&dp), 1, "only the IPv4 datagram");
+    }
     dp.shutdown();
 }
 
+/// Sockets only: with raw I/O what arrives before a stream is added is not
+/// routed (the raw socket reads it at once), as for a closed port.
 #[test]
 fn a_burst_larger_than_a_turn_is_forwarded_whole() {
     let dp = Dataplane::start(DataplaneConfig {
         workers: 1,
         streams_hint: 4,
+        io: ForwardingIo::Sockets,
     })
     .unwrap();
     let (a, b) = (bind(), bind());

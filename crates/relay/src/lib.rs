@@ -18,7 +18,9 @@
 //! `voxline_relay_ng_dropped_total`, `voxline_relay_sessions_ended_total{reason}`,
 //! `voxline_relay_packets_total`, `voxline_relay_bytes_total`,
 //! `voxline_relay_packet_errors_total`, `voxline_relay_packets_forwarded_total`,
-//! `voxline_relay_ports_used{interface}`, and from RTCP SR/RR reports
+//! `voxline_relay_ports_used{interface}`, with `io = "raw"`
+//! `voxline_relay_raw_sent_total` and `voxline_relay_raw_unrouted_total`
+//! (datagrams read by the raw sockets that no stream took), and from RTCP SR/RR reports
 //! `voxline_relay_rtcp_streams`, `voxline_relay_rtcp_fraction_lost_avg` (0–1)
 //! and `voxline_relay_rtcp_jitter_max` (timestamp units).
 
@@ -60,6 +62,9 @@ pub enum RelayError {
     /// The forwarding workers could not start.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    /// `io = "raw"` but the raw sockets could not be opened.
+    #[error("relay.io = \"raw\": {0}")]
+    RawIo(#[source] DataplaneError),
     /// The Redis client could not be set up (the connection itself is made
     /// in the background: a relay starts while Redis is down).
     #[error("relay.redis: {0}")]
@@ -136,7 +141,11 @@ impl Relay {
                 },
             },
             hook,
-        )?;
+        )
+        .map_err(|e| match e {
+            DataplaneError::Raw(_) => RelayError::RawIo(e),
+            e => RelayError::Dataplane(e),
+        })?;
         let table = session::SessionTable::new(&config);
         let control = Arc::new(Mutex::new(control::Control::new(
             table,

@@ -11,7 +11,9 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use voxline_ng::client::{NgError, RetransmitPolicy};
 use voxline_ng::command::{DeleteRequest, Flags, MediaRequest, QueryRequest};
+use voxline_relay::RelayIo;
 use voxline_relay::client::NgClient;
+use voxline_relay_dataplane::raw_partition;
 
 fn policy() -> RetransmitPolicy {
     RetransmitPolicy {
@@ -39,7 +41,34 @@ fn answer(call: &str, from: &str, to: &str, sdp: String) -> MediaRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offer_answer_media_latching_tos_query_delete() {
-    let relay = start_relay(31000, 31099, |_| {}).await;
+    media_flow((31000, 31099), RelayIo::Sockets).await;
+}
+
+/// The same with `io = "raw"` and two workers: a call's ports all come from
+/// its worker's partition, so both legs are read by that worker's raw
+/// socket. Needs CAP_NET_RAW (skipped without, unless `VOXLINE_REQUIRE_RAW`
+/// is set, as the test script does when it runs as root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offer_answer_media_latching_tos_query_delete_with_raw_io() {
+    let permitted = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .is_ok();
+    if !permitted {
+        assert!(
+            std::env::var_os("VOXLINE_REQUIRE_RAW").is_none(),
+            "VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened"
+        );
+        eprintln!("raw sockets not permitted (CAP_NET_RAW): test skipped");
+        return;
+    }
+    media_flow((31400, 31499), RelayIo::Raw).await;
+}
+
+async fn media_flow((port_min, port_max): (u16, u16), io: RelayIo) {
+    let relay = start_relay(port_min, port_max, |c| c.io = io).await;
     let ng = NgClient::connect(relay.ng_udp_addr(), policy())
         .await
         .unwrap();
@@ -54,13 +83,20 @@ async fn offer_answer_media_latching_tos_query_delete() {
         .unwrap();
     assert!(o.sdp.contains("a=sendrecv\r\n"));
     let to_b = media_addr(&o.sdp);
-    assert!((31000..31100).contains(&to_b.port()));
+    assert!((port_min..=port_max).contains(&to_b.port()));
     let ans = ng
         .answer(&answer("call-1", "ft", "tt", sdp(b.addr(), "")))
         .await
         .unwrap();
     let to_a = media_addr(&ans.sdp);
     assert_ne!(to_a, to_b);
+    if io == RelayIo::Raw {
+        assert_eq!(
+            raw_partition(to_a.port(), 2),
+            raw_partition(to_b.port(), 2),
+            "both legs on the call's worker"
+        );
+    }
 
     for seq in 0..5u16 {
         a.send(&rtp(seq), to_a);

@@ -84,6 +84,10 @@ impl Worker {
                 unrouted += 1;
                 continue;
             };
+            if d.truncated {
+                bump(&s.counters.errors, 1);
+                continue;
+            }
             let data = raw
                 .io
                 .bufs
@@ -152,12 +156,16 @@ impl Worker {
             }
         }
         let slots = &self.slots;
+        let mut raw_sent = 0u64;
         raw.io.flush(|io, o, sent| {
             let Some(Some(from)) = slots.get(o.from as usize) else {
                 return;
             };
             let ok = match sent {
-                Sent::Ok => true,
+                Sent::Ok => {
+                    raw_sent += 1;
+                    true
+                }
                 // Larger than one unfragmented packet: the sink's socket
                 // sends it in fragments.
                 Sent::Refused(nix::errno::Errno::EMSGSIZE) => {
@@ -180,7 +188,10 @@ impl Worker {
             );
         });
         if unrouted > 0 {
-            raw.unrouted.fetch_add(unrouted, Ordering::Relaxed);
+            raw.stats.unrouted.fetch_add(unrouted, Ordering::Relaxed);
+        }
+        if raw_sent > 0 {
+            raw.stats.sent.fetch_add(raw_sent, Ordering::Relaxed);
         }
         self.raw = Some(raw);
     }

@@ -433,6 +433,13 @@ impl Control {
         metrics::counter!("voxline_relay_bytes_total").absolute(sums.bytes);
         metrics::counter!("voxline_relay_packet_errors_total").absolute(sums.errors);
         metrics::counter!("voxline_relay_packets_forwarded_total").absolute(sums.sent);
+        if let Some(dp) = self.dataplane.as_ref() {
+            let raw = dp.raw_stats();
+            metrics::counter!("voxline_relay_raw_sent_total")
+                .absolute(raw.sent.load(std::sync::atomic::Ordering::Relaxed));
+            metrics::counter!("voxline_relay_raw_unrouted_total")
+                .absolute(raw.unrouted.load(std::sync::atomic::Ordering::Relaxed));
+        }
         // RTCP-reported quality across all streams that saw a report.
         let (mut reports, mut lost_sum, mut jitter_max) = (0u64, 0u64, 0u32);
         for c in self.counters.values() {
