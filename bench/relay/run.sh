@@ -122,6 +122,10 @@ gen ngbench --target voxline --ng "$NG_VOX" --pid "$VOX" --pairs "$NG_PAIRS" \
   --runs "$NG_RUNS" --pause-secs "$NG_PAUSE" --run-id ngv
 gen ngbench --target rtpengine --ng "$NG_RTPE" --pid "$RTPE" --pairs "$NG_PAIRS" \
   --runs "$NG_RUNS" --pause-secs "$NG_PAUSE" --run-id ngr
+if [ -n "$RAW_OK" ]; then
+  gen ngbench --target voxline-raw --ng "$NG_RAW" --pid "$VRAW" --pairs "$NG_PAIRS" \
+    --runs "$NG_RUNS" --pause-secs "$NG_PAUSE" --run-id ngx
+fi
 
 # Memory per session: fresh processes, MEM_SESSIONS sessions, 1 pps, RSS
 # read after the window (ng reply caches, 10 s, have expired by then).
@@ -133,8 +137,20 @@ taskset -c 0 rtpengine --foreground --table=-1 --interface=127.0.0.1 --listen-ng
   >/dev/null 2>&1 &
 PIDS+=($!); RTPE=$!
 wait_ng "$NG_VOX"; wait_ng "$NG_RTPE"
-for t in voxline rtpengine; do
-  if [ "$t" = voxline ]; then ng=$NG_VOX; pid=$VOX; else ng=$NG_RTPE; pid=$RTPE; fi
+MEM_TARGETS=(voxline rtpengine)
+if [ -n "$RAW_OK" ]; then
+  taskset -c 0 "$GEN" serve-relay --ng "$NG_RAW" --port-min "$RAW_MIN" --port-max "$RAW_MAX" --workers 1 \
+    --io raw >/dev/null 2>&1 &
+  PIDS+=($!); VRAW=$!
+  wait_ng "$NG_RAW"
+  MEM_TARGETS+=(voxline-raw)
+fi
+for t in "${MEM_TARGETS[@]}"; do
+  case $t in
+    voxline) ng=$NG_VOX; pid=$VOX ;;
+    rtpengine) ng=$NG_RTPE; pid=$RTPE ;;
+    voxline-raw) ng=$NG_RAW; pid=$VRAW ;;
+  esac
   gen run --target "$t" --ng "$ng" --pid "$pid" --sessions "${MEM_SESSIONS:-4000}" --pps 1 \
     --warmup-secs 1 --duration-secs 12 --run-id "mem-$t" --memory-run
 done

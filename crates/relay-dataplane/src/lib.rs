@@ -226,7 +226,7 @@ pub enum DataplaneError {
     WorkerGone(usize),
     /// The raw sockets of [`ForwardingIo::Raw`] could not be opened (they
     /// need `CAP_NET_RAW`).
-    #[error("opening raw sockets (needs CAP_NET_RAW): {0}")]
+    #[error("opening raw sockets (needs CAP_NET_RAW)")]
     Raw(#[source] std::io::Error),
 }
 

@@ -63,7 +63,7 @@ pub enum RelayError {
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     /// `io = "raw"` but the raw sockets could not be opened.
-    #[error("relay.io = \"raw\": {0}")]
+    #[error("relay.io = \"raw\"")]
     RawIo(#[source] DataplaneError),
     /// The Redis client could not be set up (the connection itself is made
     /// in the background: a relay starts while Redis is down).
