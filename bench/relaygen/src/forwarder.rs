@@ -117,12 +117,15 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
         socks.push(s);
     }
     let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).context("raw socket")?;
-    let filter: Vec<SockFilter> = voxline_relay_dataplane::RawFilter::new(base, last, 0, 1)?
-        .program()
-        .iter()
-        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
-        .collect();
-    rx.attach_filter(&filter)?;
+    // X = IPv4 header length; A = destination port; accept base..=last.
+    rx.attach_filter(&[
+        SockFilter::new(0xb1, 0, 0, 0),
+        SockFilter::new(0x48, 0, 0, 2),
+        SockFilter::new(0x35, 0, 2, u32::from(base)),
+        SockFilter::new(0x25, 1, 0, u32::from(last)),
+        SockFilter::new(0x06, 0, 0, 0xffff),
+        SockFilter::new(0x06, 0, 0, 0),
+    ])?;
     let _ = rx.set_recv_buffer_size(8 << 20);
     let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
     let tmp = ports_file.with_extension("tmp");

@@ -38,7 +38,10 @@ pub fn raw_partition(port: u16, workers: usize) -> usize {
 
 /// A classic BPF program that accepts UDP-in-IPv4 datagrams (as a raw
 /// IPPROTO_UDP socket sees them, from the IPv4 header on) whose destination
-/// port is in `min..=max` and in partition `index` of `count`.
+/// port is even (an RTP port: RTCP ports carry a datagram every few
+/// seconds and are served by their sockets, which saves them the socket
+/// filter a stream served through raw I/O needs), in `min..=max` and in
+/// partition `index` of `count`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFilter {
     min: u16,
@@ -88,11 +91,11 @@ impl RawFilter {
     }
 
     /// The program. Fragments (which the kernel reassembles before raw
-    /// delivery, so never seen in practice) and datagrams outside the range
-    /// or partition are refused.
+    /// delivery, so never seen in practice) and datagrams to odd ports or
+    /// outside the range or partition are refused.
     pub fn program(&self) -> Vec<Insn> {
         let partitioned = self.count > 1;
-        let accept = if partitioned { 9 } else { 6 };
+        let accept = if partitioned { 10 } else { 7 };
         // Jumps count the instructions skipped after the jump.
         let to_refuse = |at: usize| u8::try_from(accept - at).unwrap_or(0);
         let mut prog = vec![
@@ -102,13 +105,14 @@ impl RawFilter {
             // X = IPv4 header length; A = destination port.
             Insn::new(LDX_B_MSH, 0, 0, 0),
             Insn::new(LD_H_IND, 0, 0, 2),
-            Insn::new(JGE_K, 0, to_refuse(4), u32::from(self.min)),
-            Insn::new(JGT_K, to_refuse(5), 0, u32::from(self.max)),
+            Insn::new(JSET_K, to_refuse(4), 0, 1),
+            Insn::new(JGE_K, 0, to_refuse(5), u32::from(self.min)),
+            Insn::new(JGT_K, to_refuse(6), 0, u32::from(self.max)),
         ];
         if partitioned {
             prog.push(Insn::new(RSH_K, 0, 0, 1));
             prog.push(Insn::new(MOD_K, 0, 0, self.count as u32));
-            prog.push(Insn::new(JEQ_K, 0, to_refuse(8), self.index as u32));
+            prog.push(Insn::new(JEQ_K, 0, to_refuse(9), self.index as u32));
         }
         prog.push(Insn::new(RET_K, 0, 0, 0xffff));
         prog.push(Insn::new(RET_K, 0, 0, 0));
@@ -588,11 +592,13 @@ mod tests {
         };
         let one = RawFilter::new(30000, 30009, 0, 1).unwrap().program();
         for (port, taken) in [
-            (29999, false),
+            (29998, false),
             (30000, true),
-            (30009, true),
+            (30001, false),
+            (30008, true),
+            (30009, false),
             (30010, false),
-            (9, false),
+            (8, false),
         ] {
             assert_eq!(run(&one, &to(port)) != 0, taken, "port {port}");
         }
@@ -602,7 +608,7 @@ mod tests {
         let with_options = datagram(6, a("10.0.0.1:4000"), a("10.0.0.2:30004"), b"x");
         assert_ne!(run(&one, &with_options), 0);
         for count in [2usize, 3] {
-            for port in 30000..30010u16 {
+            for port in (30000..30010u16).step_by(2) {
                 let owners: Vec<usize> = (0..count)
                     .filter(|&i| {
                         run(

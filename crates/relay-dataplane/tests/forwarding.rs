@@ -44,12 +44,13 @@ fn ios() -> Vec<ForwardingIo> {
     }
 }
 
-/// A relay port in partition `index` of `count` (raw I/O: the worker that
-/// reads it).
+/// An even (RTP) relay port in partition `index` of `count` (raw I/O: the
+/// worker that reads it).
 fn relay_port(index: usize, count: usize) -> UdpSocket {
     loop {
         let s = bind();
-        if raw_partition(s.local_addr().unwrap().port(), count) == index {
+        let port = s.local_addr().unwrap().port();
+        if port.is_multiple_of(2) && raw_partition(port, count) == index {
             return s;
         }
     }
@@ -245,7 +246,7 @@ fn media_handover(io: ForwardingIo) {
         io,
     })
     .unwrap();
-    let (port_a, port_b) = (bind(), bind());
+    let (port_a, port_b) = (relay_port(0, 1), relay_port(0, 1));
     let (addr_a, addr_b) = (port_a.local_addr().unwrap(), port_b.local_addr().unwrap());
     let (a1, a2, b) = (bind(), bind(), bind());
     b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -317,7 +318,7 @@ fn standby_then_active(io: ForwardingIo) {
         Some(hook),
     )
     .unwrap();
-    let (port_a, port_b) = (bind(), bind());
+    let (port_a, port_b) = (relay_port(0, 1), relay_port(0, 1));
     let addr_a = port_a.local_addr().unwrap();
     let (a, b) = (bind(), bind());
     b.set_read_timeout(Some(Duration::from_millis(300)))
@@ -470,7 +471,7 @@ fn ipv4_then_ipv6(io: ForwardingIo) {
     for c in [&b4, &a6, &b6] {
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     }
-    let (p4a, p4b, p6a, p6b) = (bind(), bind(), bind6(), bind6());
+    let (p4a, p4b, p6a, p6b) = (relay_port(0, 1), relay_port(0, 1), bind6(), bind6());
     let (addr4, addr6) = (p4a.local_addr().unwrap(), p6a.local_addr().unwrap());
     pair(&dp, (1, 2), p4a, p4b, b4.local_addr().unwrap());
     let c6 = pair(&dp, (3, 4), p6a, p6b, b6.local_addr().unwrap());

@@ -18,14 +18,15 @@ const DROP_ALL: [SockFilter; 1] = [SockFilter::new(0x06, 0, 0, 0)];
 
 impl Worker {
     /// Whether a stream bound to `local` is served through raw I/O (raw
-    /// I/O configured, `local` in the range and in this worker's partition);
-    /// if so its socket is told to drop what it receives.
+    /// I/O configured, an even (RTP) port in the range and in this worker's
+    /// partition); if so its socket is told to drop what it receives.
     pub(super) fn serve_raw(&self, socket: &UdpSocket, local: SocketAddrV4) -> bool {
         let Some(raw) = self.raw.as_ref() else {
             return false;
         };
         let port = local.port();
-        if !(raw.port_min..=raw.port_max).contains(&port)
+        if !port.is_multiple_of(2)
+            || !(raw.port_min..=raw.port_max).contains(&port)
             || raw_partition(port, raw.partitions) != self.index
         {
             return false;
