@@ -16,6 +16,39 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 
 const BATCH: usize = 32;
 
+/// One `recvmmsg` into `bufs`: the number of datagrams (their lengths in
+/// `lens`) and the source of the last one.
+fn receive<S: nix::sys::socket::SockaddrLike + Copy>(
+    fd: std::os::fd::RawFd,
+    hdrs: &mut MultiHeaders<S>,
+    bufs: &mut [[u8; 2048]],
+    lens: &mut [usize],
+    flags: MsgFlags,
+) -> (usize, Option<S>) {
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+        .iter_mut()
+        .map(|b| [IoSliceMut::new(&mut b[..])])
+        .collect();
+    let (mut got, mut from) = (0, None);
+    if let Ok(res) = recvmmsg(fd, hdrs, iovs.iter_mut(), flags, None) {
+        for (r, len) in res.zip(lens.iter_mut()) {
+            *len = r.bytes;
+            from = r.address;
+            got += 1;
+        }
+    }
+    (got, from)
+}
+
+/// Writes the port list whole, then renames it: a reader never sees a
+/// partial list.
+fn publish_ports(list: &str, ports_file: &std::path::Path) -> anyhow::Result<()> {
+    let tmp = ports_file.with_extension("tmp");
+    std::fs::write(&tmp, list).context("writing the ports file")?;
+    std::fs::rename(&tmp, ports_file).context("renaming the ports file")?;
+    Ok(())
+}
+
 /// Binds `2 * sessions` free ports on `ip`, writes them (one per line, in
 /// pair order) to `ports_file`, then forwards forever.
 pub fn run(
@@ -31,10 +64,7 @@ pub fn run(
         list.push_str(&format!("{}\n", s.local_addr()?.port()));
         socks.push(s);
     }
-    // Written whole, then renamed: a reader never sees a partial list.
-    let tmp = ports_file.with_extension("tmp");
-    std::fs::write(&tmp, list).context("writing the ports file")?;
-    std::fs::rename(&tmp, ports_file).context("renaming the ports file")?;
+    publish_ports(&list, ports_file)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     for (i, s) in socks.iter().enumerate() {
         epoll.add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
@@ -51,25 +81,15 @@ pub fn run(
         for ev in events.iter().take(n) {
             let i = ev.data() as usize;
             let Some(sock) = socks.get(i) else { continue };
-            let mut got = 0;
-            {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                    .iter_mut()
-                    .map(|b| [IoSliceMut::new(&mut b[..])])
-                    .collect();
-                if let Ok(res) = recvmmsg(
-                    sock.as_raw_fd(),
-                    &mut rh,
-                    iovs.iter_mut(),
-                    MsgFlags::MSG_DONTWAIT,
-                    None,
-                ) {
-                    for (k, r) in res.enumerate() {
-                        lens[k] = r.bytes;
-                        learned[i] = r.address;
-                        got = k + 1;
-                    }
-                }
+            let (got, from) = receive(
+                sock.as_raw_fd(),
+                &mut rh,
+                &mut bufs,
+                &mut lens,
+                MsgFlags::MSG_DONTWAIT,
+            );
+            if got > 0 {
+                learned[i] = from;
             }
             let peer = i ^ 1;
             let (Some(dest), Some(out)) = (learned[peer], socks.get(peer)) else {
@@ -128,9 +148,7 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
     ])?;
     let _ = rx.set_recv_buffer_size(8 << 20);
     let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
-    let tmp = ports_file.with_extension("tmp");
-    std::fs::write(&tmp, list).context("writing the ports file")?;
-    std::fs::rename(&tmp, ports_file).context("renaming the ports file")?;
+    publish_ports(&list, ports_file)?;
     let mut learned: Vec<Option<SocketAddrV4>> = vec![None; n];
     let mut bufs = vec![[0u8; 2048]; RAW_BATCH];
     let mut lens = [0usize; RAW_BATCH];
@@ -141,25 +159,13 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
     let mut out: Vec<usize> = Vec::with_capacity(RAW_BATCH);
     println!("ready");
     loop {
-        let mut got = 0;
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
-            if let Ok(res) = recvmmsg(
-                rx.as_raw_fd(),
-                &mut rh,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                for (k, r) in res.enumerate() {
-                    lens[k] = r.bytes;
-                    got = k + 1;
-                }
-            }
-        }
+        let (got, _) = receive(
+            rx.as_raw_fd(),
+            &mut rh,
+            &mut bufs,
+            &mut lens,
+            MsgFlags::MSG_WAITFORONE,
+        );
         out.clear();
         for (k, b) in bufs.iter_mut().enumerate().take(got) {
             let len = lens[k];

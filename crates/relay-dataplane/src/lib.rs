@@ -27,6 +27,8 @@
 
 mod raw;
 mod rtp;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod worker;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -251,7 +253,7 @@ pub enum ForwardingIo {
     /// raw socket with headers the worker writes (source = the sink stream's
     /// address and port, TOS, UDP checksum): one `recvmmsg` and one
     /// `sendmmsg` per batch of up to [`RAW_BATCH`] datagrams of any streams.
-    /// The stream's own socket keeps its port reserved and drops what it
+    /// An RTP stream's own socket keeps its port reserved and drops what it
     /// would receive (a socket filter), so the kernel counts each such
     /// datagram in the host's UDP `InErrors` (not in `RcvbufErrors`).
     /// RTCP ports (a datagram every few seconds; their sockets need no

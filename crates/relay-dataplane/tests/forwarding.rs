@@ -5,16 +5,15 @@
 //! when it runs as root).
 #![allow(clippy::unwrap_used)]
 
-use std::io::IoSliceMut;
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+mod common;
+
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
+use common::{pair, recv_with_tos};
+use nix::sys::socket::{setsockopt, sockopt};
 use voxline_relay_dataplane::*;
 
 fn bind() -> UdpSocket {
@@ -28,18 +27,10 @@ fn ios() -> Vec<ForwardingIo> {
         port_min: 1024,
         port_max: 65535,
     };
-    let permitted = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::UDP),
-    )
-    .is_ok();
+    let permitted = common::raw_permitted();
     if permitted {
         vec![ForwardingIo::Sockets, raw]
-    } else if std::env::var_os("VOXLINE_REQUIRE_RAW").is_some() {
-        panic!("VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened");
     } else {
-        eprintln!("raw sockets not permitted (CAP_NET_RAW): raw I/O not tested");
         vec![ForwardingIo::Sockets]
     }
 }
@@ -66,31 +57,6 @@ fn rtp(seq: u16) -> Vec<u8> {
     p[2..4].copy_from_slice(&seq.to_be_bytes());
     p.resize(172, 0xd5);
     p
-}
-
-fn recv_with_tos(sock: &UdpSocket) -> (Vec<u8>, SocketAddr, Option<u8>) {
-    let mut buf = [0u8; 2048];
-    let mut cmsg = nix::cmsg_space!(u8);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<SockaddrStorage>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut tos = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::Ipv4Tos(t) = c {
-            tos = Some(t);
-        }
-    }
-    let addr = msg.address.unwrap();
-    let sa = SocketAddr::from(std::net::SocketAddrV4::from(
-        *addr.as_sockaddr_in().unwrap(),
-    ));
-    let n = msg.bytes;
-    (buf[..n].to_vec(), sa, tos)
 }
 
 fn wait_for(mut f: impl FnMut() -> bool) {
@@ -401,54 +367,6 @@ fn standby_then_active(io: ForwardingIo) {
     dp.shutdown();
 }
 
-/// Two streams forwarding to each other on one worker, `a` latching; `b`
-/// is added first.
-fn pair(
-    dp: &Dataplane,
-    keys: (u64, u64),
-    port_a: UdpSocket,
-    port_b: UdpSocket,
-    b_endpoint: SocketAddr,
-) -> Arc<StreamCounters> {
-    let (ka, kb) = (StreamKey(keys.0), StreamKey(keys.1));
-    let ca = Arc::new(StreamCounters::default());
-    let cfg = |endpoint, latching, sink| StreamConfig {
-        endpoint,
-        latching,
-        strict_source: false,
-        sink_rtp: Some(sink),
-        sink_rtcp: Some(sink),
-        tos: 184,
-        standby: false,
-    };
-    // The sink first: what is already queued on `a` finds it there.
-    dp.send(
-        0,
-        StreamCommand::Add {
-            key: kb,
-            local: port_b.local_addr().unwrap(),
-            socket: port_b,
-            kind: StreamKind::Rtp,
-            counters: Arc::default(),
-            config: cfg(Some(b_endpoint), Latching::Off, ka),
-        },
-    )
-    .unwrap();
-    dp.send(
-        0,
-        StreamCommand::Add {
-            key: ka,
-            local: port_a.local_addr().unwrap(),
-            socket: port_a,
-            kind: StreamKind::Rtp,
-            counters: ca.clone(),
-            config: cfg(None, Latching::Once, kb),
-        },
-    )
-    .unwrap();
-    ca
-}
-
 #[test]
 fn ipv6_sources_after_ipv4_ones_are_read_whole() {
     for io in ios() {
@@ -473,8 +391,8 @@ fn ipv4_then_ipv6(io: ForwardingIo) {
     }
     let (p4a, p4b, p6a, p6b) = (relay_port(0, 1), relay_port(0, 1), bind6(), bind6());
     let (addr4, addr6) = (p4a.local_addr().unwrap(), p6a.local_addr().unwrap());
-    pair(&dp, (1, 2), p4a, p4b, b4.local_addr().unwrap());
-    let c6 = pair(&dp, (3, 4), p6a, p6b, b6.local_addr().unwrap());
+    pair(&dp, 0, (1, 2), p4a, p4b, b4.local_addr().unwrap());
+    let c6 = pair(&dp, 0, (3, 4), p6a, p6b, b6.local_addr().unwrap());
     let mut buf = [0u8; 2048];
     // An IPv4 datagram first, then an IPv6 one through the same worker.
     a4.send_to(&rtp(1), addr4).unwrap();
@@ -510,7 +428,7 @@ fn a_burst_larger_than_a_turn_is_forwarded_whole() {
     for seq in 0..burst {
         a.send_to(&rtp(seq), addr_a).unwrap();
     }
-    let ca = pair(&dp, (1, 2), port_a, port_b, b.local_addr().unwrap());
+    let ca = pair(&dp, 0, (1, 2), port_a, port_b, b.local_addr().unwrap());
     let mut buf = [0u8; 2048];
     for _ in 0..burst {
         assert_eq!(b.recv_from(&mut buf).unwrap().0, 172);

@@ -9,31 +9,16 @@
 //! (CAP_SYS_ADMIN); where the sandbox refuses one it says so and returns.
 #![allow(clippy::unwrap_used)]
 
-use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
+use common::{pair, raw_permitted, recv_with_tos};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 use voxline_relay_dataplane::*;
-
-/// Whether raw sockets can be opened here; panics if they must be.
-fn raw_permitted() -> bool {
-    let ok = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("VOXLINE_REQUIRE_RAW").is_none(),
-            "VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened"
-        );
-        eprintln!("raw sockets not permitted (CAP_NET_RAW): test skipped");
-    }
-    ok
-}
 
 /// Datagrams sent through raw sockets, once it reaches `n` (it is counted
 /// after the batch is sent, so after the receiver may have it), or what it
@@ -79,70 +64,6 @@ fn client() -> UdpSocket {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     setsockopt(&c, sockopt::IpRecvTos, &true).unwrap();
     c
-}
-
-/// One datagram with its source and TOS byte.
-fn recv(sock: &UdpSocket) -> (Vec<u8>, SocketAddr, Option<u8>) {
-    let mut buf = vec![0u8; 65536];
-    let mut cmsg = nix::cmsg_space!(u8);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<SockaddrStorage>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut tos = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::Ipv4Tos(t) = c {
-            tos = Some(t);
-        }
-    }
-    let from = SocketAddr::from(std::net::SocketAddrV4::from(
-        *msg.address.unwrap().as_sockaddr_in().unwrap(),
-    ));
-    let n = msg.bytes;
-    (buf[..n].to_vec(), from, tos)
-}
-
-/// Streams `a` (latching) and `b` (sending to `b_endpoint`) forwarding to
-/// each other on `worker`.
-fn pair(
-    dp: &Dataplane,
-    worker: usize,
-    keys: (u64, u64),
-    a: UdpSocket,
-    b: UdpSocket,
-    b_endpoint: SocketAddr,
-) {
-    let (ka, kb) = (StreamKey(keys.0), StreamKey(keys.1));
-    let cfg = |endpoint, latching, sink| StreamConfig {
-        endpoint,
-        latching,
-        strict_source: false,
-        sink_rtp: Some(sink),
-        sink_rtcp: Some(sink),
-        tos: 184,
-        standby: false,
-    };
-    for (key, sock, config) in [
-        (kb, b, cfg(Some(b_endpoint), Latching::Off, ka)),
-        (ka, a, cfg(None, Latching::Once, kb)),
-    ] {
-        dp.send(
-            worker,
-            StreamCommand::Add {
-                key,
-                local: sock.local_addr().unwrap(),
-                socket: sock,
-                kind: StreamKind::Rtp,
-                counters: Arc::default(),
-                config,
-            },
-        )
-        .unwrap();
-    }
 }
 
 /// The UDP checksum of a datagram as a raw socket reads it (IPv4 header
@@ -194,13 +115,13 @@ fn workers_read_their_partition_and_other_ports_use_their_sockets() {
     }
     for (i, (a, b)) in to.iter().enumerate() {
         senders[i].send_to(&rtp(i as u16, 172), *a).unwrap();
-        let (data, from, tos) = recv(&receivers[i]);
+        let (data, from, tos) = recv_with_tos(&receivers[i]);
         assert_eq!(data, rtp(i as u16, 172), "pair {i}");
         assert_eq!(from, *b, "pair {i}: sent from the sink stream's port");
         assert_eq!(tos, Some(184), "pair {i}");
         // And back, to the latched sender.
         receivers[i].send_to(&rtp(100, 60), *b).unwrap();
-        let (data, from, tos) = recv(&senders[i]);
+        let (data, from, tos) = recv_with_tos(&senders[i]);
         assert_eq!(
             (data, from, tos),
             (rtp(100, 60), *a, Some(184)),
@@ -260,12 +181,12 @@ fn a_datagram_larger_than_one_packet_leaves_through_the_stream_socket() {
         // Too large for one packet: the raw send is refused (EMSGSIZE) and
         // the sink's socket sends it in fragments.
         sender.send_to(&rtp(1, 3000), to_a).unwrap();
-        let (data, from, tos) = recv(&receiver);
+        let (data, from, tos) = recv_with_tos(&receiver);
         assert_eq!((data.len(), from, tos), (3000, from_b, Some(184)));
         assert_eq!(data, rtp(1, 3000));
         // A small one still goes through raw I/O.
         sender.send_to(&rtp(2, 172), to_a).unwrap();
-        let (data, _, _) = recv(&receiver);
+        let (data, _, _) = recv_with_tos(&receiver);
         assert_eq!(data, rtp(2, 172));
         assert_eq!(raw_sent_reaching(&dp, 1), 1);
         dp.shutdown();

@@ -50,18 +50,7 @@ async fn offer_answer_media_latching_tos_query_delete() {
 /// is set, as the test script does when it runs as root).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offer_answer_media_latching_tos_query_delete_with_raw_io() {
-    let permitted = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::UDP),
-    )
-    .is_ok();
-    if !permitted {
-        assert!(
-            std::env::var_os("VOXLINE_REQUIRE_RAW").is_none(),
-            "VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened"
-        );
-        eprintln!("raw sockets not permitted (CAP_NET_RAW): test skipped");
+    if !voxline_relay_dataplane::test_util::raw_permitted() {
         return;
     }
     media_flow((31400, 31499), RelayIo::Raw).await;

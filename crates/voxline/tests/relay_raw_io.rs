@@ -11,29 +11,14 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
 use support::Node;
+use support::media::{media_addr, rtp, sdp};
 use voxline_relay::client::NgClient;
-
-fn raw_permitted() -> bool {
-    let ok = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::UDP),
-    )
-    .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("VOXLINE_REQUIRE_RAW").is_none(),
-            "VOXLINE_REQUIRE_RAW is set but raw sockets cannot be opened"
-        );
-        eprintln!("raw sockets not permitted (CAP_NET_RAW): test skipped");
-    }
-    ok
-}
+use voxline_relay_dataplane::test_util::raw_permitted;
 
 fn raw_relay_config() -> String {
     r#"
@@ -52,30 +37,6 @@ workers = 2
 io = "raw"
 "#
     .to_owned()
-}
-
-fn sdp(addr: SocketAddr) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-        ip = addr.ip(),
-        port = addr.port()
-    )
-}
-
-fn media_addr(sdp: &str) -> SocketAddr {
-    let port = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split(' ').next())
-        .unwrap();
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
-
-fn rtp(seq: u16) -> Vec<u8> {
-    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 1, 2, 3, 4];
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p.resize(172, 0xd5);
-    p
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::Node;
+use support::media::{media_addr, rtp, sdp};
 use voxline_relay::client::NgClient;
 
 /// A redis-server on a free loopback port, killed when dropped.
@@ -97,34 +98,6 @@ url = "redis://127.0.0.1:{redis_port}/0"
 relay_id = "{id}"
 "#
     )
-}
-
-fn sdp(addr: SocketAddr) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-        ip = addr.ip(),
-        port = addr.port()
-    )
-}
-
-fn media_addr(sdp: &str) -> SocketAddr {
-    let ip = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .unwrap();
-    let port = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split(' ').next())
-        .unwrap();
-    format!("{}:{port}", ip.trim()).parse().unwrap()
-}
-
-fn rtp(seq: u16) -> Vec<u8> {
-    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 1, 2, 3, 4];
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p.resize(172, 0xd5);
-    p
 }
 
 /// One call: endpoint sockets and the relay ports each side sends to.

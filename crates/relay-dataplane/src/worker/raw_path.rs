@@ -89,12 +89,7 @@ impl Worker {
                 bump(&s.counters.errors, 1);
                 continue;
             }
-            let data = raw
-                .io
-                .bufs
-                .get(i)
-                .and_then(|b| b.get(d.payload..d.end))
-                .unwrap_or_default();
+            let data = raw.io.received(i, &d);
             let Some(class) = s.admit(SocketAddr::V4(d.src), data) else {
                 bump(&s.counters.errors, 1);
                 continue;
@@ -136,12 +131,7 @@ impl Worker {
                 // An IPv6 destination (or a sink without an IPv4 address):
                 // out of the sink's own socket.
                 None => {
-                    let data = raw
-                        .io
-                        .bufs
-                        .get(i)
-                        .and_then(|b| b.get(d.payload..d.end))
-                        .unwrap_or_default();
+                    let data = raw.io.received(i, &d);
                     let ok = send_one(out, to, data);
                     if let Some(Some(s)) = self.slots.get(slot) {
                         bump(
@@ -199,6 +189,14 @@ impl Worker {
 }
 
 impl raw::RawIo {
+    /// The payload of received datagram `i`, read as `d`.
+    fn received(&self, i: usize, d: &raw::Datagram) -> &[u8] {
+        self.bufs
+            .get(i)
+            .and_then(|b| b.get(d.payload..d.end))
+            .unwrap_or_default()
+    }
+
     /// The payload of a queued datagram (after the headers written for it).
     fn payload(&self, o: Outgoing) -> Option<&[u8]> {
         self.bufs.get(o.buf)?.get(o.start + HEADERS..o.end)

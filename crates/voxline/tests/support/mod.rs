@@ -1420,3 +1420,39 @@ pub fn final_response(sock: &std::net::UdpSocket, what: &str, node: &Node) -> St
         }
     }
 }
+
+/// SDP and RTP for the relay tests driven over ng.
+pub mod media {
+    use std::net::SocketAddr;
+
+    /// A one-stream audio SDP (PCMU) with media at `addr`.
+    pub fn sdp(addr: SocketAddr) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            ip = addr.ip(),
+            port = addr.port()
+        )
+    }
+
+    /// The media address of a one-stream SDP (IPv4).
+    pub fn media_addr(sdp: &str) -> SocketAddr {
+        let ip = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("c=IN IP4 "))
+            .unwrap();
+        let port = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap();
+        format!("{}:{port}", ip.trim()).parse().unwrap()
+    }
+
+    /// A 172-byte RTP packet (PCMU, 20 ms) with sequence number `seq`.
+    pub fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 1, 2, 3, 4];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.resize(172, 0xd5);
+        p
+    }
+}
