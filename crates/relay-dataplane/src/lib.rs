@@ -297,6 +297,8 @@ pub struct Dataplane {
     workers: Vec<WorkerHandle>,
     stop: Arc<AtomicBool>,
     raw_stats: Arc<RawStats>,
+    /// Inodes of the workers' raw receiving sockets.
+    raw_inodes: Vec<u64>,
 }
 
 /// Totals of the raw sockets over all workers ([`ForwardingIo::Raw`]).
@@ -331,6 +333,7 @@ impl Dataplane {
     ) -> Result<Dataplane, DataplaneError> {
         let stop = Arc::new(AtomicBool::new(false));
         let raw_stats = Arc::new(RawStats::default());
+        let mut raw_inodes = Vec::new();
         let mut workers = Vec::new();
         let count = config.workers.max(1);
         let per_worker = config.streams_hint / count;
@@ -344,8 +347,10 @@ impl Dataplane {
                             e,
                         ))
                     })?;
+                    let sockets = raw::RawSockets::open(&filter).map_err(DataplaneError::Raw)?;
+                    raw_inodes.push(sockets.rx_inode);
                     Some(worker::RawSetup {
-                        sockets: raw::RawSockets::open(&filter).map_err(DataplaneError::Raw)?,
+                        sockets,
                         port_min,
                         port_max,
                         partitions: count,
@@ -398,6 +403,7 @@ impl Dataplane {
             workers,
             stop,
             raw_stats,
+            raw_inodes,
         })
     }
 
@@ -409,6 +415,19 @@ impl Dataplane {
     /// Totals of the raw sockets (zero with [`ForwardingIo::Sockets`]).
     pub fn raw_stats(&self) -> &RawStats {
         &self.raw_stats
+    }
+
+    /// Datagrams the kernel dropped because a worker's raw socket queue was
+    /// full (the worker fell behind), from `/proc/net/raw`; `None` without
+    /// raw I/O or when the table cannot be read. With raw I/O these drops
+    /// are not in the host's UDP `RcvbufErrors`. Reads a file: for periodic
+    /// metrics, not the data path.
+    pub fn raw_drops(&self) -> Option<u64> {
+        if self.raw_inodes.is_empty() {
+            return None;
+        }
+        let table = std::fs::read_to_string("/proc/net/raw").ok()?;
+        Some(raw::drops_in(&table, &self.raw_inodes))
     }
 
     /// Queues a command for worker `worker` and wakes it.

@@ -256,6 +256,8 @@ pub(crate) fn write_headers(
 pub(crate) struct RawSockets {
     rx: Socket,
     tx: Socket,
+    /// The receiving socket's inode: its line in `/proc/net/raw`.
+    pub rx_inode: u64,
 }
 
 impl RawSockets {
@@ -268,8 +270,27 @@ impl RawSockets {
         let _ = rx.set_recv_buffer_size(RAW_RCVBUF);
         let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_RAW)))?;
         tx.set_nonblocking(true)?;
-        Ok(RawSockets { rx, tx })
+        // fstat of a duplicate (closed again at once) gives the inode.
+        let dup: std::os::fd::OwnedFd = rx.try_clone()?.into();
+        let rx_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::File::from(dup).metadata()?);
+        Ok(RawSockets { rx, tx, rx_inode })
     }
+}
+
+/// The sum of the `drops` column of `/proc/net/raw`-formatted `table` over
+/// the sockets with these inodes: datagrams the kernel dropped because a raw
+/// socket's queue was full.
+pub(crate) fn drops_in(table: &str, inodes: &[u64]) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            let drops: u64 = fields.get(12)?.parse().ok()?;
+            inodes.contains(&inode).then_some(drops)
+        })
+        .sum()
 }
 
 /// One outgoing datagram of the pending batch.
@@ -447,6 +468,19 @@ mod tests {
 
     fn a(s: &str) -> SocketAddrV4 {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn drops_are_read_for_own_sockets_only() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 210: 00000000:0011 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4135798 2 000000006deeb34f 17
+ 211: 00000000:0011 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4135799 2 000000006deeb350 5
+ 212: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4135800 2 000000006deeb351 1000
+";
+        assert_eq!(drops_in(table, &[4135798]), 17);
+        assert_eq!(drops_in(table, &[4135798, 4135799]), 22);
+        assert_eq!(drops_in(table, &[1]), 0);
+        assert_eq!(drops_in("garbage\nmore garbage", &[1]), 0);
     }
 
     #[test]

@@ -34,6 +34,14 @@ fn raw_sent_reaching(dp: &Dataplane, n: u64) -> u64 {
     }
 }
 
+/// The raw sockets of every test here read every datagram to the range:
+/// one test's burst would overflow another's queues. One at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn raw_io() -> ForwardingIo {
     ForwardingIo::Raw {
         port_min: 1024,
@@ -88,6 +96,7 @@ fn workers_read_their_partition_and_other_ports_use_their_sockets() {
     if !raw_permitted() {
         return;
     }
+    let _serial = one_at_a_time();
     let dp = Dataplane::start(DataplaneConfig {
         workers: 2,
         streams_hint: 8,
@@ -155,6 +164,7 @@ fn a_datagram_larger_than_one_packet_leaves_through_the_stream_socket() {
     if !raw_permitted() {
         return;
     }
+    let _serial = one_at_a_time();
     // A network namespace of this thread's own, whose loopback carries at
     // most 1400 bytes per packet; the workers and `ip` started from this
     // thread live in it.
@@ -192,4 +202,93 @@ fn a_datagram_larger_than_one_packet_leaves_through_the_stream_socket() {
         dp.shutdown();
     });
     run.join().unwrap();
+}
+
+/// Datagrams dropped by the kernel's per-CPU input backlogs so far (the
+/// second column of `/proc/net/softnet_stat`, hexadecimal).
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum()
+}
+
+#[test]
+fn a_worker_that_falls_behind_shows_its_losses_in_raw_drops() {
+    if !raw_permitted() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    // The standby hook runs on the worker's thread: held here, it stalls
+    // the worker for real while a burst arrives.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let hook: StandbyHook = std::sync::Arc::new(move |_| {
+        let _ = entered_tx.send(());
+        let _ = release_rx.lock().unwrap().recv();
+    });
+    let dp = Dataplane::start_with_hook(
+        DataplaneConfig {
+            workers: 1,
+            streams_hint: 4,
+            io: raw_io(),
+        },
+        Some(hook),
+    )
+    .unwrap();
+    assert_eq!(dp.raw_drops(), Some(0));
+    let standby = bind_in(0, 1);
+    let standby_addr = standby.local_addr().unwrap();
+    dp.send(
+        0,
+        StreamCommand::Add {
+            key: StreamKey(9),
+            local: standby_addr,
+            socket: standby,
+            kind: StreamKind::Rtp,
+            counters: std::sync::Arc::default(),
+            config: StreamConfig {
+                endpoint: None,
+                latching: Latching::Off,
+                strict_source: false,
+                sink_rtp: None,
+                sink_rtcp: None,
+                tos: 0,
+                standby: true,
+            },
+        },
+    )
+    .unwrap();
+    let (sender, receiver) = (client(), client());
+    let (a, b) = (bind_in(0, 1), bind_in(0, 1));
+    let to_a = a.local_addr().unwrap();
+    let ca = pair(&dp, 0, (1, 2), a, b, receiver.local_addr().unwrap());
+    sender.send_to(&rtp(0, 172), standby_addr).unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // More than any raw socket queue holds (rmem_max is a few MiB at most).
+    let burst: u64 = 20_000;
+    let backlog_drops = softnet_drops();
+    for seq in 0..burst {
+        sender.send_to(&rtp(seq as u16, 1000), to_a).unwrap();
+    }
+    release_tx.send(()).unwrap();
+    // Every datagram is either taken by the stream or counted as dropped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let accounted =
+        || ca.snapshot().packets + dp.raw_drops().unwrap() + (softnet_drops() - backlog_drops);
+    while accounted() < burst {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {burst} accounted for",
+            accounted()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(accounted(), burst);
+    let drops = dp.raw_drops().unwrap();
+    assert!(drops > 0, "the stalled worker's queue overflowed");
+    eprintln!("{drops} of {burst} dropped at the raw socket");
+    dp.shutdown();
 }

@@ -19,8 +19,9 @@
 //! `voxline_relay_packets_total`, `voxline_relay_bytes_total`,
 //! `voxline_relay_packet_errors_total`, `voxline_relay_packets_forwarded_total`,
 //! `voxline_relay_ports_used{interface}`, with `io = "raw"`
-//! `voxline_relay_raw_sent_total` and `voxline_relay_raw_unrouted_total`
-//! (datagrams read by the raw sockets that no stream took), and from RTCP SR/RR reports
+//! `voxline_relay_raw_sent_total`, `voxline_relay_raw_unrouted_total`
+//! (datagrams read by the raw sockets that no stream took) and
+//! `voxline_relay_raw_dropped_total` (dropped at a full raw socket queue), and from RTCP SR/RR reports
 //! `voxline_relay_rtcp_streams`, `voxline_relay_rtcp_fraction_lost_avg` (0–1)
 //! and `voxline_relay_rtcp_jitter_max` (timestamp units).
 

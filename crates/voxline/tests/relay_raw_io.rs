@@ -101,6 +101,13 @@ fn a_relay_node_with_raw_io_carries_calls_both_ways() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(node.metric("voxline_relay_raw_sent_total", ""), 8.0);
+    // Nothing dropped at the raw sockets' queues, and the counter is there
+    // to say so.
+    let metrics = node.admin_get("/metrics");
+    assert!(
+        metrics.contains("voxline_relay_raw_dropped_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -439,6 +439,9 @@ impl Control {
                 .absolute(raw.sent.load(std::sync::atomic::Ordering::Relaxed));
             metrics::counter!("voxline_relay_raw_unrouted_total")
                 .absolute(raw.unrouted.load(std::sync::atomic::Ordering::Relaxed));
+            if let Some(drops) = dp.raw_drops() {
+                metrics::counter!("voxline_relay_raw_dropped_total").absolute(drops);
+            }
         }
         // RTCP-reported quality across all streams that saw a report.
         let (mut reports, mut lost_sum, mut jitter_max) = (0u64, 0u64, 0u32);
