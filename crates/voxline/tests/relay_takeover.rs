@@ -75,7 +75,10 @@ fn wait(secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn relay_config(id: &str, host: u8, redis_port: u16) -> String {
+/// A relay-only node on 127.0.0.`host` with media I/O `io`; ports from
+/// `ports` (start of 1,000).
+fn relay_config(id: &str, host: u8, redis_port: u16, io: &str, ports: u16) -> String {
+    let last = ports + 999;
     format!(
         r#"
 [node]
@@ -88,8 +91,9 @@ format = "json"
 listen = "127.0.0.1:0"
 [relay]
 ng_udp = "127.0.0.{host}:0"
-port_min = 38000
-port_max = 38999
+port_min = {ports}
+port_max = {last}
+io = "{io}"
 [[relay.interfaces]]
 name = "default"
 address = "127.0.0.{host}"
@@ -141,11 +145,25 @@ async fn foreign_sessions(ng: &NgClient) -> i64 {
 
 #[test]
 fn kill_9_relay_node_is_taken_over_by_its_standby() {
+    takeover("sockets", (41, 42), 38000);
+}
+
+/// The same with `io = "raw"` on both relays: the standby's media trigger
+/// and the taken-over streams go through its raw sockets.
+#[test]
+fn kill_9_relay_node_with_raw_io_is_taken_over_by_its_standby() {
+    if !voxline_relay_dataplane::test_util::raw_permitted() {
+        return;
+    }
+    takeover("raw", (43, 44), 37000);
+}
+
+fn takeover(io: &str, (host_a, host_b): (u8, u8), ports: u16) {
     let redis = Redis::start();
-    let mut a = Node::start(&relay_config("relay-a", 41, redis.port));
-    let b = Node::start(&relay_config("relay-b", 42, redis.port));
+    let mut a = Node::start(&relay_config("relay-a", host_a, redis.port, io, ports));
+    let b = Node::start(&relay_config("relay-b", host_b, redis.port, io, ports));
     let (a_ng, b_ng) = (a.ng.unwrap(), b.ng.unwrap());
-    assert_eq!(a_ng.ip().to_string(), "127.0.0.41");
+    assert_eq!(a_ng.ip().to_string(), format!("127.0.0.{host_a}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -174,7 +192,10 @@ fn kill_9_relay_node_is_taken_over_by_its_standby() {
             ..offer
         };
         let ans = rt.block_on(ng.answer(&answer)).unwrap();
-        assert_eq!(media_addr(&o.sdp).ip().to_string(), "127.0.0.41");
+        assert_eq!(
+            media_addr(&o.sdp).ip().to_string(),
+            format!("127.0.0.{host_a}")
+        );
         calls.push(Call {
             id,
             a: a_sock,
@@ -195,6 +216,11 @@ fn kill_9_relay_node_is_taken_over_by_its_standby() {
         gaps.push(c.resume(&mut seq, Duration::from_secs(5)));
     }
     eprintln!("media back after {gaps:?}");
+    if io == "raw" {
+        // B relays the taken-over calls through its raw sockets (metrics
+        // are refreshed every 0.5 s).
+        wait(5, || b.metric("voxline_relay_raw_sent_total", "") >= 3.0);
+    }
     // Sessions written back as B's own; B serves A's ng address.
     wait(5, || redis.owner("vx-0").as_deref() == Some("relay-b"));
     let q = rt
