@@ -74,8 +74,10 @@ struct Stream {
     local_v4: Option<SocketAddrV4>,
     kind: StreamKind,
     v6: bool,
-    /// Served by the raw socket (its own socket drops what it receives).
+    /// Served by the raw socket. Its own socket is polled until its first
+    /// datagram, then told to drop what it receives (`sealed`).
     raw: bool,
+    sealed: bool,
     latched: bool,
     /// Copies of `config.latching`, `config.strict_source`, `config.standby`.
     latching: Latching,
@@ -334,11 +336,12 @@ impl Worker {
                 StreamCommand::Remove { key } => {
                     if let Some(slot) = self.by_key.remove(&key) {
                         if let Some(Some(s)) = self.slots.get(slot) {
-                            if s.raw {
-                                if let (Some(raw), Some(local)) = (self.raw.as_mut(), s.local_v4) {
-                                    raw.routes.remove(&local);
-                                }
-                            } else {
+                            if s.raw
+                                && let (Some(raw), Some(local)) = (self.raw.as_mut(), s.local_v4)
+                            {
+                                raw.routes.remove(&local);
+                            }
+                            if !s.sealed {
                                 let _ = self.epoll.delete(s.socket.as_fd());
                             }
                         }
@@ -365,7 +368,7 @@ impl Worker {
             SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(a),
             _ => None,
         };
-        let raw = local_v4.is_some_and(|a| self.serve_raw(&socket, a));
+        let raw = local_v4.is_some_and(|a| self.serves_raw(a));
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -387,6 +390,7 @@ impl Worker {
                 kind,
                 v6: local.is_ipv6(),
                 raw,
+                sealed: false,
                 latched: false,
                 latching: Latching::Off,
                 strict_source: false,
@@ -406,13 +410,12 @@ impl Worker {
             });
         }
         self.configure(slot, config);
-        if raw {
-            if let (Some(rw), Some(a), Ok(s)) = (self.raw.as_mut(), local_v4, u32::try_from(slot)) {
-                rw.routes.insert(a, s);
-            }
-            self.by_key.insert(key, slot);
-            return;
+        if raw
+            && let (Some(rw), Some(a), Ok(s)) = (self.raw.as_mut(), local_v4, u32::try_from(slot))
+        {
+            rw.routes.insert(a, s);
         }
+        // Raw-served streams too: polled until their first datagram.
         let registered = match self.slots.get(slot) {
             Some(Some(s)) => self.epoll.add(
                 s.socket.as_fd(),
@@ -460,6 +463,10 @@ impl Worker {
     /// rarely holds more per wake-up, and every slot offered costs a header
     /// to fill.
     fn on_readable(&mut self, slot: usize, now_ms: u64) {
+        if matches!(self.slots.get(slot), Some(Some(s)) if s.raw && !s.sealed) {
+            self.seal(slot);
+            return;
+        }
         let mut want = FIRST_READ;
         for _ in 0..MAX_BATCHES_PER_TURN {
             let received = self.receive(slot, want);

@@ -2,7 +2,8 @@
 //! (route each datagram to its stream by destination, apply the stream's
 //! policy, write the outgoing headers in place, send the batch).
 
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
 use socket2::SockFilter;
@@ -17,27 +18,41 @@ use crate::{RAW_BATCH, raw_partition};
 const DROP_ALL: [SockFilter; 1] = [SockFilter::new(0x06, 0, 0, 0)];
 
 impl Worker {
-    /// Whether a stream bound to `local` is served through raw I/O (raw
+    /// Whether a stream bound to `local` is served through raw I/O: raw
     /// I/O configured, an even (RTP) port in the range and in this worker's
-    /// partition); if so its socket is told to drop what it receives.
-    pub(super) fn serve_raw(&self, socket: &UdpSocket, local: SocketAddrV4) -> bool {
+    /// partition.
+    pub(super) fn serves_raw(&self, local: SocketAddrV4) -> bool {
         let Some(raw) = self.raw.as_ref() else {
             return false;
         };
         let port = local.port();
-        if !port.is_multiple_of(2)
-            || !(raw.port_min..=raw.port_max).contains(&port)
-            || raw_partition(port, raw.partitions) != self.index
-        {
-            return false;
-        }
-        match socket2::SockRef::from(socket).attach_filter(&DROP_ALL) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, %local, "socket filter failed; stream served by its socket");
-                false
+        port.is_multiple_of(2)
+            && (raw.port_min..=raw.port_max).contains(&port)
+            && raw_partition(port, raw.partitions) == self.index
+    }
+
+    /// The first datagram of a raw-served stream reached its own socket too:
+    /// from now on the socket drops what it receives (a socket filter), and
+    /// what it holds is discarded (the raw socket has its copies). Done at
+    /// the first datagram rather than when the stream is added, because
+    /// attaching a filter costs ~5 µs (the kernel compiles it), which ng
+    /// set-up would pay for streams that may never see media. If the filter
+    /// cannot be attached the stream is served by its socket instead.
+    pub(super) fn seal(&mut self, slot: usize) {
+        let Some(Some(s)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if let Err(e) = socket2::SockRef::from(&s.socket).attach_filter(&DROP_ALL) {
+            tracing::warn!(error = %e, local = ?s.local_v4, "socket filter failed; stream served by its socket");
+            s.raw = false;
+            if let (Some(raw), Some(local)) = (self.raw.as_mut(), s.local_v4) {
+                raw.routes.remove(&local);
             }
+            return;
         }
+        s.sealed = true;
+        let _ = self.epoll.delete(s.socket.as_fd());
+        while self.receive(slot, crate::BATCH) == crate::BATCH {}
     }
 
     /// Reads the raw socket: up to [`MAX_BATCHES_PER_TURN`] batches; what

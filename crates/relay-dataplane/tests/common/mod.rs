@@ -85,3 +85,28 @@ pub fn pair(
     }
     ca
 }
+
+/// The bytes queued on the IPv4 UDP socket bound to `addr`, from
+/// `/proc/net/udp` (`None`: no such socket).
+pub fn udp_queued(addr: SocketAddr) -> Option<u64> {
+    let SocketAddr::V4(a) = addr else {
+        return None;
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(a.ip().octets()),
+        a.port()
+    );
+    std::fs::read_to_string("/proc/net/udp")
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&local.as_str()) {
+                return None;
+            }
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+}
