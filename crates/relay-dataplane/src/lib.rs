@@ -253,9 +253,10 @@ pub enum ForwardingIo {
     /// raw socket with headers the worker writes (source = the sink stream's
     /// address and port, TOS, UDP checksum): one `recvmmsg` and one
     /// `sendmmsg` per batch of up to [`RAW_BATCH`] datagrams of any streams.
-    /// An RTP stream's own socket keeps its port reserved and drops what it
-    /// would receive (a socket filter), so the kernel counts each such
-    /// datagram in the host's UDP `InErrors` (not in `RcvbufErrors`).
+    /// An RTP stream's own socket keeps its port reserved and, from the
+    /// stream's first datagram on, drops what it would receive (a socket
+    /// filter), so the kernel counts each such datagram in the host's UDP
+    /// `InErrors` (not in `RcvbufErrors`).
     /// RTCP ports (a datagram every few seconds; their sockets need no
     /// filter, which costs ~5 µs to attach), IPv6 streams, streams outside
     /// the range or partition and datagrams too large for one unfragmented
