@@ -186,20 +186,13 @@ pub fn run_raw(base: u16, sessions: usize, ports_file: &std::path::Path) -> anyh
             let Some(Some(to)) = learned.get(i ^ 1).copied() else {
                 continue;
             };
-            // New headers just before the payload (20 + 8 bytes).
-            let start = ihl - 20;
-            let udp_len = (len - ihl) as u16;
-            let h = &mut b[start..len];
-            h[..12].copy_from_slice(&[0x45, 184, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-            h[12..16].copy_from_slice(&[127, 0, 0, 1]);
-            h[16..20].copy_from_slice(&to.ip().octets());
-            h[20..22].copy_from_slice(&peer.to_be_bytes());
-            h[22..24].copy_from_slice(&to.port().to_be_bytes());
-            h[24..26].copy_from_slice(&udp_len.to_be_bytes());
-            h[26..28].copy_from_slice(&[0, 0]);
-            let sum =
-                voxline_relay_dataplane::udp_checksum_v4(Ipv4Addr::LOCALHOST, *to.ip(), &h[20..]);
-            h[26..28].copy_from_slice(&sum.to_be_bytes());
+            // New headers just before the payload, as the relay writes them.
+            let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, peer);
+            let Some(start) =
+                voxline_relay_dataplane::write_headers(b, ihl + 8, len, from, to, 184)
+            else {
+                continue;
+            };
             spans[k] = (start, len);
             dests[out.len()] = Some(SockaddrStorage::from(SocketAddrV4::new(*to.ip(), 0)));
             out.push(k);

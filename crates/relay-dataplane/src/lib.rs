@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
-pub use raw::{FilterError, Insn, RawFilter, raw_partition, udp_checksum_v4};
+pub use raw::{FilterError, Insn, RawFilter, raw_partition, udp_checksum_v4, write_headers};
 pub use rtp::{PacketClass, ReportBlock, classify, first_report_block};
 
 /// Datagrams per `recvmmsg`/`sendmmsg`.

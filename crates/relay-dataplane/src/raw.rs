@@ -215,9 +215,10 @@ pub fn udp_checksum_v4(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
 
 /// Writes IPv4 and UDP headers for `buf[payload..end]` into
 /// `buf[payload - 28..payload]`: from `src` to `dst` with `tos`, don't
-/// fragment, TTL 64. The kernel fills in the total length, the identifier
-/// and the header checksum. `None` if the room is not there.
-pub(crate) fn write_headers(
+/// fragment, TTL 64. Returns where the headers start; the kernel fills in
+/// the identifier and the header checksum (for a raw IPPROTO_RAW send).
+/// `None` if the room is not there.
+pub fn write_headers(
     buf: &mut [u8],
     payload: usize,
     end: usize,
@@ -382,12 +383,7 @@ impl RawIo {
         while at < n {
             let mut iovs: [[IoSlice<'_>; 1]; RAW_BATCH] = [[IoSlice::new(&[])]; RAW_BATCH];
             for (iov, o) in iovs.iter_mut().zip(&self.out[at..]) {
-                let data = self
-                    .bufs
-                    .get(o.buf)
-                    .and_then(|b| b.get(o.start..o.end))
-                    .unwrap_or_default();
-                *iov = [IoSlice::new(data)];
+                *iov = [IoSlice::new(queued(&self.bufs, o))];
             }
             let sent = sendmmsg(
                 self.sockets.tx.as_raw_fd(),
@@ -408,15 +404,12 @@ impl RawIo {
             // The first datagram not taken: the error is its own (sendmmsg
             // reports it when nothing was sent, else on the next call).
             if at < n {
-                let e = match err {
-                    Some(e) => e,
-                    None => self.send_one(at),
-                };
                 if let Some(o) = self.out.get(at).copied() {
-                    match e {
-                        nix::errno::Errno::UnknownErrno => each(self, o, Sent::Ok),
-                        e => each(self, o, Sent::Refused(e)),
-                    }
+                    let fate = match err {
+                        Some(e) => Sent::Refused(e),
+                        None => self.send_one(at),
+                    };
+                    each(self, o, fate);
                 }
                 at += 1;
             }
@@ -424,26 +417,29 @@ impl RawIo {
         self.out.clear();
     }
 
-    /// Sends pending datagram `at` alone; `UnknownErrno` stands for success.
-    fn send_one(&mut self, at: usize) -> nix::errno::Errno {
+    /// Sends pending datagram `at` alone.
+    fn send_one(&self, at: usize) -> Sent {
         let (Some(o), Some(Some(dest))) = (self.out.get(at), self.dests.get(at)) else {
-            return nix::errno::Errno::EINVAL;
+            return Sent::Refused(nix::errno::Errno::EINVAL);
         };
-        let data = self
-            .bufs
-            .get(o.buf)
-            .and_then(|b| b.get(o.start..o.end))
-            .unwrap_or_default();
+        let data = queued(&self.bufs, o);
         match nix::sys::socket::sendto(
             self.sockets.tx.as_raw_fd(),
             data,
             dest,
             MsgFlags::MSG_DONTWAIT,
         ) {
-            Ok(_) => nix::errno::Errno::UnknownErrno,
-            Err(e) => e,
+            Ok(_) => Sent::Ok,
+            Err(e) => Sent::Refused(e),
         }
     }
+}
+
+/// The bytes (headers and payload) of queued datagram `o`.
+fn queued<'a>(bufs: &'a [[u8; RAW_BUF]; RAW_BATCH], o: &Outgoing) -> &'a [u8] {
+    bufs.get(o.buf)
+        .and_then(|b| b.get(o.start..o.end))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
