@@ -10,6 +10,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 KAMAILIO_PORT=${KAMAILIO_PORT:-5070}
 VOXLINE_PORT=${VOXLINE_PORT:-5090}
+RESPONDER_PORT=${RESPONDER_PORT:-5095}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 KAMAILIO_SHM_MB=${KAMAILIO_SHM_MB:-1024}
 KAMAILIO_PKG_MB=${KAMAILIO_PKG_MB:-16}
@@ -119,6 +120,23 @@ start_voxline() {
   if ! wait_sip "$port"; then
     log "voxline ($toml) does not answer SIP on 127.0.0.1:$port; log: $SERVER_RUNDIR/log"
     tail -5 "$SERVER_RUNDIR/log" >&2
+    stop_server
+    return 1
+  fi
+}
+
+# start_responder PORT [--challenge REALM] : starts the generator's own stateless responder
+# pinned to SERVER_CPU, the "server" that does no work beyond framing and replying (with
+# --challenge, a canned 401 for REGISTERs without credentials): the ceiling of the core.
+start_responder() {
+  local port=$1
+  shift
+  SERVER_RUNDIR=$(mktemp -d "$LOG_DIR/responder.XXXXXX")
+  setsid nice -n "$BENCH_NICE" taskset -c "$SERVER_CPU" "$LOADGEN" responder --listen "127.0.0.1:$port" \
+    --duration 3600 "$@" >"$SERVER_RUNDIR/log" 2>&1 &
+  SERVER_PID=$!
+  if ! wait_sip "$port"; then
+    log "responder did not start; log: $SERVER_RUNDIR/log"
     stop_server
     return 1
   fi

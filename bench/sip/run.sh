@@ -17,11 +17,15 @@
 #                         (or at --rate R) for the window; shows completed calls/s and
 #                         retransmissions
 #   generator             the generator against its own batched responder (its ceiling)
+# --server also takes `responder` (alone or in a quoted list, e.g. --server "kamailio
+# voxline responder"): the generator's stateless responder on the server core, which frames
+# and answers without doing the work (register-auth: a canned 401, credentials unchecked).
+# It is the ceiling of one core for the workload, and the ratios to it are printed too.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SCENARIO=${1:-}
-[ -n "$SCENARIO" ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+[ -n "$SCENARIO" ] || { sed -n '2,26p' "$0" >&2; exit 2; }
 shift
 SERVERS=kamailio
 REPS=${REPS:-3}
@@ -83,9 +87,21 @@ start() { # server
   case $1 in
     kamailio) start_kamailio "$KCFG" "$KAMAILIO_PORT" "${KDEF[@]}" ;;
     voxline) start_voxline "$VTOML" "$VOXLINE_PORT" "$VDATA" ;;
+    responder)
+      case $SCENARIO in
+        register-auth) start_responder "$RESPONDER_PORT" --challenge localhost ;;
+        options | register) start_responder "$RESPONDER_PORT" ;;
+        *) log "responder: no stand-in for $SCENARIO"; return 1 ;;
+      esac ;;
   esac
 }
-port_of() { [ "$1" = voxline ] && echo "$VOXLINE_PORT" || echo "$KAMAILIO_PORT"; }
+port_of() {
+  case $1 in
+    voxline) echo "$VOXLINE_PORT" ;;
+    responder) echo "$RESPONDER_PORT" ;;
+    *) echo "$KAMAILIO_PORT" ;;
+  esac
+}
 
 # One measurement: prints the JSON line, tagged with server and rep, plus the CPU share
 # the server got in the window (sampled from /proc while the generator runs): on a shared
@@ -193,5 +209,12 @@ else
     k=$(col '.completed_per_s' kamailio main); v=$(col '.completed_per_s' voxline main)
     kc=$(col '.per_server_cpu_s' kamailio main); vc=$(col '.per_server_cpu_s' voxline main)
     echo "voxline/kamailio: $(awk -v v="$v" -v k="$k" 'BEGIN { printf "%.2f", v / k }')x (per second of server CPU: $(awk -v v="$vc" -v k="$kc" 'BEGIN { printf "%.2f", v / k }')x)"
+  fi
+  if grep -q '"server":"responder"' "$RESULTS"; then
+    r=$(col '.completed_per_s' responder main)
+    for s in kamailio voxline; do
+      grep -q "\"server\":\"$s\"" "$RESULTS" || continue
+      echo "responder/$s: $(awk -v r="$r" -v x="$(col '.completed_per_s' "$s" main)" 'BEGIN { printf "%.2f", r / x }')x (the ceiling of the core over the server)"
+    done
   fi
 fi

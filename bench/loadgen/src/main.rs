@@ -138,6 +138,10 @@ struct ResponderArgs {
     /// Print one JSON line on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Challenge REGISTERs without credentials with a canned 401 for this realm (the
+    /// credentials that follow are not checked): the ceiling of `register-auth`.
+    #[arg(long)]
+    challenge: Option<String>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -232,7 +236,10 @@ fn main() -> ExitCode {
 
 fn responder(r: &ResponderArgs) -> ExitCode {
     let resp = match Responder::bind(r.listen) {
-        Ok(x) => x,
+        Ok(x) => match &r.challenge {
+            Some(realm) => x.challenging(realm),
+            None => x,
+        },
         Err(e) => {
             eprintln!("voxline-loadgen responder: bind {}: {e}", r.listen);
             return ExitCode::FAILURE;
@@ -245,8 +252,13 @@ fn responder(r: &ResponderArgs) -> ExitCode {
                 println!("{}", serde_json::to_string(&st).unwrap_or_default());
             } else {
                 println!(
-                    "responder: received {} answered {} ignored {} parse errors {} send errors {}",
-                    st.received, st.answered, st.ignored, st.parse_errors, st.send_errors
+                    "responder: received {} answered {} (challenged {}) ignored {} parse errors {} send errors {}",
+                    st.received,
+                    st.answered,
+                    st.challenged,
+                    st.ignored,
+                    st.parse_errors,
+                    st.send_errors
                 );
             }
             ExitCode::SUCCESS

@@ -1,10 +1,16 @@
 //! A trivial stateless SIP responder: every request except ACK gets a canned `200 OK`
 //! (Via, From, To, Call-ID and CSeq copied), received and sent in batches. It measures the
 //! generator's own ceiling, and serves as a stand-in server in tests.
+//!
+//! With [`Responder::challenging`] it also stands for the cheapest registrar with digest
+//! authentication there can be: a REGISTER without an `Authorization` header gets a canned
+//! `401` with one fixed MD5 challenge, one with credentials a `200 OK`, and nothing is
+//! verified. Its flows/s are what the kernel and a minimal framing leave of one core, the
+//! ceiling a real registrar's REGISTER → 401 → REGISTER → 200 flow is measured against.
 
 use crate::message;
 use crate::outbox::{Leg, Outbox};
-use crate::response::{ResponseSpec, write_response};
+use crate::response::{ResponseSpec, write_response, write_response_with_tail};
 use crate::socket::{BATCH, BatchIo, send_to, set_buffers};
 use crate::writer::Writer;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -20,8 +26,10 @@ use std::time::{Duration, Instant};
 pub struct ResponderStats {
     /// Datagrams received.
     pub received: u64,
-    /// 200 OK responses sent.
+    /// Responses sent (200 OK and 401).
     pub answered: u64,
+    /// 401 challenges among them.
+    pub challenged: u64,
     /// Datagrams that were not readable SIP.
     pub parse_errors: u64,
     /// Responses and ACKs received (not answered).
@@ -34,6 +42,8 @@ pub struct ResponderStats {
 #[derive(Debug)]
 pub struct Responder {
     socket: UdpSocket,
+    /// The 401's header lines after CSeq, blank line included, when REGISTERs are challenged.
+    challenge: Option<Vec<u8>>,
 }
 
 impl Responder {
@@ -41,7 +51,24 @@ impl Responder {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Responder> {
         let socket = UdpSocket::bind(addr)?;
         set_buffers(&socket);
-        Ok(Responder { socket })
+        Ok(Responder {
+            socket,
+            challenge: None,
+        })
+    }
+
+    /// Challenges every REGISTER without an `Authorization` header with a canned `401`
+    /// (MD5, `qop="auth"`, one fixed nonce, `realm`); credentials are not checked.
+    pub fn challenging(mut self, realm: &str) -> Responder {
+        self.challenge = Some(
+            format!(
+                "WWW-Authenticate: Digest realm=\"{realm}\", \
+                 nonce=\"responder0000000000000000000000\", qop=\"auth\", algorithm=MD5\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        );
+        self
     }
 
     /// The bound address.
@@ -83,20 +110,33 @@ impl Responder {
                     st.received += 1;
                     match message::parse(data) {
                         Ok(m) if m.status().is_none() && m.method() != Some(&b"ACK"[..]) => {
+                            let challenge = self.challenge.as_deref().filter(|_| {
+                                m.method() == Some(&b"REGISTER"[..])
+                                    && memchr::memmem::find(data, b"\nAuthorization:").is_none()
+                            });
                             let spec = ResponseSpec {
-                                code: 200,
-                                reason: b"OK",
+                                code: if challenge.is_some() { 401 } else { 200 },
+                                reason: if challenge.is_some() {
+                                    b"Unauthorized"
+                                } else {
+                                    b"OK"
+                                },
                                 to_tag: b"responder",
                                 copy_record_route: false,
                                 contact: None,
                             };
                             let pushed = out.push(Leg::Uac, |b| {
                                 let mut w = Writer::new(b);
-                                write_response(&mut w, &m, &spec).map(|()| w.len())
+                                match challenge {
+                                    Some(tail) => write_response_with_tail(&mut w, &m, &spec, tail),
+                                    None => write_response(&mut w, &m, &spec),
+                                }
+                                .map(|()| w.len())
                             });
                             if pushed.is_ok() {
                                 addrs.push(from);
                                 st.answered += 1;
+                                st.challenged += u64::from(challenge.is_some());
                             }
                         }
                         Ok(_) => st.ignored += 1,

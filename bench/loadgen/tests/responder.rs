@@ -236,3 +236,30 @@ fn generator_against_its_own_batched_responder() {
         assert_eq!(st.answered, 20_000 + report.retransmissions);
     });
 }
+
+#[test]
+fn register_auth_against_the_challenging_responder() {
+    let resp = voxline_loadgen::responder::Responder::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .challenging("localhost");
+    let addr = resp.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| resp.run(Duration::from_secs(30), None, &stop).unwrap());
+        let mut cfg = config(Scenario::RegisterAuth, addr, 5_000);
+        cfg.shape = Shape::Concurrency(200);
+        cfg.users = 1000;
+        cfg.password = Some("secret".into());
+        let report = run(&cfg).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let st = h.join().unwrap();
+        assert_eq!(report.flows_completed + report.completed_in_drain, 5_000);
+        assert_eq!(report.flows_failed + report.flows_timed_out, 0);
+        // One challenge per flow, the credentialed REGISTER answered with 200 (and every
+        // retransmission, if this machine stalled, answered too).
+        let r = report.retransmissions;
+        assert!(report.replies.get(&401).is_some_and(|&n| n >= 5_000));
+        assert!((5_000..=5_000 + r).contains(&st.challenged), "{st:?}");
+        assert_eq!(st.answered, 10_000 + r);
+    });
+}
