@@ -12,7 +12,7 @@ use crate::header_name::HeaderName;
 use crate::lex::{next_top_comma, trim_lws};
 use crate::message::Message;
 use crate::name_addr::NameAddr;
-use crate::via::Via;
+use crate::via::{Via, ViaStamp};
 
 /// Why a set of edits could not be applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -218,7 +218,7 @@ impl<'a> Editor<'a> {
     /// Writes the edited message into `out` (appending).
     pub fn write_to(&self, out: &mut BytesMut) -> Result<(), EditError> {
         let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
-        self.plan(&mut splices)?;
+        self.plan(&mut splices, &mut None)?;
         splices.sort_by_key(|s| (s.start, s.end, s.seq));
         self.write_planned(&splices, out)
     }
@@ -273,7 +273,8 @@ impl<'a> Editor<'a> {
     /// new bytes again; other edits are framed anew.
     pub fn to_message(&self) -> Result<Message, EditError> {
         let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
-        self.plan(&mut splices)?;
+        let mut stamp = None;
+        self.plan(&mut splices, &mut stamp)?;
         splices.sort_by_key(|s| (s.start, s.end, s.seq));
         let frame = self.msg.frame();
         let inside_values = splices.iter().all(|s| {
@@ -341,10 +342,26 @@ impl<'a> Editor<'a> {
         shifted.head_end = shift(frame.head_end);
         shifted.body_start = shift(frame.body_start);
         shifted.body_end = shift(frame.body_end);
-        Ok(Message::from_frame(bytes, shifted))
+        let message = Message::from_frame(bytes, shifted);
+        // A stamp alone moved the top Via's fields by known amounts: the
+        // parsed Via is carried over instead of parsed again.
+        if let Some(stamp) = stamp
+            && stamp.insertions() == splices.len()
+            && let Some(spans) = self.msg.top_via_spans().and_then(|v| v.stamped(&stamp))
+        {
+            message.keep_top_via(spans);
+        }
+        Ok(message)
     }
 
-    fn plan(&self, out: &mut SmallVec<[Splice<'a>; 12]>) -> Result<(), EditError> {
+    /// The splices of every edit, unsorted. `stamp` learns where a
+    /// `received`/`rport` stamp inserted text into the top Via when it only
+    /// inserted (no value replaced, no parameter repeated).
+    fn plan(
+        &self,
+        out: &mut SmallVec<[Splice<'a>; 12]>,
+        stamp: &mut Option<ViaStamp>,
+    ) -> Result<(), EditError> {
         let msg = self.msg;
         let frame = msg.frame();
         let headers = &frame.headers;
@@ -419,7 +436,10 @@ impl<'a> Editor<'a> {
             // text as `elem`, so offsets into one are offsets into the other.
             let via = msg.top_via().map_err(|_| EditError::MalformedVia)?;
             let elem_end_abs = base + elem.len() as u32;
-            let (rport_param, received_param) = via_stamp_params(via);
+            let (rport_param, received_param, repeated) = via_stamp_params(via);
+            // Offsets into the header text, which the Via's spans index.
+            let rel = |abs: u32| abs - frame.msg_start;
+            let mut inserted = (!repeated).then(ViaStamp::default);
             // rport first: when it ends the value, both insert at one offset.
             if let (Some(port), Some(_)) = (rport, via.rport) {
                 let (name, value) = rport_param.ok_or(EditError::MalformedVia)?;
@@ -427,6 +447,7 @@ impl<'a> Editor<'a> {
                     Some(v) => {
                         let s = base + offset_in(elem, v);
                         push(out, s, s + v.len() as u32, &[Piece::Num(u64::from(port))]);
+                        inserted = None;
                     }
                     None => {
                         let name_end = base + offset_in(elem, name) + name.len() as u32;
@@ -436,6 +457,10 @@ impl<'a> Editor<'a> {
                             name_end,
                             &[Piece::Text(b"="), Piece::Num(u64::from(port))],
                         );
+                        if let Some(st) = &mut inserted {
+                            st.rport =
+                                Some((rel(name_end), 1 + num_len(u64::from(port)) as u32, port));
+                        }
                     }
                 }
             }
@@ -444,15 +469,23 @@ impl<'a> Editor<'a> {
                     Some(v) => {
                         let s = base + offset_in(elem, v);
                         push(out, s, s + v.len() as u32, &[Piece::Text(r.as_bytes())]);
+                        inserted = None;
                     }
-                    None => push(
-                        out,
-                        elem_end_abs,
-                        elem_end_abs,
-                        &[Piece::Text(b";received="), Piece::Text(r.as_bytes())],
-                    ),
+                    None => {
+                        push(
+                            out,
+                            elem_end_abs,
+                            elem_end_abs,
+                            &[Piece::Text(b";received="), Piece::Text(r.as_bytes())],
+                        );
+                        if let Some(st) = &mut inserted {
+                            let len = (b";received=".len() + r.len()) as u32;
+                            st.received = Some((rel(elem_end_abs), len, r.len() as u32));
+                        }
+                    }
                 }
             }
+            *stamp = inserted;
         }
 
         // Record-Route and Path: above the first existing value, or at the
@@ -717,19 +750,21 @@ fn offset_in(outer: &str, inner: &str) -> u32 {
 /// The first `rport` and `received` parameters of a Via (name, value), in
 /// one pass over its parameters.
 type ViaParam<'v> = (&'v str, Option<&'v str>);
-fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>) {
-    let (mut rport, mut received) = (None, None);
+
+/// The first `rport` and `received` parameters of `via`, and whether
+/// either is repeated (the stamp edits the first; a parse keeps the last).
+fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>, bool) {
+    let (mut rport, mut received, mut repeated) = (None, None, false);
     for (n, v) in via.params.iter() {
-        if rport.is_none() && n.eq_ignore_ascii_case("rport") {
-            rport = Some((n, v));
-        } else if received.is_none() && n.eq_ignore_ascii_case("received") {
-            received = Some((n, v));
-        }
-        if rport.is_some() && received.is_some() {
-            break;
+        if n.eq_ignore_ascii_case("rport") {
+            repeated |= rport.is_some();
+            rport = rport.or(Some((n, v)));
+        } else if n.eq_ignore_ascii_case("received") {
+            repeated |= received.is_some();
+            received = received.or(Some((n, v)));
         }
     }
-    (rport, received)
+    (rport, received, repeated)
 }
 
 /// The number of bytes a splice writes.

@@ -330,6 +330,27 @@ impl Message {
         }
     }
 
+    /// The top Via's spans, when it was parsed and kept.
+    pub(crate) fn top_via_spans(&self) -> Option<ViaSpans> {
+        match self.top_via.get() {
+            Some(Some(Ok(spans))) => Some(*spans),
+            _ => None,
+        }
+    }
+
+    /// Keeps `spans` as this message's parsed top Via (a message made by
+    /// an edit that knows where the Via's fields went). Debug builds check
+    /// them against a parse of the text.
+    pub(crate) fn keep_top_via(&self, spans: ViaSpans) {
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            self.parse_top_via().ok(),
+            Some(spans.resolve(&self.head)),
+            "the top Via's spans carried over an edit differ from its parse"
+        );
+        let _ = self.top_via.set(Some(Ok(spans)));
+    }
+
     /// The `branch` of the top Via, read without parsing the rest of it
     /// when the Via has not been parsed yet (an ACK absorbed statelessly
     /// needs nothing else of it). `None` without a Via, without a branch,

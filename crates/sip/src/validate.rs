@@ -248,10 +248,14 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
         .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?;
     let _ = from;
     // The top Via through the message's cache: the core's `received`
-    // stamp reads it next, and it is parsed once.
+    // stamp reads it next, and it is parsed once. The others are skipped
+    // past as text (`vias().skip(1)` parsed the top one again to drop it).
     if msg.headers_named(HeaderName::Via).next().is_none()
         || msg.top_via().is_err()
-        || msg.vias().skip(1).any(|v| v.is_err())
+        || msg
+            .headers_named(HeaderName::Via)
+            .skip(1)
+            .any(|v| crate::via::Via::parse(v).is_err())
     {
         return Err(Rejection::bad("Bad Request - Malformed Via"));
     }

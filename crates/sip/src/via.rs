@@ -310,6 +310,87 @@ impl ViaSpans {
     }
 }
 
+/// The text a `received`/`rport` stamp inserted into a Via, as offsets into
+/// the text its [`ViaSpans`] index (before the insertions).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ViaStamp {
+    /// `=port` after the name of a valueless `rport`: where, its length, the port.
+    pub(crate) rport: Option<(u32, u32, u16)>,
+    /// `;received=address` at the Via's end: where, its length, the address's length.
+    pub(crate) received: Option<(u32, u32, u32)>,
+}
+
+impl ViaStamp {
+    /// How many insertions it made.
+    pub(crate) fn insertions(&self) -> usize {
+        usize::from(self.rport.is_some()) + usize::from(self.received.is_some())
+    }
+}
+
+impl ViaSpans {
+    /// The spans of this Via once `stamp` was inserted into its text: what
+    /// parsing the stamped Via gives, without parsing it again (the
+    /// registrar and the transaction layer read the stamped top Via of
+    /// every request). `None` when the insertions are not where a stamp
+    /// puts them (inside the parameters; `received` at their end).
+    pub(crate) fn stamped(&self, stamp: &ViaStamp) -> Option<ViaSpans> {
+        let rport = stamp.rport.map(|(at, len, _)| (at, len));
+        let received = stamp.received.map(|(at, len, _)| (at, len));
+        let inside = |at: u32| self.params.start <= at && at <= self.params.end;
+        if !rport.is_none_or(|(at, _)| inside(at))
+            || !received.is_none_or(|(at, _)| at == self.params.end)
+        {
+            return None;
+        }
+        let inserts = [rport, received];
+        // Text inserted before a position moves it; text inserted where a
+        // span ends (or where an empty one is) comes after that span.
+        let moved = |p: u32| -> u32 {
+            p + inserts
+                .iter()
+                .flatten()
+                .filter(|&&(at, _)| at < p)
+                .map(|&(_, len)| len)
+                .sum::<u32>()
+        };
+        let span = |s: Span| Span {
+            start: moved(s.start),
+            end: moved(s.end),
+        };
+        let total: u32 = inserts.iter().flatten().map(|&(_, len)| len).sum();
+        let mut out = ViaSpans {
+            protocol_name: span(self.protocol_name),
+            protocol_version: span(self.protocol_version),
+            transport: span(self.transport),
+            host: match self.host {
+                HostSpan::Domain(s) => HostSpan::Domain(span(s)),
+                other => other,
+            },
+            host_str: span(self.host_str),
+            // The parameters take in everything inserted, at their end too.
+            params: Span {
+                start: moved(self.params.start),
+                end: self.params.end + total,
+            },
+            branch: self.branch.map(span),
+            maddr: self.maddr.map(span),
+            ..*self
+        };
+        if let Some((_, _, port)) = stamp.rport {
+            out.rport = Some(Some(port));
+        }
+        if let Some((at, len, value_len)) = stamp.received {
+            // `rport`'s value goes first when both are inserted at one offset.
+            let at = at + rport.filter(|&(r, _)| r <= at).map_or(0, |(_, l)| l);
+            out.received = Some(Span {
+                start: at + len - value_len,
+                end: at + len,
+            });
+        }
+        Some(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
