@@ -337,8 +337,8 @@ impl ViaSpans {
         let rport = stamp.rport.map(|(at, len, _)| (at, len));
         let received = stamp.received.map(|(at, len, _)| (at, len));
         let inside = |at: u32| self.params.start <= at && at <= self.params.end;
-        if !rport.is_none_or(|(at, _)| inside(at))
-            || !received.is_none_or(|(at, _)| at == self.params.end)
+        if rport.is_some_and(|(at, _)| !inside(at))
+            || received.is_some_and(|(at, _)| at != self.params.end)
         {
             return None;
         }
