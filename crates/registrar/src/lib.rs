@@ -77,11 +77,13 @@ impl Registrar {
     ///
     /// The SIP core has validated the request's syntax already
     /// (`validate_request` as a proxy); what only a registrar checks
-    /// (Require, a SIP To URI) is checked here.
+    /// is checked here: Require (as a UAS), then a SIP or SIPS To URI
+    /// while reading the address-of-record (`Role::Registrar` would parse
+    /// the To once more for that).
     pub async fn handle(&self, req: ServerRequest, is_local_domain: impl Fn(&str) -> bool) {
         let msg = req.message();
         let policy = ValidationPolicy {
-            role: Role::Registrar,
+            role: Role::Uas,
             supported: SUPPORTED,
             ..ValidationPolicy::default()
         };

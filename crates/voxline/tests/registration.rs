@@ -227,6 +227,34 @@ fn sha256_digest_with_our_own_client() {
     assert_eq!(bindings(&node, "carol@localhost"), 1);
 }
 
+#[test]
+fn a_register_with_a_tel_to_or_an_unknown_extension_is_refused() {
+    let node = Node::start(&config("\"registrar\", \"proxy\"", EXTRA));
+    let sock = client(&node);
+    let local = sock.local_addr().unwrap();
+    let request = |to: &str, extra: &str, branch: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:dave@localhost>;tag=ft1\r\nTo: {to}\r\n\
+Call-ID: reg-ext-{branch}\r\nCSeq: 1 REGISTER\r\nContact: <sip:dave@{local}>\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    // RFC 3261 §10.3 step 5, RFC 4475 §3.3.4.
+    let tel = exchange(&sock, &request("<tel:+15551234567>", "", "t1"));
+    assert!(
+        tel.starts_with("SIP/2.0 400 Bad Request - To Must Be a SIP or SIPS URI\r\n"),
+        "{tel}"
+    );
+    // Step 2: Require is checked (as a UAS), before authentication.
+    let ext = exchange(
+        &sock,
+        &request("<sip:dave@localhost>", "Require: x-unknown\r\n", "t2"),
+    );
+    assert!(ext.starts_with("SIP/2.0 420 "), "{ext}");
+    assert!(ext.contains("\r\nUnsupported: x-unknown\r\n"), "{ext}");
+    assert_eq!(bindings(&node, "dave@localhost"), 0);
+}
+
 static CSEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 fn client(node: &Node) -> UdpSocket {
@@ -257,6 +285,11 @@ Max-Forwards: 70\r\nFrom: <sip:{user}@localhost>;tag=ft1\r\nTo: <sip:{user}@loca
 Call-ID: reg-test-call\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{local}>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
         CSEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
+    exchange(sock, &msg)
+}
+
+/// Sends `msg` and returns the final response to it.
+fn exchange(sock: &UdpSocket, msg: &str) -> String {
     sock.send(msg.as_bytes()).unwrap();
     let mut buf = vec![0u8; 65535];
     loop {

@@ -52,10 +52,9 @@ pub fn address_of_record(msg: &Message) -> Result<(String, String), Refusal> {
     let to = msg
         .to()
         .map_err(|_| Refusal::BadRequest("Bad Request - Malformed To"))?;
-    let uri = to
-        .uri
-        .as_sip()
-        .ok_or(Refusal::BadRequest("Bad Request - To must be a SIP URI"))?;
+    let uri = to.uri.as_sip().ok_or(Refusal::BadRequest(
+        "Bad Request - To Must Be a SIP or SIPS URI",
+    ))?;
     let user = uri
         .user_decoded()
         .ok_or(Refusal::BadRequest("Bad Request - To has no user part"))?;
