@@ -262,7 +262,7 @@ impl<'a> Editor<'a> {
 
     /// Convenience: the edited message as new `Bytes`.
     pub fn to_bytes(&self) -> Result<Bytes, EditError> {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.msg.as_bytes().len() + 256);
         self.write_to(&mut out)?;
         Ok(out.freeze())
     }
@@ -288,7 +288,11 @@ impl<'a> Editor<'a> {
                     .iter()
                     .any(|h| h.value_start < s.start && s.start <= s.end && s.end <= h.value_end)
         });
-        let mut out = BytesMut::new();
+        // Sized once: grown piece by piece it was reallocated and copied
+        // several times per message.
+        let frame_len = (frame.body_end - frame.msg_start) as usize;
+        let mut out =
+            BytesMut::with_capacity(frame_len + splices.iter().map(spliced_len).sum::<usize>());
         self.write_planned(&splices, &mut out)?;
         let bytes = out.freeze();
         if !inside_values || bytes.len() > u32::MAX as usize {
