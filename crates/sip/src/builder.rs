@@ -97,7 +97,16 @@ impl<'a> ResponseBuilder<'a> {
     /// Appends the response to `out`.
     pub fn write_to(&self, out: &mut BytesMut) {
         let req = self.req;
-        out.reserve(256 + req.len() / 2 + self.body.map_or(0, |(_, b)| b.len()));
+        // Room for all of it at once: the copied headers are part of the
+        // request, the added ones are known (a 401's two challenges, a
+        // registrar's contacts used to outgrow a fixed guess and be copied).
+        let added: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        let body = self.body.map_or(0, |(t, b)| t.len() + b.len() + 40);
+        out.reserve(64 + self.reason.len() + req.len() + added + body);
         out.put_slice(b"SIP/2.0 ");
         put_u64(out, u64::from(self.status));
         out.put_slice(b" ");
