@@ -16,9 +16,23 @@ pub struct Cuttable {
 }
 
 impl Cuttable {
-    /// Listens on a free loopback port.
+    /// Listens on a free loopback port below the kernel's ephemeral range
+    /// (32768 and up by default). While the port is cut, clients keep
+    /// reconnecting to it; a port the kernel also hands out as a source
+    /// port can be given to one of those attempts, which then connects to
+    /// itself (a TCP self-connect) and holds the port, so that the
+    /// listener cannot come back.
     pub async fn start(upstream: SocketAddr) -> Cuttable {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let offset = u16::try_from(std::process::id() % 4000).unwrap();
+        let mut listener = None;
+        for i in 0..8000u16 {
+            let port = 20000 + (offset + i) % 8000;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+                listener = Some(l);
+                break;
+            }
+        }
+        let listener = listener.expect("a free port in 20000..28000");
         let addr = listener.local_addr().unwrap();
         let c = Cuttable {
             addr,
