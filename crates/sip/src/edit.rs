@@ -751,12 +751,12 @@ fn offset_in(outer: &str, inner: &str) -> u32 {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize) as u32
 }
 
-/// The first `rport` and `received` parameters of a Via (name, value), in
-/// one pass over its parameters.
+/// A Via parameter: name and value.
 type ViaParam<'v> = (&'v str, Option<&'v str>);
 
 /// The first `rport` and `received` parameters of `via`, and whether
-/// either is repeated (the stamp edits the first; a parse keeps the last).
+/// either is repeated (the stamp edits the first; a parse keeps the last),
+/// in one pass over its parameters.
 fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>, bool) {
     let (mut rport, mut received, mut repeated) = (None, None, false);
     for (n, v) in via.params.iter() {
