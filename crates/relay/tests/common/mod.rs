@@ -132,11 +132,18 @@ pub fn media_addr(sdp: &str) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
 
-/// Polls `f` until true or panics after `secs`.
-pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "condition not met within {secs} s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Polls `f` until true or panics after `secs`, naming the caller's line.
+#[track_caller]
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> impl std::future::Future<Output = ()> {
+    let caller = std::panic::Location::caller();
+    async move {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                Instant::now() < end,
+                "condition at {caller} not met within {secs} s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
