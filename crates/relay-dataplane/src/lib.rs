@@ -102,6 +102,22 @@ pub struct StreamConfig {
     pub standby: bool,
 }
 
+impl StreamConfig {
+    /// A stream that forwards nothing yet: no endpoint, no sinks, no latching,
+    /// TOS 0 (what a stream is between being opened and configured).
+    pub fn idle(standby: bool) -> StreamConfig {
+        StreamConfig {
+            endpoint: None,
+            latching: Latching::Off,
+            strict_source: false,
+            sink_rtp: None,
+            sink_rtcp: None,
+            tos: 0,
+            standby,
+        }
+    }
+}
+
 /// Counters of one stream, written by its worker, read by anyone.
 #[derive(Debug, Default)]
 pub struct StreamCounters {

@@ -396,15 +396,7 @@ impl Worker {
                 strict_source: false,
                 standby: false,
                 key,
-                config: StreamConfig {
-                    endpoint: None,
-                    latching: Latching::Off,
-                    strict_source: false,
-                    sink_rtp: None,
-                    sink_rtcp: None,
-                    tos: 0,
-                    standby: false,
-                },
+                config: StreamConfig::idle(false),
                 reported: false,
                 tos: None,
             });

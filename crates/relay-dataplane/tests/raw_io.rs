@@ -249,15 +249,7 @@ fn a_worker_that_falls_behind_shows_its_losses_in_raw_drops() {
             socket: standby,
             kind: StreamKind::Rtp,
             counters: std::sync::Arc::default(),
-            config: StreamConfig {
-                endpoint: None,
-                latching: Latching::Off,
-                strict_source: false,
-                sink_rtp: None,
-                sink_rtcp: None,
-                tos: 0,
-                standby: true,
-            },
+            config: StreamConfig::idle(true),
         },
     )
     .unwrap();

@@ -12,7 +12,7 @@ use voxline_ng::command::{Command, CommandKind, Request};
 use voxline_ng::frame::{Frame, encode_message};
 use voxline_ng::reply::{InterfaceStats, Statistics, build};
 use voxline_relay_dataplane::{
-    CounterSnapshot, Dataplane, Latching, StreamCommand, StreamConfig, StreamCounters, StreamKey,
+    CounterSnapshot, Dataplane, StreamCommand, StreamConfig, StreamCounters, StreamKey,
 };
 
 use crate::ports::PortBinder;
@@ -336,15 +336,7 @@ impl Control {
                     };
                     let counters = Arc::new(StreamCounters::default());
                     self.counters.insert(key.0, counters.clone());
-                    let config = initial.unwrap_or(StreamConfig {
-                        endpoint: None,
-                        latching: Latching::Off,
-                        strict_source: false,
-                        sink_rtp: None,
-                        sink_rtcp: None,
-                        tos: 0,
-                        standby,
-                    });
+                    let config = initial.unwrap_or_else(|| StreamConfig::idle(standby));
                     dp.queue(
                         worker,
                         StreamCommand::Add {
@@ -552,7 +544,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voxline_relay_dataplane::StreamKind;
+    use voxline_relay_dataplane::{Latching, StreamKind};
 
     fn open(key: u64) -> Effect {
         Effect::Open {
