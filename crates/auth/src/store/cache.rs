@@ -16,9 +16,9 @@ struct Entry {
     expires: Instant,
 }
 
-/// Keys are hashed with foldhash, seeded per process like the location store's
-/// address-of-record index: SipHash (std's default), twice per lookup for the shard and
-/// the map, was ~2 % of an MD5 digest flow's CPU.
+/// Keys are hashed with foldhash, seeded per process and per map like the location
+/// store's address-of-record index: SipHash (std's default), twice per lookup for the
+/// shard and the map, was ~2 % of an MD5 digest flow's CPU.
 type Hasher = foldhash::fast::RandomState;
 
 type Shard = HashMap<Box<str>, Entry, Hasher>;
@@ -89,11 +89,9 @@ impl CredentialCache {
     }
 
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        // Bits 32.. pick the shard: the map inside uses the same hash's low bits for the
-        // bucket and its top 7 for the tag, which stay spread within a shard. The
-        // modulo keeps the index inside the slice.
-        let bits = self.hasher.hash_one(key) >> 32;
-        let shard = &self.shards[(bits % self.shards.len() as u64) as usize];
+        // Each shard's map hashes with a seed of its own, so the keys of one
+        // shard stay spread inside it. The modulo keeps the index inside the slice.
+        let shard = &self.shards[(self.hasher.hash_one(key) % self.shards.len() as u64) as usize];
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
