@@ -886,26 +886,17 @@ fn refused_while_draining(msg: &Message) -> bool {
     !matches!(msg.method(), Some(Method::Ack | Method::Cancel)) && msg.to_tag().is_none()
 }
 
-/// Writes `received`/`rport` into the top Via of a received request
-/// (RFC 3261 §18.2.1, RFC 3581 §4), so every response and every forwarded
-/// copy carries them. Returns the request unchanged when nothing is to add.
+/// Notes the `received`/`rport` values of a received request's top Via
+/// (RFC 3261 §18.2.1, RFC 3581 §4): every response and every forwarded
+/// copy writes them ([`voxline_sip::ReceivedStamp`]); the request's bytes
+/// stay as received.
 fn stamp_received(msg: Message, peer: &Peer) -> Message {
     let (received, rport) = match msg.top_via() {
         Ok(via) => crate::routing::via_received(&via, peer),
         Err(_) => return msg,
     };
-    if received.is_none() && rport.is_none() {
-        return msg;
-    }
-    let mut text = [0u8; 15];
-    let received = received.map(|ip| ip_text(ip, &mut text));
-    // The index is shifted, not rebuilt: no second framing pass.
-    let stamped = msg
-        .edit()
-        .set_via_received(received.as_deref(), rport)
-        .to_message()
-        .ok();
-    stamped.unwrap_or(msg)
+    let stamp = voxline_sip::ReceivedStamp::new(received, rport);
+    msg.with_received(stamp)
 }
 
 async fn run_timers(core: Arc<Core>, shard_index: usize) {
@@ -928,28 +919,6 @@ async fn run_timers(core: Arc<Core>, shard_index: usize) {
             None => shard.wake.notified().await,
         }
     }
-}
-
-/// `ip` as text. Every request stamped with `received` needs it, so an
-/// IPv4 address is written into `buf` without the formatting machinery
-/// (which grew a new `String` octet by octet); IPv6 takes `Display`.
-fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 15]) -> std::borrow::Cow<'_, str> {
-    let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string().into();
-    };
-    let mut len = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        let mut digits = [0u8; 10];
-        for &d in decimal(u32::from(octet), &mut digits).as_bytes() {
-            buf[len] = d;
-            len += 1;
-        }
-    }
-    std::str::from_utf8(&buf[..len]).unwrap_or_default().into()
 }
 
 /// `n` in decimal, written into `buf`.
@@ -1006,22 +975,5 @@ mod tests {
         super::push_hex(&mut s, 0xab, 4);
         super::push_hex(&mut s, 0x1234_5678_9abc_def0, 12);
         assert_eq!(s, "00ab56789abcdef0");
-    }
-
-    #[test]
-    fn addresses_read_as_display_writes_them() {
-        for ip in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "10.0.0.1",
-            "192.168.100.9",
-            "127.0.0.1",
-            "::1",
-            "2001:db8::5",
-        ] {
-            let addr: std::net::IpAddr = ip.parse().unwrap();
-            let mut buf = [0u8; 15];
-            assert_eq!(super::ip_text(addr, &mut buf), ip);
-        }
     }
 }

@@ -106,7 +106,11 @@ impl<'a> ResponseBuilder<'a> {
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum();
         let body = self.body.map_or(0, |(t, b)| t.len() + b.len() + 40);
-        out.reserve(64 + self.reason.len() + req.len() + added + body);
+        let stamp = match req {
+            RequestRef::Message(m) if m.received_stamp().is_some() => 64,
+            _ => 0,
+        };
+        out.reserve(64 + self.reason.len() + req.len() + added + body + stamp);
         out.put_slice(b"SIP/2.0 ");
         put_u64(out, u64::from(self.status));
         out.put_slice(b" ");
@@ -114,6 +118,20 @@ impl<'a> ResponseBuilder<'a> {
         out.put_slice(b"\r\n");
         let tag = self.to_tag.filter(|_| !req.has_to_tag());
         match req {
+            RequestRef::Message(m) if m.received_stamp().is_some() => {
+                // The first Via line takes the stamp (RFC 3261 §18.2.1).
+                let mut first_via = true;
+                for h in &m.frame().headers {
+                    if h.name == HeaderName::Via && first_via {
+                        first_via = false;
+                        out.put_slice(b"Via: ");
+                        m.edit().write_stamped_via_line(h, out);
+                        out.put_slice(b"\r\n");
+                    } else {
+                        self.copy_header(out, h.name, m.entry_value(h).as_bytes(), tag);
+                    }
+                }
+            }
             RequestRef::Message(m) => {
                 for (name, _, value) in m.headers() {
                     self.copy_header(out, name, value.as_bytes(), tag);

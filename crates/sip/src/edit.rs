@@ -12,7 +12,7 @@ use crate::header_name::HeaderName;
 use crate::lex::{next_top_comma, trim_lws};
 use crate::message::Message;
 use crate::name_addr::NameAddr;
-use crate::via::{Via, ViaStamp};
+use crate::via::Via;
 
 /// Why a set of edits could not be applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,10 @@ pub enum EditError {
     #[error("the edited message does not frame")]
     Unframeable,
 }
+
+/// One splice of a `received`/`rport` stamp: replace `start..end` with
+/// the pieces (an empty text piece pads a single one).
+type StampSplice<'a> = (u32, u32, [Piece<'a>; 2]);
 
 /// One piece of output text.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +108,8 @@ impl<'a> Editor<'a> {
             paths: SmallVec::new(),
             request_uri: None,
             max_forwards: MaxForwardsEdit::Keep,
-            via_received: None,
+            // A received request's stamp goes into every copy of it.
+            via_received: msg.received_stamp().map(|st| (st.received(), st.rport())),
             removed: SmallVec::new(),
             added: SmallVec::new(),
             body: None,
@@ -218,7 +223,7 @@ impl<'a> Editor<'a> {
     /// Writes the edited message into `out` (appending).
     pub fn write_to(&self, out: &mut BytesMut) -> Result<(), EditError> {
         let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
-        self.plan(&mut splices, &mut None)?;
+        self.plan(&mut splices)?;
         splices.sort_by_key(|s| (s.start, s.end, s.seq));
         self.write_planned(&splices, out)
     }
@@ -260,6 +265,35 @@ impl<'a> Editor<'a> {
         Ok(())
     }
 
+    /// Writes the value of `entry`, the message's first Via header line,
+    /// with the message's received stamp in its top Via: what a response
+    /// copies. Without a stamp, or with a top Via the stamp cannot be
+    /// written into, the value goes out as received.
+    pub(crate) fn write_stamped_via_line(&self, entry: &HeaderEntry, out: &mut BytesMut) {
+        let buf: &[u8] = self.msg.buffer();
+        let (start, end) = (entry.value_start, entry.value_end);
+        let splices = match self.via_received {
+            Some((received, rport)) => self.stamp_splices(received, rport).unwrap_or_default(),
+            None => SmallVec::new(),
+        };
+        let mut sorted: SmallVec<[&StampSplice<'a>; 2]> = splices.iter().collect();
+        sorted.sort_by_key(|s| (s.0, s.1));
+        let mut pos = start;
+        if sorted.iter().all(|s| start <= s.0 && s.1 <= end) {
+            for (s, e, pieces) in sorted {
+                out.put_slice(buf.get(pos as usize..*s as usize).unwrap_or_default());
+                for p in pieces {
+                    match *p {
+                        Piece::Text(t) => out.put_slice(t),
+                        Piece::Num(n) => put_num(out, n),
+                    }
+                }
+                pos = *e;
+            }
+        }
+        out.put_slice(buf.get(pos as usize..end as usize).unwrap_or_default());
+    }
+
     /// Convenience: the edited message as new `Bytes`.
     pub fn to_bytes(&self) -> Result<Bytes, EditError> {
         let mut out = BytesMut::with_capacity(self.msg.as_bytes().len() + 256);
@@ -273,8 +307,7 @@ impl<'a> Editor<'a> {
     /// new bytes again; other edits are framed anew.
     pub fn to_message(&self) -> Result<Message, EditError> {
         let mut splices: SmallVec<[Splice<'a>; 12]> = SmallVec::new();
-        let mut stamp = None;
-        self.plan(&mut splices, &mut stamp)?;
+        self.plan(&mut splices)?;
         splices.sort_by_key(|s| (s.start, s.end, s.seq));
         let frame = self.msg.frame();
         let inside_values = splices.iter().all(|s| {
@@ -346,26 +379,79 @@ impl<'a> Editor<'a> {
         shifted.head_end = shift(frame.head_end);
         shifted.body_start = shift(frame.body_start);
         shifted.body_end = shift(frame.body_end);
-        let message = Message::from_frame(bytes, shifted);
-        // A stamp alone moved the top Via's fields by known amounts: the
-        // parsed Via is carried over instead of parsed again.
-        if let Some(stamp) = stamp
-            && stamp.insertions() == splices.len()
-            && let Some(spans) = self.msg.top_via_spans().and_then(|v| v.stamped(&stamp))
-        {
-            message.keep_top_via(spans);
-        }
-        Ok(message)
+        Ok(Message::from_frame(bytes, shifted))
     }
 
-    /// The splices of every edit, unsorted. `stamp` learns where a
-    /// `received`/`rport` stamp inserted text into the top Via when it only
-    /// inserted (no value replaced, no parameter repeated).
-    fn plan(
+    /// The splices that write `received`/`rport` into the top Via, in the
+    /// order made (`rport` first: when it ends the value, both insert at
+    /// one offset).
+    fn stamp_splices(
         &self,
-        out: &mut SmallVec<[Splice<'a>; 12]>,
-        stamp: &mut Option<ViaStamp>,
-    ) -> Result<(), EditError> {
+        received: Option<&'a str>,
+        rport: Option<u16>,
+    ) -> Result<SmallVec<[StampSplice<'a>; 2]>, EditError> {
+        let msg = self.msg;
+        let frame = msg.frame();
+        let mut out = SmallVec::new();
+        let first = frame
+            .headers
+            .iter()
+            .find(|h| h.name == HeaderName::Via)
+            .ok_or(EditError::MalformedVia)?;
+        let line = msg.entry_value(first);
+        let elem_end = next_top_comma(line.as_bytes(), 0);
+        let elem = trim_lws(line.get(..elem_end).unwrap_or_default());
+        let base = first.value_start + offset_in(line, elem);
+        // The message's own top Via (parsed once, cached): the same
+        // text as `elem`, so offsets into one are offsets into the other.
+        let via = msg.top_via().map_err(|_| EditError::MalformedVia)?;
+        let elem_end_abs = base + elem.len() as u32;
+        let (rport_param, received_param) = via_stamp_params(via);
+        if let (Some(port), Some(_)) = (rport, via.rport) {
+            let (name, value) = rport_param.ok_or(EditError::MalformedVia)?;
+            match value {
+                Some(v) => {
+                    let s = base + offset_in(elem, v);
+                    out.push((
+                        s,
+                        s + v.len() as u32,
+                        [Piece::Num(u64::from(port)), Piece::Text(b"")],
+                    ));
+                }
+                None => {
+                    let name_end = base + offset_in(elem, name) + name.len() as u32;
+                    out.push((
+                        name_end,
+                        name_end,
+                        [Piece::Text(b"="), Piece::Num(u64::from(port))],
+                    ));
+                }
+            }
+        }
+        if let Some(r) = received {
+            match received_param.and_then(|(_, v)| v) {
+                Some(v) => {
+                    let s = base + offset_in(elem, v);
+                    out.push((
+                        s,
+                        s + v.len() as u32,
+                        [Piece::Text(r.as_bytes()), Piece::Text(b"")],
+                    ));
+                }
+                None => {
+                    out.push((
+                        elem_end_abs,
+                        elem_end_abs,
+                        [Piece::Text(b";received="), Piece::Text(r.as_bytes())],
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The splices of every edit, unsorted.
+    fn plan(&self, out: &mut SmallVec<[Splice<'a>; 12]>) -> Result<(), EditError> {
         let msg = self.msg;
         let frame = msg.frame();
         let headers = &frame.headers;
@@ -428,68 +514,9 @@ impl<'a> Editor<'a> {
             })?;
         }
         if let Some((received, rport)) = self.via_received {
-            let first = headers
-                .iter()
-                .find(|h| h.name == HeaderName::Via)
-                .ok_or(EditError::MalformedVia)?;
-            let line = msg.entry_value(first);
-            let elem_end = next_top_comma(line.as_bytes(), 0);
-            let elem = trim_lws(line.get(..elem_end).unwrap_or_default());
-            let base = first.value_start + offset_in(line, elem);
-            // The message's own top Via (parsed once, cached): the same
-            // text as `elem`, so offsets into one are offsets into the other.
-            let via = msg.top_via().map_err(|_| EditError::MalformedVia)?;
-            let elem_end_abs = base + elem.len() as u32;
-            let (rport_param, received_param, repeated) = via_stamp_params(via);
-            // Offsets into the header text, which the Via's spans index.
-            let rel = |abs: u32| abs - frame.msg_start;
-            let mut inserted = (!repeated).then(ViaStamp::default);
-            // rport first: when it ends the value, both insert at one offset.
-            if let (Some(port), Some(_)) = (rport, via.rport) {
-                let (name, value) = rport_param.ok_or(EditError::MalformedVia)?;
-                match value {
-                    Some(v) => {
-                        let s = base + offset_in(elem, v);
-                        push(out, s, s + v.len() as u32, &[Piece::Num(u64::from(port))]);
-                        inserted = None;
-                    }
-                    None => {
-                        let name_end = base + offset_in(elem, name) + name.len() as u32;
-                        push(
-                            out,
-                            name_end,
-                            name_end,
-                            &[Piece::Text(b"="), Piece::Num(u64::from(port))],
-                        );
-                        if let Some(st) = &mut inserted {
-                            st.rport =
-                                Some((rel(name_end), 1 + num_len(u64::from(port)) as u32, port));
-                        }
-                    }
-                }
+            for (start, end, pieces) in self.stamp_splices(received, rport)? {
+                push(out, start, end, &pieces);
             }
-            if let Some(r) = received {
-                match received_param.and_then(|(_, v)| v) {
-                    Some(v) => {
-                        let s = base + offset_in(elem, v);
-                        push(out, s, s + v.len() as u32, &[Piece::Text(r.as_bytes())]);
-                        inserted = None;
-                    }
-                    None => {
-                        push(
-                            out,
-                            elem_end_abs,
-                            elem_end_abs,
-                            &[Piece::Text(b";received="), Piece::Text(r.as_bytes())],
-                        );
-                        if let Some(st) = &mut inserted {
-                            let len = (b";received=".len() + r.len()) as u32;
-                            st.received = Some((rel(elem_end_abs), len, r.len() as u32));
-                        }
-                    }
-                }
-            }
-            *stamp = inserted;
         }
 
         // Record-Route and Path: above the first existing value, or at the
@@ -754,21 +781,18 @@ fn offset_in(outer: &str, inner: &str) -> u32 {
 /// A Via parameter: name and value.
 type ViaParam<'v> = (&'v str, Option<&'v str>);
 
-/// The first `rport` and `received` parameters of `via`, and whether
-/// either is repeated (the stamp edits the first; a parse keeps the last),
-/// in one pass over its parameters.
-fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>, bool) {
-    let (mut rport, mut received, mut repeated) = (None, None, false);
+/// The first `rport` and `received` parameters of `via` (the stamp edits
+/// the first), in one pass over its parameters.
+fn via_stamp_params(via: Via<'_>) -> (Option<ViaParam<'_>>, Option<ViaParam<'_>>) {
+    let (mut rport, mut received) = (None, None);
     for (n, v) in via.params.iter() {
         if n.eq_ignore_ascii_case("rport") {
-            repeated |= rport.is_some();
             rport = rport.or(Some((n, v)));
         } else if n.eq_ignore_ascii_case("received") {
-            repeated |= received.is_some();
             received = received.or(Some((n, v)));
         }
     }
-    (rport, received, repeated)
+    (rport, received)
 }
 
 /// The number of bytes a splice writes.

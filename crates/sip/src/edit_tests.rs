@@ -303,102 +303,129 @@ fn to_message_over_the_rfc4475_messages() {
     assert!(edited > 20, "only {edited} messages edited");
 }
 
+/// Top Vias to stamp: (top Via, received, rport).
+const STAMP_CASES: [(&str, Option<&str>, Option<u16>); 13] = [
+    (
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport",
+        Some("192.0.2.7"),
+        Some(5099),
+    ),
+    (
+        "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa",
+        Some("192.0.2.7"),
+        Some(5099),
+    ),
+    (
+        "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa",
+        None,
+        Some(7),
+    ),
+    (
+        "SIP/2.0/UDP host.example;branch=z9hG4bKa",
+        Some("192.0.2.7"),
+        None,
+    ),
+    (
+        "SIP/2.0/UDP host.example;branch=z9hG4bKa;rport",
+        Some("2001:db8::9"),
+        Some(1),
+    ),
+    (
+        "SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bKa;rport;maddr=239.1.1.1;ttl=5",
+        Some("192.0.2.7"),
+        Some(65535),
+    ),
+    (
+        "SIP/2.0/UDP 10.0.0.1 ; branch = z9hG4bKa ; rport",
+        Some("192.0.2.7"),
+        Some(5099),
+    ),
+    (
+        "SIP/2.0/UDP a.example;branch=z9hG4bKa;rport, SIP/2.0/UDP b;branch=z9hG4bKb",
+        Some("192.0.2.7"),
+        Some(5099),
+    ),
+    ("SIP/2.0/UDP 10.0.0.1:5060", Some("192.0.2.7"), None),
+    (
+        "SIP/2.0/UDP h;received=1.1.1.1;branch=z9hG4bKx",
+        Some("2.2.2.2"),
+        None,
+    ),
+    (
+        "SIP/2.0/UDP h;rport=1;branch=z9hG4bKx",
+        Some("2.2.2.2"),
+        Some(2),
+    ),
+    (
+        "SIP/2.0/UDP h;rport;branch=z9hG4bKx;rport",
+        Some("2.2.2.2"),
+        Some(2),
+    ),
+    (
+        "SIP/2.0/UDP h;RPORT;branch=z9hG4bKx;Received=3.3.3.3",
+        Some("2.2.2.2"),
+        Some(2),
+    ),
+];
+
 #[test]
-fn a_stamp_carries_the_parsed_top_via_over() {
-    // (top Via, received, rport, carried: only insertions into a Via whose
-    // `rport`/`received` appear at most once are carried over).
-    let cases: [(&str, Option<&str>, Option<u16>, bool); 13] = [
-        (
-            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport",
-            Some("192.0.2.7"),
-            Some(5099),
-            true,
-        ),
-        (
-            "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa",
-            Some("192.0.2.7"),
-            Some(5099),
-            true,
-        ),
-        (
-            "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa",
-            None,
-            Some(7),
-            true,
-        ),
-        (
-            "SIP/2.0/UDP host.example;branch=z9hG4bKa",
-            Some("192.0.2.7"),
-            None,
-            true,
-        ),
-        (
-            "SIP/2.0/UDP host.example;branch=z9hG4bKa;rport",
-            Some("2001:db8::9"),
-            Some(1),
-            true,
-        ),
-        (
-            "SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bKa;rport;maddr=239.1.1.1;ttl=5",
-            Some("192.0.2.7"),
-            Some(65535),
-            true,
-        ),
-        (
-            "SIP/2.0/UDP 10.0.0.1 ; branch = z9hG4bKa ; rport",
-            Some("192.0.2.7"),
-            Some(5099),
-            true,
-        ),
-        (
-            "SIP/2.0/UDP a.example;branch=z9hG4bKa;rport, SIP/2.0/UDP b;branch=z9hG4bKb",
-            Some("192.0.2.7"),
-            Some(5099),
-            true,
-        ),
-        // No parameters: parsed again (their empty span is not at the end).
-        ("SIP/2.0/UDP 10.0.0.1:5060", Some("192.0.2.7"), None, false),
-        (
-            "SIP/2.0/UDP h;received=1.1.1.1;branch=z9hG4bKx",
-            Some("2.2.2.2"),
-            None,
-            false,
-        ),
-        (
-            "SIP/2.0/UDP h;rport=1;branch=z9hG4bKx",
-            Some("2.2.2.2"),
-            Some(2),
-            false,
-        ),
-        (
-            "SIP/2.0/UDP h;rport;branch=z9hG4bKx;rport",
-            Some("2.2.2.2"),
-            Some(2),
-            false,
-        ),
-        (
-            "SIP/2.0/UDP h;RPORT;branch=z9hG4bKx;Received=3.3.3.3",
-            Some("2.2.2.2"),
-            Some(2),
-            false,
-        ),
-    ];
-    for (via, received, rport, carried) in cases {
+fn a_stamp_written_by_to_message_parses_as_written() {
+    for (via, received, rport) in STAMP_CASES {
         let m = msg(&format!(
             "OPTIONS sip:a SIP/2.0\r\nVia: {via}\r\nFrom: <sip:b>;tag=1\r\nTo: <sip:a>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n"
         ));
-        // Parsed (and kept) first, as validation does before the stamp.
-        assert!(m.top_via().is_ok(), "{via}");
         let f = m
             .edit()
             .set_via_received(received, rport)
             .to_message()
             .unwrap();
-        assert_eq!(f.top_via_spans().is_some(), carried, "{via}");
         let fresh = Message::parse(Bytes::copy_from_slice(f.as_bytes())).unwrap();
         assert_eq!(f.top_via(), fresh.top_via(), "{via}");
         if received.is_some() {
             assert_eq!(f.top_via().unwrap().received, received, "{via}");
         }
     }
+}
+
+fn stamp_case(via: &str) -> Message {
+    msg(&format!(
+        "OPTIONS sip:a SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP second;branch=z9hG4bK2\r\nFrom: <sip:b>;tag=1\r\nTo: <sip:a>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n"
+    ))
+}
+
+#[test]
+fn a_received_stamp_goes_into_responses_and_forwarded_copies() {
+    use crate::{ReceivedStamp, ResponseBuilder};
+    for (via, received, rport) in STAMP_CASES {
+        let m = stamp_case(via);
+        let ip = received.map(|r| r.parse().unwrap());
+        let lazy = m.clone().with_received(ReceivedStamp::new(ip, rport));
+        // What writing the stamp into the request first gives.
+        let eager = m
+            .edit()
+            .set_via_received(received, rport)
+            .to_message()
+            .unwrap();
+        assert_eq!(
+            ResponseBuilder::new(&lazy, 200, "OK").to_tag("t").build(),
+            ResponseBuilder::new(&eager, 200, "OK").to_tag("t").build(),
+            "{via}"
+        );
+        let forwarded = |m: &Message| {
+            m.edit()
+                .push_via("SIP/2.0/UDP proxy;branch=z9hG4bKp")
+                .decrement_max_forwards()
+                .to_bytes()
+                .unwrap()
+        };
+        assert_eq!(forwarded(&lazy), forwarded(&eager), "{via}");
+        // The request itself stays as received.
+        assert_eq!(lazy.as_bytes(), m.as_bytes());
+        assert_eq!(lazy.top_via(), m.top_via());
+    }
+    // Without a stamp, a response copies the Vias as received.
+    let m = stamp_case("SIP/2.0/UDP h;branch=z9hG4bKx;rport");
+    let r = Message::parse(ResponseBuilder::new(&m, 200, "OK").build()).unwrap();
+    assert_eq!(r.top_via(), m.top_via());
+    assert_eq!(r.vias().count(), 2);
 }

@@ -15,6 +15,7 @@ use crate::lex::{CommaSplit, next_top_comma, sub, trim_lws};
 use crate::limits::Limits;
 use crate::method::Method;
 use crate::name_addr::{Contact, NameAddr};
+use crate::stamp::ReceivedStamp;
 use crate::uri::Uri;
 use crate::values::{CSeq, MediaType, RetryAfter, parse_u32};
 use crate::via::{Via, ViaSpans};
@@ -32,6 +33,10 @@ pub struct Message {
     /// The top Via, parsed on first use (`None` inside: it could not be
     /// kept as offsets into `head`, so every use parses it).
     top_via: OnceLock<Option<Result<ViaSpans, ValueError>>>,
+    /// The `received`/`rport` values for the top Via of a received
+    /// request, written into every response and forwarded copy (the bytes
+    /// stay as received; see [`ReceivedStamp`]).
+    stamp: Option<ReceivedStamp>,
 }
 
 /// The header text of `frame` in `buf` (framing checked it is UTF-8).
@@ -118,6 +123,7 @@ impl Message {
             frame,
             head,
             top_via: OnceLock::new(),
+            stamp: None,
         }
     }
 
@@ -330,25 +336,18 @@ impl Message {
         }
     }
 
-    /// The top Via's spans, when it was parsed and kept.
-    pub(crate) fn top_via_spans(&self) -> Option<ViaSpans> {
-        match self.top_via.get() {
-            Some(Some(Ok(spans))) => Some(*spans),
-            _ => None,
-        }
+    /// This request with `stamp`: the `received`/`rport` values its top
+    /// Via takes in every response built for it and every copy of it an
+    /// [`Editor`] writes. Its own bytes, and [`Message::top_via`], stay as
+    /// received. `None` removes a stamp.
+    pub fn with_received(mut self, stamp: Option<ReceivedStamp>) -> Message {
+        self.stamp = stamp;
+        self
     }
 
-    /// Keeps `spans` as this message's parsed top Via (a message made by
-    /// an edit that knows where the Via's fields went). Debug builds check
-    /// them against a parse of the text.
-    pub(crate) fn keep_top_via(&self, spans: ViaSpans) {
-        #[cfg(debug_assertions)]
-        assert_eq!(
-            self.parse_top_via().ok(),
-            Some(spans.resolve(&self.head)),
-            "the top Via's spans carried over an edit differ from its parse"
-        );
-        let _ = self.top_via.set(Some(Ok(spans)));
+    /// The stamp set by [`Message::with_received`].
+    pub fn received_stamp(&self) -> Option<&ReceivedStamp> {
+        self.stamp.as_ref()
     }
 
     /// The `branch` of the top Via, read without parsing the rest of it
