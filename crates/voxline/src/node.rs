@@ -343,7 +343,9 @@ impl SipService for NodeService {
             )
             .increment(1);
         }
-        if Self::is_local_register(&req)
+        // A request without a transaction is a REGISTER `stateless` found
+        // local (its Request-URI is not parsed a third time).
+        if (req.id().is_none() || Self::is_local_register(&req))
             && let Some(registrar) = &self.registrar
         {
             let registrar = registrar.clone();
