@@ -5,8 +5,11 @@
 //! 1. the transport hands over bytes ([`voxline_transport::Receiver`]);
 //! 2. the message is framed (unframeable requests get a 400 when one can be
 //!    addressed, everything else is dropped and counted);
-//! 3. requests are validated (400/416/420/505... with a reason phrase);
-//!    OPTIONS addressed to the node itself is answered statelessly;
+//! 3. requests are validated (400/416/420/505... with a reason phrase) and
+//!    noted with the `received`/`rport` values of their top Via
+//!    ([`voxline_sip::ReceivedStamp`]: written into every response and
+//!    forwarded copy, not into the request's own bytes); OPTIONS addressed
+//!    to the node itself is answered statelessly;
 //! 4. the sharded transaction table absorbs retransmissions, matches ACK and
 //!    CANCEL, and routes responses to their client transactions;
 //! 5. new requests go to the node's [`SipService`] (registrar, proxy, edge),
