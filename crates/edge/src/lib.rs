@@ -416,8 +416,6 @@ impl Edge {
                 request_uri: None,
                 preloaded: &[],
                 via: &via,
-                received: None,
-                rport: None,
                 record_route: &[],
                 body: None,
             },

@@ -214,8 +214,6 @@ impl Session {
                 request_uri: None,
                 preloaded: &[],
                 via: &prepared.via,
-                received: None,
-                rport: None,
                 record_route: &rr,
                 body: None,
             },

@@ -7,6 +7,8 @@ use voxline_sip::{EditError, Message};
 use crate::routing::{RouteInfo, is_loose};
 
 /// Everything that changes between the received and the forwarded request.
+/// (The received request's `received`/`rport` stamp, which the core noted
+/// on it, goes into the copy with every edit: [`Message::edit`].)
 #[derive(Debug)]
 pub struct ForwardEdits<'a> {
     /// Route processing of the received request.
@@ -17,10 +19,6 @@ pub struct ForwardEdits<'a> {
     pub preloaded: &'a [String],
     /// Our Via value for this branch.
     pub via: &'a str,
-    /// `received` for the top Via of the received request.
-    pub received: Option<&'a str>,
-    /// `rport` value for the top Via of the received request.
-    pub rport: Option<u16>,
     /// Record-Route values, bottom first (incoming side, then outgoing).
     pub record_route: &'a [String],
     /// A new body (SDP rewritten by the media relay), or `None` to keep it.
@@ -57,9 +55,6 @@ pub fn forwarded_request(msg: &Message, e: &ForwardEdits<'_>) -> Result<Bytes, E
         ed.add_record_route(rr);
     }
     ed.decrement_max_forwards();
-    if e.received.is_some() || e.rport.is_some() {
-        ed.set_via_received(e.received, e.rport);
-    }
     ed.push_via(e.via);
     if let Some(body) = e.body {
         ed.set_body(None, body);
@@ -93,7 +88,10 @@ Content-Length: 0
 
     #[test]
     fn forwarding_to_a_registered_contact_with_path() {
-        let m = msg(INVITE);
+        let m = msg(INVITE).with_received(voxline_sip::ReceivedStamp::new(
+            Some("198.51.100.7".parse().unwrap()),
+            Some(40000),
+        ));
         let route = preprocess(&m, |u| u.host_str == "10.0.0.1").unwrap();
         let rr = ["<sip:10.0.0.1;lr>".to_owned()];
         let path = ["<sip:edge.example.com;lr>".to_owned()];
@@ -104,8 +102,6 @@ Content-Length: 0
                 request_uri: Some("sip:bob@198.51.100.20:5062"),
                 preloaded: &path,
                 via: "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKvx0.1",
-                received: Some("198.51.100.7"),
-                rport: Some(40000),
                 record_route: &rr,
                 body: None,
             },
@@ -148,8 +144,6 @@ Content-Length: 0
                 request_uri: None,
                 preloaded: &[],
                 via: "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKvx0.2",
-                received: None,
-                rport: None,
                 record_route: &[],
                 body: None,
             },

@@ -336,14 +336,14 @@ impl Proxy {
             );
             tokio::spawn(async move {
                 let body = calls.ack(&ack, peer.addr).await;
-                proxy.forward_ack(&core, &ack, &peer, body.as_deref().map(str::as_bytes));
+                proxy.forward_ack(&core, &ack, body.as_deref().map(str::as_bytes));
             });
             return;
         }
-        self.forward_ack(core, ack, peer, None);
+        self.forward_ack(core, ack, None);
     }
 
-    fn forward_ack(&self, core: &Core, ack: &Message, peer: &Peer, body: Option<&[u8]>) {
+    fn forward_ack(&self, core: &Core, ack: &Message, body: Option<&[u8]>) {
         if self.inner.calls.is_some() {
             self.inner.answers.acknowledged(ack, Instant::now());
         }
@@ -363,11 +363,6 @@ impl Proxy {
             tracing::debug!(%hop, "ACK next hop is a name; dropped");
             return;
         };
-        let (received, rport) = match ack.top_via() {
-            Ok(via) => voxline_server::via_received(&via, peer),
-            Err(_) => (None, None),
-        };
-        let received = received.map(|ip| ip.to_string());
         // The same ACK retransmitted gets the same branch (stateless proxy).
         let branch_seed = ack.top_via().ok().and_then(|v| v.branch).unwrap_or("");
         let via = format!(
@@ -383,8 +378,6 @@ impl Proxy {
                 request_uri: None,
                 preloaded: &[],
                 via: &via,
-                received: received.as_deref(),
-                rport,
                 record_route: &[],
                 body,
             },

@@ -265,11 +265,6 @@ impl Session {
         } else {
             Vec::new()
         };
-        let (received, rport) = match self.req.message().top_via() {
-            Ok(via) => voxline_server::via_received(&via, self.req.peer()),
-            Err(_) => (None, None),
-        };
-        let received = received.map(|ip| ip.to_string());
         let target = &self.branches[i].target;
         let bytes: Bytes = forwarded_request(
             self.req.message(),
@@ -278,8 +273,6 @@ impl Session {
                 request_uri: target.request_uri.as_deref(),
                 preloaded: &target.preloaded,
                 via: &prepared.via,
-                received: received.as_deref(),
-                rport,
                 record_route: &rr,
                 body: self.body.as_deref().map(str::as_bytes),
             },

@@ -34,7 +34,7 @@ pub use core::{Core, ServerError};
 pub use eager::spawn_eager;
 pub use identity::LocalIdentity;
 pub use request::{ServerRequest, forwarded_response};
-pub use routing::{response_peer, via_received};
+pub use routing::response_peer;
 pub use service::SipService;
 pub use voxline_overload::{AdmissionState, OverloadConfig};
 

@@ -9,7 +9,7 @@ use voxline_transaction::Peer;
 /// request it received from `peer` (RFC 3261 §18.2.1, RFC 3581 §4):
 /// `received` when the sent-by host is not the source address (or rport was
 /// asked for), `rport` filled in with the source port when present empty.
-pub fn via_received(via: &Via<'_>, peer: &Peer) -> (Option<IpAddr>, Option<u16>) {
+pub(crate) fn via_received(via: &Via<'_>, peer: &Peer) -> (Option<IpAddr>, Option<u16>) {
     let source = peer.addr.ip();
     let wants_rport = matches!(via.rport, Some(None));
     let same_host = match via.host {
