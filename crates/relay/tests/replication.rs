@@ -346,7 +346,7 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     eventually(5, || b.stats().redis.unwrap().connected).await;
 
     // B misses everything A does while B's link is down.
-    link_b.cut();
+    link_b.cut().await;
     ng.delete(&DeleteRequest {
         call_id: "o1".into(),
         ..Default::default()
@@ -364,7 +364,7 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     drop(c1);
 
     // A's own link down: commands and media do not wait for Redis.
-    link_a.cut();
+    link_a.cut().await;
     let t0 = Instant::now();
     let c4 = Call::set_up(&ng, "o4").await;
     assert!(

@@ -67,10 +67,24 @@ impl Cuttable {
         self.tasks.lock().unwrap().push(accept);
     }
 
-    /// Closes the listener and every connection.
-    pub fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
+    /// Closes the listener and every connection, and returns once they are
+    /// gone. An aborted task only stops at its next poll: a forwarding
+    /// task already running could still pass on what a client sends just
+    /// after the cut, and an accept running as the cut is made could add a
+    /// connection after the list was taken. So the tasks are awaited, and
+    /// the list taken again until nothing new appeared.
+    pub async fn cut(&self) {
+        loop {
+            let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap().drain(..).collect();
+            if tasks.is_empty() {
+                return;
+            }
+            for t in &tasks {
+                t.abort();
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
         }
     }
 
