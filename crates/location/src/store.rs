@@ -53,6 +53,25 @@ pub enum LocationStore {
 }
 
 impl LocationStore {
+    /// Starts a batch of changes on this thread whose log records are
+    /// written together by [`commit_batch`](Self::commit_batch) (memory
+    /// backend with a data directory; nothing for the others). See
+    /// [`MemoryStore::begin_batch`].
+    pub fn begin_batch(&self) {
+        if let LocationStore::Memory(m) = self {
+            m.begin_batch();
+        }
+    }
+
+    /// Ends this thread's batch ([`MemoryStore::commit_batch`]): `Err`
+    /// means the batch's answers must not be sent.
+    pub fn commit_batch(&self) -> Result<(), LocationError> {
+        match self {
+            LocationStore::Memory(m) => m.commit_batch(),
+            LocationStore::Redis(_) => Ok(()),
+        }
+    }
+
     /// Open the backend described by `config`. For memory with a data
     /// directory this recovers the persisted state (blocking file I/O).
     /// For Redis it does not wait for the server: operations fail with

@@ -866,6 +866,14 @@ impl Receiver for CoreReceiver {
         core.flush_captured(capture.finish(), out);
     }
 
+    fn batch_begin(&self) {
+        self.0.service.batch_begin();
+    }
+
+    fn batch_commit(&self) -> bool {
+        self.0.service.batch_commit()
+    }
+
     fn wants_batch_cost(&self) -> bool {
         self.0
             .protection

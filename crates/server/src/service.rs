@@ -36,6 +36,21 @@ pub trait SipService: Send + Sync + 'static {
         let _ = (core, ack, peer);
     }
 
+    /// A UDP receive batch starts on this thread (see
+    /// [`batch_commit`](Self::batch_commit)).
+    fn batch_begin(&self) {}
+
+    /// The batch begun by [`batch_begin`](Self::batch_begin) on this thread
+    /// was handled; its answers leave together next. `false` withholds them
+    /// all, as if lost on the wire: for work they depend on that could not
+    /// be completed (a location log write done once per batch), so a
+    /// service returning `false` must answer what it withheld again when
+    /// the requests are retransmitted (stateless handling, or no stored
+    /// response).
+    fn batch_commit(&self) -> bool {
+        true
+    }
+
     /// A response that matches no client transaction (RFC 3261 §16.7: a
     /// late 2xx retransmission, say). Dropped unless the service forwards it.
     fn on_stray_response(&self, core: &Arc<Core>, response: Message, peer: Peer) {

@@ -137,6 +137,13 @@ impl SendBatch {
         self.queue.push((dest, data));
     }
 
+    /// Drops everything queued; returns how many datagrams that was.
+    pub fn clear(&mut self) -> usize {
+        let n = self.queue.len();
+        self.queue.clear();
+        n
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

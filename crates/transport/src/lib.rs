@@ -87,6 +87,17 @@ pub trait Receiver: Send + Sync + 'static {
     /// Handles one received message; replies may be queued on `out`.
     fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>);
 
+    /// A UDP receive batch starts: what its handling queues on the outbox
+    /// leaves together after [`batch_commit`](Receiver::batch_commit).
+    fn batch_begin(&self) {}
+
+    /// A UDP receive batch was handled and its outbox is about to be sent:
+    /// `false` withholds the whole outbox (the batch's answers depended on
+    /// work that failed; clients send again, as after a lost datagram).
+    fn batch_commit(&self) -> bool {
+        true
+    }
+
     /// Whether the next UDP receive batch should be timed: when `true`,
     /// the worker reads its thread's CPU clock around the batch (receive,
     /// handling, send) and reports it with [`on_batch_end`]. Checked once

@@ -173,7 +173,13 @@ impl Worker {
             match socket.try_io(Interest::READABLE, || self.inbound.recv(fd)) {
                 Ok(n) => {
                     crate::counter_once!("voxline_transport_udp_batches_total").increment(1);
+                    self.receiver.batch_begin();
                     self.handle_batch(n);
+                    if !self.receiver.batch_commit() {
+                        let withheld = self.outbound.clear();
+                        metrics::counter!("voxline_transport_dropped_total", "reason" => "withheld")
+                            .increment(withheld as u64);
+                    }
                     flush(socket, &mut self.outbound).await;
                     if let Some((cpu, wall)) = started {
                         // A flush that waited may resume on another thread:

@@ -458,3 +458,70 @@ async fn timed_udp_batches_report_their_datagrams_and_cpu() {
     assert!(cpu > 0, "{cpu}");
     t.shutdown();
 }
+
+/// Echoes every datagram, and withholds the answers of any batch that held
+/// one saying `withhold`; reports each batch's commit.
+struct Withholding {
+    withhold: std::sync::atomic::AtomicBool,
+    committed: mpsc::UnboundedSender<bool>,
+}
+
+impl Receiver for Withholding {
+    fn on_packet(&self, packet: Packet, out: &mut Outbox<'_>) {
+        if packet.data.as_ref() == b"withhold" {
+            self.withhold
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = out.send(&reply_target(&packet.peer), packet.data);
+    }
+
+    fn batch_begin(&self) {
+        self.withhold
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn batch_commit(&self) -> bool {
+        let ok = !self.withhold.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = self.committed.send(ok);
+        ok
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_fails_sends_none_of_its_answers() {
+    let (committed, mut commits) = mpsc::unbounded_channel();
+    let t = Transports::start(
+        TransportConfig {
+            listen: vec![listen(TransportKind::Udp, "127.0.0.1:0")],
+            udp_workers: 1,
+            ..TransportConfig::default()
+        },
+        Arc::new(Withholding {
+            withhold: Default::default(),
+            committed,
+        }),
+    )
+    .await
+    .expect("start transports");
+    let server = local(&t, TransportKind::Udp);
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let commit = async |commits: &mut mpsc::UnboundedReceiver<bool>| {
+        tokio::time::timeout(Duration::from_secs(5), commits.recv())
+            .await
+            .expect("a batch committed")
+            .unwrap()
+    };
+    client.send_to(b"withhold", server).await.unwrap();
+    assert!(!commit(&mut commits).await, "the batch was withheld");
+    // The next batch's answer is the first to arrive: nothing of the
+    // withheld one went out before it.
+    client.send_to(b"next", server).await.unwrap();
+    assert!(commit(&mut commits).await);
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(&buf[..n], b"next");
+    t.shutdown();
+}

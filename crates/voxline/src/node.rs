@@ -373,6 +373,20 @@ impl SipService for NodeService {
         }
     }
 
+    fn batch_begin(&self) {
+        // The location log is written once per receive batch, before its
+        // answers leave. Only with a stateless registrar: a REGISTER whose
+        // 200 was withheld (the write failed) is then handled anew when
+        // retransmitted, never answered from a transaction's memory.
+        if self.edge.is_none() && self.registrar.as_ref().is_some_and(|r| r.is_stateless()) {
+            self.location.begin_batch();
+        }
+    }
+
+    fn batch_commit(&self) -> bool {
+        self.location.commit_batch().is_ok()
+    }
+
     fn stateless(&self, core: &Arc<Core>, request: &Message) -> bool {
         // REGISTER for our domains without a transaction ([registrar]
         // stateless): a retransmission gets the same answer again.

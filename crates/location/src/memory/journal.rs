@@ -5,18 +5,30 @@
 //! `[varint aor_len][aor][encoded binding set]` — the whole state of one AOR
 //! after a change (an empty set removes it), so replay is idempotent and the
 //! last record of an AOR wins. A record is handed to the kernel with one
-//! `write(2)` before the operation returns, so `kill -9` loses nothing that
-//! was acknowledged; `fsync` follows the [`FsyncPolicy`].
+//! `write(2)` before the operation returns (in a batch: before the batch's
+//! answers leave), so `kill -9` loses nothing that was acknowledged; `fsync`
+//! follows the [`FsyncPolicy`]. A write that failed may have left part of a
+//! record, after which recovery reads nothing more of that segment: the next
+//! write goes to a new segment.
+//!
+//! Group commit: a thread that handles a batch of requests and sends their
+//! answers together afterwards ([`Journal::begin_batch`]) has its records
+//! kept in one buffer, shared with every thread so that records reach the
+//! file in the order the changes were made, and written with one `write(2)`
+//! by [`Journal::commit_batch`] before the answers leave. A record written
+//! at once goes after whatever is buffered.
 //!
 //! Files: `location-<N>.log` (log segment N) and `location-<N>.snap` (the
 //! whole state as of the start of segment N). Recovery loads the newest
 //! snapshot S and replays segments ≥ S in order, stopping at the first torn
 //! or corrupt record of each segment.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -44,6 +56,10 @@ struct Segment {
     file: File,
     number: u64,
     dirty: bool,
+    /// Records of batches not committed yet, in the order of the changes.
+    pending: Vec<u8>,
+    /// A write failed: the segment may end in part of a record.
+    torn: bool,
 }
 
 /// The open log of a data directory.
@@ -52,6 +68,18 @@ pub(crate) struct Journal {
     policy: FsyncPolicy,
     segment: Mutex<Segment>,
     snapshotting: Mutex<()>,
+    /// Failed writes of buffered records: a batch that saw this change
+    /// since it began may have lost records.
+    failures: AtomicU64,
+    /// Tests: the disk is full (writes go to `/dev/full`, no new segment).
+    #[cfg(test)]
+    full_disk: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    /// The journal this thread's batch defers its records to (by address),
+    /// and its failure count when the batch began.
+    static BATCH: Cell<Option<(usize, u64)>> = const { Cell::new(None) };
 }
 
 fn file_number(name: &str, ext: &str) -> Option<u64> {
@@ -211,16 +239,122 @@ impl Journal {
                 file,
                 number: next,
                 dirty: false,
+                pending: Vec::new(),
+                torn: false,
             }),
             snapshotting: Mutex::new(()),
+            failures: AtomicU64::new(0),
+            #[cfg(test)]
+            full_disk: Default::default(),
         };
         Ok((journal, stats))
     }
 
-    /// Append one framed record (from [`frame`]) with a single write.
+    /// Append one framed record (from [`frame`]): buffered inside a batch
+    /// of this thread, else written at once, after anything buffered.
     pub(crate) fn append(&self, record: &[u8]) -> io::Result<()> {
         let mut seg = self.segment.lock().unwrap_or_else(|e| e.into_inner());
-        seg.file.write_all(record)?;
+        if BATCH.get().is_some_and(|(journal, _)| journal == self.id()) {
+            seg.pending.extend_from_slice(record);
+            return Ok(());
+        }
+        self.write_pending(&mut seg)?;
+        self.write(&mut seg, record)
+    }
+
+    /// Writes `bytes` whole to the segment (a new one after a failed
+    /// write), then fsyncs or marks it dirty.
+    fn write(&self, seg: &mut Segment, bytes: &[u8]) -> io::Result<()> {
+        if seg.torn && self.can_start_segment() {
+            let next = seg.number + 1;
+            let file = open_segment(&self.dir, next)?;
+            let old = std::mem::replace(&mut seg.file, file);
+            if seg.dirty && self.policy != FsyncPolicy::Never {
+                // What the old segment holds before its torn end stays.
+                let _ = old.sync_data();
+            }
+            seg.number = next;
+            seg.dirty = false;
+            seg.torn = false;
+        }
+        let written = seg.file.write_all(bytes);
+        seg.torn = written.is_err();
+        written?;
+        self.written(seg)
+    }
+
+    /// Makes every later write fail as on a full disk (`/dev/full`).
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self) {
+        let full = OpenOptions::new().write(true).open("/dev/full");
+        if let Ok(f) = full {
+            self.segment.lock().unwrap_or_else(|e| e.into_inner()).file = f;
+            self.full_disk.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a new segment can be started (not on the tests' full disk).
+    fn can_start_segment(&self) -> bool {
+        #[cfg(test)]
+        if self.full_disk.load(Ordering::Acquire) {
+            return false;
+        }
+        true
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Records made on this thread from now on are buffered until
+    /// [`commit_batch`](Self::commit_batch).
+    pub(crate) fn begin_batch(&self) {
+        BATCH.set(Some((self.id(), self.failures.load(Ordering::Acquire))));
+    }
+
+    /// Ends this thread's batch: writes every buffered record (this
+    /// thread's and others') with one write. `Err` when that write failed,
+    /// or an earlier one since the batch began (which may have carried
+    /// this batch's records): what the batch answered must not be sent.
+    pub(crate) fn commit_batch(&self) -> io::Result<()> {
+        let Some((journal, failures)) = BATCH.take() else {
+            return Ok(());
+        };
+        if journal != self.id() {
+            BATCH.set(Some((journal, failures)));
+            return Ok(());
+        }
+        let mut seg = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_pending(&mut seg)?;
+        if self.failures.load(Ordering::Acquire) != failures {
+            return Err(io::Error::other(
+                "a location log write that held this batch's records failed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered records; on failure they are dropped and the
+    /// failure counted (a partly written buffer cannot be resumed: the log
+    /// is read up to its first torn record).
+    fn write_pending(&self, seg: &mut Segment) -> io::Result<()> {
+        if seg.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut seg.pending);
+        let written = self.write(seg, &pending);
+        // The buffer's allocation is kept for the next batch.
+        seg.pending = pending;
+        seg.pending.clear();
+        if let Err(e) = written {
+            self.failures.fetch_add(1, Ordering::AcqRel);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// After a write: fsync under `always`, else mark the segment dirty.
+    fn written(&self, seg: &mut Segment) -> io::Result<()> {
         if self.policy == FsyncPolicy::Always {
             seg.file.sync_data()?;
         } else {
@@ -257,6 +391,9 @@ impl Journal {
         let _one = self.snapshotting.lock().unwrap_or_else(|e| e.into_inner());
         let number = {
             let mut seg = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+            // Buffered records belong before the switch (the snapshot is
+            // taken after it and holds them anyway).
+            self.write_pending(&mut seg)?;
             let next = seg.number + 1;
             let file = open_segment(&self.dir, next)?;
             let old = std::mem::replace(&mut seg.file, file);
@@ -398,5 +535,124 @@ mod tests {
         assert_eq!(map["u3@x"], b"new");
         assert_eq!(map["u4@x"], b"snap");
         assert_eq!(stats.snapshot_records, 10);
+    }
+
+    /// Records in the current segment file, in order.
+    fn logged(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut logs: Vec<u64> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| file_number(&e.unwrap().file_name().to_string_lossy(), ".log"))
+            .collect();
+        logs.sort_unstable();
+        for n in logs {
+            read_records(File::open(log_path(dir, n)).unwrap(), |aor, set| {
+                out.push((aor.to_owned(), set.to_vec()))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_writes_its_records_at_commit_in_the_order_of_the_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), FsyncPolicy::Never, |_, _| {}).unwrap();
+        j.begin_batch();
+        j.append(&rec("a@x", b"1")).unwrap();
+        j.append(&rec("b@x", b"2")).unwrap();
+        assert!(
+            logged(dir.path()).is_empty(),
+            "nothing written before the commit"
+        );
+        // Another thread writes at once: what the batch buffered goes first.
+        std::thread::scope(|s| {
+            s.spawn(|| j.append(&rec("a@x", b"3")).unwrap());
+        });
+        j.append(&rec("c@x", b"4")).unwrap();
+        let order = |v: Vec<(String, Vec<u8>)>| -> Vec<String> {
+            v.into_iter()
+                .map(|(a, s)| format!("{a}={}", String::from_utf8(s).unwrap()))
+                .collect()
+        };
+        assert_eq!(order(logged(dir.path())), ["a@x=1", "b@x=2", "a@x=3"]);
+        j.commit_batch().unwrap();
+        assert_eq!(
+            order(logged(dir.path())),
+            ["a@x=1", "b@x=2", "a@x=3", "c@x=4"]
+        );
+        // After the commit, records are written at once again.
+        j.append(&rec("d@x", b"5")).unwrap();
+        assert_eq!(logged(dir.path()).len(), 5);
+        // A commit without a batch does nothing.
+        j.commit_batch().unwrap();
+    }
+
+    #[test]
+    fn a_failed_group_write_fails_every_batch_it_may_have_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), FsyncPolicy::Never, |_, _| {}).unwrap();
+        // A disk that is full (a real device that refuses every write).
+        j.fail_writes();
+        j.begin_batch();
+        j.append(&rec("a@x", b"1")).unwrap();
+        // Another thread's batch, begun before the failure, whose record
+        // the failed write carried: its commit finds nothing left to write
+        // and must fail too.
+        let (begun_tx, begun_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let jr = &j;
+        std::thread::scope(|s| {
+            let other = s.spawn(move || {
+                jr.begin_batch();
+                jr.append(&rec("b@x", b"2")).unwrap();
+                begun_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                jr.commit_batch()
+            });
+            begun_rx.recv().unwrap();
+            assert!(j.commit_batch().is_err(), "the write failed");
+            go_tx.send(()).unwrap();
+            assert!(other.join().unwrap().is_err(), "its records went with it");
+        });
+        // Space again: the next write starts a new segment (the failed one
+        // may end in part of a record), and a batch begun after the
+        // failure is judged on its own write.
+        j.full_disk.store(false, Ordering::Release);
+        j.begin_batch();
+        j.append(&rec("c@x", b"3")).unwrap();
+        j.commit_batch().unwrap();
+        assert_eq!(logged(dir.path()).len(), 1);
+        // Written at once, a failure is the caller's error as before.
+        j.fail_writes();
+        assert!(j.append(&rec("d@x", b"4")).is_err());
+    }
+
+    #[test]
+    fn after_a_torn_write_the_log_goes_on_in_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |aor: &str| {
+            let mut v = Vec::new();
+            frame(aor, b"1", &mut v);
+            v
+        };
+        {
+            let (j, _) = Journal::open(dir.path(), FsyncPolicy::Never, |_, _| {}).unwrap();
+            j.append(&rec("a@x")).unwrap();
+            // A write that stops half way, as on a disk that fills up.
+            let half = rec("b@x");
+            let mut seg = j.segment.lock().unwrap();
+            seg.file.write_all(&half[..half.len() / 2]).unwrap();
+            seg.torn = true;
+            drop(seg);
+            j.append(&rec("c@x")).unwrap();
+        }
+        let mut seen = Vec::new();
+        let (_j, stats) = Journal::open(dir.path(), FsyncPolicy::Never, |aor, _| {
+            seen.push(aor.to_owned())
+        })
+        .unwrap();
+        // In the torn segment `c@x` would have been lost behind the half record.
+        assert_eq!(seen, ["a@x", "c@x"]);
+        assert_eq!(stats.torn_segments, 1);
     }
 }

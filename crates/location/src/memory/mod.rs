@@ -89,7 +89,14 @@ pub struct MemoryStore {
     journal: Option<Journal>,
     feed: broadcast::Sender<LocationChange>,
     recovery: RecoveryStats,
+    /// Until when (Unix ms) batches write their records one by one, after
+    /// a failed group write: while the disk fails, each REGISTER is refused
+    /// on its own instead of every batch's answers being withheld.
+    batches_off_until_ms: std::sync::atomic::AtomicU64,
 }
+
+/// How long batches write record by record after a failed group write.
+const BATCHES_OFF_MS: u64 = 10_000;
 
 impl MemoryStore {
     /// Open the store; with a data directory, recover its state (dropping
@@ -107,6 +114,7 @@ impl MemoryStore {
             hasher: foldhash::fast::RandomState::default(),
             limits: options.limits,
             journal: None,
+            batches_off_until_ms: std::sync::atomic::AtomicU64::new(0),
             feed,
             recovery: RecoveryStats::default(),
         };
@@ -500,6 +508,41 @@ impl MemoryStore {
             j.sync()?;
         }
         Ok(())
+    }
+
+    /// Starts a batch on this thread: until [`commit_batch`](Self::commit_batch)
+    /// the log records of its changes are buffered, to be written together
+    /// (see [`journal`]). Only for a caller that sends none of the batch's
+    /// answers before `commit_batch` succeeds.
+    pub fn begin_batch(&self) {
+        let off = self
+            .batches_off_until_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = &self.journal
+            && (off == 0 || crate::time::Timestamp::now().as_millis() >= off)
+        {
+            j.begin_batch();
+        }
+    }
+
+    /// Ends this thread's batch: its log records are written. On `Err` the
+    /// batch's answers must not be sent (their changes are in memory, not
+    /// on disk; clients send again); batches write record by record for a
+    /// while, so that a failing disk refuses REGISTERs one by one.
+    pub fn commit_batch(&self) -> Result<(), LocationError> {
+        let Some(j) = &self.journal else {
+            return Ok(());
+        };
+        j.commit_batch().map_err(|e| {
+            metrics::counter!("voxline_location_errors_total", "backend" => "memory", "op" => "persist", "kind" => "io")
+                .increment(1);
+            tracing::error!(error = %e, "location log write of a batch failed; its answers are withheld");
+            self.batches_off_until_ms.store(
+                crate::time::Timestamp::now().as_millis() + BATCHES_OFF_MS,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            LocationError::from(e)
+        })
     }
 
     /// Whether the store persists to a data directory.

@@ -85,3 +85,32 @@ fn bad_shard_counts_are_refused() {
         ));
     }
 }
+
+#[test]
+fn a_batch_persists_at_commit_and_a_failed_one_turns_batches_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || MemoryOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..MemoryOptions::default()
+    };
+    let t0 = Timestamp::now();
+    let store = MemoryStore::open(options(), t0).unwrap();
+    store.begin_batch();
+    store.apply("a@x", &upd(1, 3600), t0).unwrap();
+    store.apply("b@x", &upd(1, 3600), t0).unwrap();
+    store.commit_batch().unwrap();
+    // Reopened, the data directory holds both.
+    drop(store);
+    let store = MemoryStore::open(options(), t0).unwrap();
+    assert_eq!(store.count().aors, 2);
+
+    // The disk fills up: the batch's change is in memory, the commit fails.
+    store.journal.as_ref().unwrap().fail_writes();
+    store.begin_batch();
+    store.apply("c@x", &upd(1, 3600), t0).unwrap();
+    assert!(store.commit_batch().is_err());
+    // For a while batches write record by record: the change is refused.
+    store.begin_batch();
+    assert!(store.apply("d@x", &upd(1, 3600), t0).is_err());
+    assert!(store.commit_batch().is_ok(), "nothing was buffered");
+}
