@@ -377,7 +377,11 @@ impl SipService for NodeService {
         // The location log is written once per receive batch, before its
         // answers leave. Only with a stateless registrar: a REGISTER whose
         // 200 was withheld (the write failed) is then handled anew when
-        // retransmitted, never answered from a transaction's memory.
+        // retransmitted, never answered from a transaction's memory. A
+        // REGISTER's change and its answer fall in the same batch: the
+        // memory store never waits, so nothing lies between the two (a
+        // handler that waited for the database ends outside any batch, and
+        // its change is written at once).
         if self.edge.is_none() && self.registrar.as_ref().is_some_and(|r| r.is_stateless()) {
             self.location.begin_batch();
         }
