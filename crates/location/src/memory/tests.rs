@@ -114,3 +114,57 @@ fn a_batch_persists_at_commit_and_a_failed_one_turns_batches_off() {
     assert!(store.apply("d@x", &upd(1, 3600), t0).is_err());
     assert!(store.commit_batch().is_ok(), "nothing was buffered");
 }
+
+#[test]
+fn batches_on_several_threads_recover_to_the_state_in_memory() {
+    // Four threads change the same addresses-of-record in batches of their
+    // own, as UDP workers do: the shared buffer must keep the records in the
+    // order of the changes, so that recovery ends where memory is.
+    let dir = tempfile::tempdir().unwrap();
+    let options = || MemoryOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        shards: 4,
+        ..MemoryOptions::default()
+    };
+    let t0 = Timestamp::now();
+    let store = MemoryStore::open(options(), t0).unwrap();
+    let aors: Vec<String> = (0..8).map(|i| format!("u{i}@x")).collect();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (store, aors) = (&store, &aors);
+            s.spawn(move || {
+                for round in 1..=200u32 {
+                    store.begin_batch();
+                    // Each address twice per batch: the second change wins.
+                    for (k, (i, aor)) in aors
+                        .iter()
+                        .enumerate()
+                        .chain(aors.iter().enumerate())
+                        .enumerate()
+                    {
+                        if (i as u32 + round + t) % 3 == 0 {
+                            continue;
+                        }
+                        let cseq = 2 * round + u32::from(k >= aors.len());
+                        let mut u = upd(cseq, 600);
+                        u.call_id = format!("t{t}");
+                        // Each thread's own contact; every fifth round removes it.
+                        let expires = if round % 5 == 0 { 0 } else { 600 + cseq % 50 };
+                        u.contacts = Contacts::List(vec![ContactUpdate::new(
+                            &format!("sip:t{t}@10.1.1.{t}"),
+                            expires,
+                        )]);
+                        store.apply(aor, &u, t0).unwrap();
+                    }
+                    store.commit_batch().unwrap();
+                }
+            });
+        }
+    });
+    let in_memory: Vec<Vec<Binding>> = aors.iter().map(|a| store.lookup(a, t0).unwrap()).collect();
+    assert!(in_memory.iter().any(|b| !b.is_empty()));
+    drop(store);
+    let store = MemoryStore::open(options(), t0).unwrap();
+    let recovered: Vec<Vec<Binding>> = aors.iter().map(|a| store.lookup(a, t0).unwrap()).collect();
+    assert_eq!(recovered, in_memory);
+}
