@@ -142,7 +142,7 @@ fn batches_on_several_threads_recover_to_the_state_in_memory() {
                         .chain(aors.iter().enumerate())
                         .enumerate()
                     {
-                        if (i as u32 + round + t) % 3 == 0 {
+                        if (i as u32 + round + t).is_multiple_of(3) {
                             continue;
                         }
                         let cseq = 2 * round + u32::from(k >= aors.len());
@@ -151,7 +151,7 @@ fn batches_on_several_threads_recover_to_the_state_in_memory() {
                         // Each thread's own contact; every fifth round removes it.
                         let expires = if round % 5 == 0 { 0 } else { 600 + cseq % 50 };
                         u.contacts = Contacts::List(vec![ContactUpdate::new(
-                            &format!("sip:t{t}@10.1.1.{t}"),
+                            format!("sip:t{t}@10.1.1.{t}"),
                             expires,
                         )]);
                         store.apply(aor, &u, t0).unwrap();
