@@ -118,23 +118,19 @@ impl<'a> ResponseBuilder<'a> {
         out.put_slice(b"\r\n");
         let tag = self.to_tag.filter(|_| !req.has_to_tag());
         match req {
-            RequestRef::Message(m) if m.received_stamp().is_some() => {
-                // The first Via line takes the stamp (RFC 3261 §18.2.1).
-                let mut first_via = true;
+            RequestRef::Message(m) => {
+                // With a received stamp, the first Via line takes it
+                // (RFC 3261 §18.2.1).
+                let mut stamp_via = m.received_stamp().is_some();
                 for h in &m.frame().headers {
-                    if h.name == HeaderName::Via && first_via {
-                        first_via = false;
+                    if stamp_via && h.name == HeaderName::Via {
+                        stamp_via = false;
                         out.put_slice(b"Via: ");
                         m.edit().write_stamped_via_line(h, out);
                         out.put_slice(b"\r\n");
                     } else {
                         self.copy_header(out, h.name, m.entry_value(h).as_bytes(), tag);
                     }
-                }
-            }
-            RequestRef::Message(m) => {
-                for (name, _, value) in m.headers() {
-                    self.copy_header(out, name, value.as_bytes(), tag);
                 }
             }
             RequestRef::Framed(f) => {

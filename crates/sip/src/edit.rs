@@ -253,12 +253,7 @@ impl<'a> Editor<'a> {
         pos = frame.msg_start;
         for s in splices {
             out.put_slice(buf.get(pos as usize..s.start as usize).unwrap_or_default());
-            for p in &s.pieces {
-                match *p {
-                    Piece::Text(t) => out.put_slice(t),
-                    Piece::Num(n) => put_num(out, n),
-                }
-            }
+            put_pieces(out, &s.pieces);
             pos = s.end;
         }
         out.put_slice(buf.get(pos as usize..end as usize).unwrap_or_default());
@@ -282,12 +277,7 @@ impl<'a> Editor<'a> {
         if sorted.iter().all(|s| start <= s.0 && s.1 <= end) {
             for (s, e, pieces) in sorted {
                 out.put_slice(buf.get(pos as usize..*s as usize).unwrap_or_default());
-                for p in pieces {
-                    match *p {
-                        Piece::Text(t) => out.put_slice(t),
-                        Piece::Num(n) => put_num(out, n),
-                    }
-                }
+                put_pieces(out, pieces);
                 pos = *e;
             }
         }
@@ -819,6 +809,16 @@ fn shift_span(span: Span, shift: &impl Fn(u32) -> u32) -> Span {
     Span {
         start: shift(span.start),
         end: shift(span.end),
+    }
+}
+
+/// Writes `pieces` in order.
+fn put_pieces(out: &mut BytesMut, pieces: &[Piece<'_>]) {
+    for p in pieces {
+        match *p {
+            Piece::Text(t) => out.put_slice(t),
+            Piece::Num(n) => put_num(out, n),
+        }
     }
 }
 

@@ -76,9 +76,7 @@ impl ReceivedStamp {
     /// The `received` value, if any.
     pub fn received(&self) -> Option<&str> {
         let text = self.address.get(..usize::from(self.len))?;
-        (!text.is_empty())
-            .then(|| std::str::from_utf8(text).ok())
-            .flatten()
+        std::str::from_utf8(text).ok().filter(|t| !t.is_empty())
     }
 
     /// The value for an empty `rport`, if any.
