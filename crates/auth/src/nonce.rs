@@ -94,7 +94,11 @@ impl NonceSigner {
         raw[..8].copy_from_slice(&issued_ms.to_be_bytes());
         raw[8..16].copy_from_slice(&random.to_be_bytes());
         raw[16..].copy_from_slice(&tag[..MAC_LEN]);
-        hex::encode(raw)
+        // Into a buffer of the nonce's size: `hex::encode` goes character by
+        // character through an iterator.
+        let mut text = [0u8; NONCE_LEN];
+        let _ = hex::encode_to_slice(raw, &mut text);
+        std::str::from_utf8(&text).unwrap_or_default().to_owned()
     }
 
     /// A new nonce for `realm` with random bytes from the thread RNG.

@@ -266,7 +266,11 @@ impl Authenticator {
         mac.update(&[0]);
         mac.update(username.as_bytes());
         mac.update(&[0]);
-        mac.update(realm.to_ascii_lowercase().as_bytes());
+        if realm.bytes().any(|b| b.is_ascii_uppercase()) {
+            mac.update(realm.to_ascii_lowercase().as_bytes());
+        } else {
+            mac.update(realm.as_bytes());
+        }
         let bytes: [u8; 32] = mac.finalize().into_bytes().into();
         let len = algorithm.hex_len() / 2;
         Ha1::from_digest(

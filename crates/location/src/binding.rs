@@ -122,31 +122,27 @@ impl Binding {
 
     /// Does this binding match a contact of a new REGISTER (§10.3 step 7,
     /// RFC 5626 §6)?
+    ///
+    /// `raw` is the new contact as sent and `contact` its comparable form: a
+    /// contact written byte for byte as before (a refresh) matches without
+    /// being brought to that form again.
     pub(crate) fn matches(
         &self,
+        raw: &str,
         contact: &ContactKey,
         instance: Option<&str>,
         reg_id: Option<u32>,
     ) -> bool {
         match (self.instance.as_deref(), instance) {
             (Some(mine), Some(theirs)) => mine == theirs && self.reg_id == reg_id,
-            _ => ContactKey::parse(&self.contact) == *contact,
+            _ => self.contact == raw || ContactKey::parse(&self.contact) == *contact,
         }
     }
 }
 
 pub(crate) fn binding_key(contact: &str, instance: Option<&str>, reg_id: Option<u32>) -> String {
     match instance {
-        Some(inst) => {
-            let mut key = String::with_capacity(inst.len() + 13);
-            key.push_str("i:");
-            key.push_str(inst);
-            if let Some(id) = reg_id {
-                key.push(';');
-                push_u32(&mut key, id);
-            }
-            key
-        }
+        Some(inst) => instance_key(inst, reg_id),
         None => {
             let mut key = String::with_capacity(contact.len() + 10);
             key.push_str("u:");
@@ -154,6 +150,36 @@ pub(crate) fn binding_key(contact: &str, instance: Option<&str>, reg_id: Option<
             key
         }
     }
+}
+
+/// [`binding_key`] of a contact already brought to its comparable form:
+/// the same key without parsing the URI again.
+pub(crate) fn binding_key_of(
+    contact: &ContactKey,
+    instance: Option<&str>,
+    reg_id: Option<u32>,
+) -> String {
+    match instance {
+        Some(inst) => instance_key(inst, reg_id),
+        None => {
+            let canonical = contact.canonical();
+            let mut key = String::with_capacity(canonical.len() + 2);
+            key.push_str("u:");
+            key.push_str(canonical);
+            key
+        }
+    }
+}
+
+fn instance_key(instance: &str, reg_id: Option<u32>) -> String {
+    let mut key = String::with_capacity(instance.len() + 13);
+    key.push_str("i:");
+    key.push_str(instance);
+    if let Some(id) = reg_id {
+        key.push(';');
+        push_u32(&mut key, id);
+    }
+    key
 }
 
 /// Appends the decimal digits of `n`.
@@ -258,5 +284,25 @@ mod tests {
             "u:sip:a@h:5060;transport=tcp"
         );
         assert_eq!(binding_key("tel:+4930", None, None), "u:raw:tel:+4930");
+    }
+
+    #[test]
+    fn a_key_from_the_comparable_form_is_the_key_from_the_contact() {
+        for contact in [
+            "sip:a@h",
+            "<sip:%61@H:05060;Transport=TCP;x=y>",
+            "sips:u@[2001:db8::1]:5061;maddr=x;lr",
+            "tel:+4930",
+            "\"Alice\" <sip:alice@192.0.2.1;user=phone?Subject=x>",
+        ] {
+            let parsed = ContactKey::parse(contact);
+            for (instance, reg_id) in [(None, None), (Some("\"<urn:uuid:1>\""), Some(7))] {
+                assert_eq!(
+                    binding_key_of(&parsed, instance, reg_id),
+                    binding_key(contact, instance, reg_id),
+                    "{contact} {instance:?}"
+                );
+            }
+        }
     }
 }

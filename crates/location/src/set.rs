@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use serde::Deserialize;
 
-use crate::binding::{Binding, Contacts, FIELD_MAX, USER_AGENT_MAX, Update};
+use crate::binding::{Binding, Contacts, FIELD_MAX, USER_AGENT_MAX, Update, binding_key_of};
 use crate::change::{ChangeKind, ChangeOrigin, LocationChange, RemoveReason, Version};
 use crate::error::{InvalidInput, LocationError};
 use crate::time::Timestamp;
@@ -241,7 +241,7 @@ pub fn apply_update(
                 let key = ContactKey::parse(&c.uri);
                 let found = next
                     .iter()
-                    .position(|b| b.matches(&key, c.instance.as_deref(), c.reg_id));
+                    .position(|b| b.matches(&c.uri, &key, c.instance.as_deref(), c.reg_id));
                 if let Some(i) = found {
                     let already = touched.get(i).copied().unwrap_or(false);
                     if let Some(old) = next.get(i).filter(|b| !already && stale(b)) {
@@ -279,14 +279,19 @@ pub fn apply_update(
                     registered_at: now,
                     nat: update.nat,
                 };
-                let new_key = binding.key();
+                let new_key = binding_key_of(&key, c.instance.as_deref(), c.reg_id);
                 match found.and_then(|i| next.get_mut(i).map(|slot| (i, slot))) {
                     Some((i, slot)) => {
                         let old = std::mem::replace(slot, binding.clone());
                         if let Some(t) = touched.get_mut(i) {
                             *t = true;
                         }
-                        if old.key() != new_key {
+                        // The key is made of these three: a refresh written
+                        // as before keeps it without computing it again.
+                        let same_key = old.contact == binding.contact
+                            && old.instance == binding.instance
+                            && old.reg_id == binding.reg_id;
+                        if !same_key && old.key() != new_key {
                             changes.push(removal(
                                 aor,
                                 &old,
