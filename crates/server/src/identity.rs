@@ -58,17 +58,19 @@ impl LocalIdentity {
 
     /// Whether `host` is one of the served domains (case-insensitive).
     pub fn is_local_domain(&self, host: &str) -> bool {
-        let h = normalize_host(host);
-        self.domains.contains(&h)
+        // Compared without a lower-case copy: this runs several times per
+        // REGISTER (the stored names are lower case already).
+        let h = trim_host(host);
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(h))
     }
 
     /// Whether `uri` addresses this node itself: its host is one of our
     /// names or addresses and its port one we listen on (absent port: the
     /// scheme default).
     pub fn is_self(&self, uri: &SipUri<'_>) -> bool {
-        let host = normalize_host(uri.host_str);
-        let host_ok = self.hosts.contains(&host)
-            || self.domains.contains(&host)
+        let host = trim_host(uri.host_str);
+        let host_ok = self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            || self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
             || matches!(uri.host, Host::Ipv4(_) | Host::Ipv6(_)) && self.is_any_bound_ip(&uri.host);
         if !host_ok {
             return false;
@@ -97,12 +99,16 @@ fn is_local_ip(ip: IpAddr) -> bool {
 }
 
 /// Lower-cases and strips IPv6 brackets and a trailing dot.
-fn normalize_host(h: &str) -> String {
+/// A host without white space, IPv6 brackets or a trailing dot.
+fn trim_host(h: &str) -> &str {
     h.trim()
         .trim_start_matches('[')
         .trim_end_matches(']')
         .trim_end_matches('.')
-        .to_ascii_lowercase()
+}
+
+fn normalize_host(h: &str) -> String {
+    trim_host(h).to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -123,6 +129,11 @@ mod tests {
         assert!(id.is_local_domain("example.com"));
         assert!(id.is_local_domain("LOCALHOST"));
         assert!(!id.is_local_domain("other.net"));
+        assert!(id.is_local_domain(" Example.Com. "));
+        assert!(!id.is_local_domain("example.co"));
+        assert!(!id.is_local_domain("example.comm"));
+        assert!(id.is_self(&uri("sip:PROXY.Example.com;lr")));
+        assert!(id.is_self(&uri("sip:example.com.")));
         assert!(id.is_self(&uri("sip:127.0.0.1;lr")));
         assert!(id.is_self(&uri("sip:proxy.example.com:5060;lr")));
         assert!(id.is_self(&uri("sip:[::1]:5070")));
