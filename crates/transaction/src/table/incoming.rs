@@ -103,12 +103,12 @@ impl<M: SipMessage> TransactionTable<M> {
 
     /// Looks up the server transaction keyed by the scratch buffer.
     fn lookup_server(&self) -> Option<TxRef> {
-        let slot = *self.server_index.get(self.scratch.as_slice())?;
+        let slot = self.server_index.get(self.scratch.as_slice())?;
         Some(self.tx_ref(slot))
     }
 
     fn incoming_response(&mut self, now: Instant, status: u16, msg: M) -> Incoming<M> {
-        let Some(&slot) = self.client_index.get(self.scratch.as_slice()) else {
+        let Some(slot) = self.client_index.get(self.scratch.as_slice()) else {
             self.stats.stray_responses += 1;
             return Incoming::Stray(msg);
         };

@@ -2,9 +2,9 @@
 //! state machines and timers, and queues what the I/O layer must send.
 
 mod incoming;
+mod index;
 
-use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,7 @@ use crate::output::Output;
 use crate::server::ServerTx;
 use crate::shard::ShardRouter;
 use crate::timer::{MIN_SHRINK_CAPACITY, SLOTS, Timer, TimerSet};
+use index::KeyIndex;
 
 /// Counters for metrics. All are totals since the table was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,8 +119,8 @@ pub struct TransactionTable<M: SipMessage> {
     router: ShardRouter,
     slots: Vec<Slot<M>>,
     free: Vec<u32>,
-    server_index: HashMap<Arc<[u8]>, u32, RandomState>,
-    client_index: HashMap<Arc<[u8]>, u32, RandomState>,
+    server_index: KeyIndex,
+    client_index: KeyIndex,
     deadlines: DeadlineQueue,
     transmits: VecDeque<Transmit<M>>,
     events: VecDeque<TxEvent>,
@@ -145,8 +146,8 @@ impl<M: SipMessage> TransactionTable<M> {
             router,
             slots: Vec::new(),
             free: Vec::new(),
-            server_index: HashMap::with_hasher(RandomState::new()),
-            client_index: HashMap::with_hasher(RandomState::new()),
+            server_index: KeyIndex::new(),
+            client_index: KeyIndex::new(),
             deadlines: DeadlineQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -236,7 +237,7 @@ impl<M: SipMessage> TransactionTable<M> {
             return Err(TransactionError::TableFull);
         }
         key::client_key(&mut self.scratch, branch, info.cseq.method);
-        if self.client_index.contains_key(self.scratch.as_slice()) {
+        if self.client_index.contains(self.scratch.as_slice()) {
             return Err(TransactionError::DuplicateTransaction);
         }
         let invite = method == "INVITE";
@@ -608,13 +609,8 @@ impl<M: SipMessage> TransactionTable<M> {
     /// most a quarter full it shrinks to twice its length (amortised: a
     /// map is rebuilt only after its length fell by half or more).
     fn shrink_sparse_indexes(&mut self) {
-        fn shrink(map: &mut HashMap<Arc<[u8]>, u32, RandomState>) {
-            if map.capacity() > MIN_SHRINK_CAPACITY && map.len() * 4 < map.capacity() {
-                map.shrink_to(map.len() * 2);
-            }
-        }
-        shrink(&mut self.server_index);
-        shrink(&mut self.client_index);
+        self.server_index.shrink_sparse(MIN_SHRINK_CAPACITY);
+        self.client_index.shrink_sparse(MIN_SHRINK_CAPACITY);
     }
 
     /// Drops cancelled deadlines once the queue holds more than two per
