@@ -269,7 +269,13 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
         Ok(_) | Err(ValueError::Missing(_)) => {}
         Err(_) => return Err(Rejection::bad("Bad Request - Malformed Max-Forwards")),
     }
-    if msg.contacts().any(|c| c.is_err()) {
+    // A proxy leaves a REGISTER's Contact to the registrar, which reads it
+    // after authentication (RFC 3261 §10.3 step 7: a challenged REGISTER
+    // costs no Contact parse) and answers 400 for a malformed one; a
+    // REGISTER forwarded elsewhere keeps it as received (§16.3: what the
+    // proxy does not use stays unchanged).
+    let contacts_for_registrar = policy.role == Role::Proxy && method_str == "REGISTER";
+    if !contacts_for_registrar && msg.contacts().any(|c| c.is_err()) {
         return Err(Rejection::bad("Bad Request - Malformed Contact"));
     }
     if msg.routes().any(|r| r.is_err()) {

@@ -208,6 +208,17 @@ fn local_aor_is_read_before_and_without_the_contacts() {
 }
 
 #[test]
+fn a_contact_the_core_left_unread_is_refused_here() {
+    // RFC 4475 §3.1.2.13 (regbadct): a URI with headers must be in angle
+    // brackets. The core's validation leaves a REGISTER's Contact to the
+    // registrar, so this is where the 400 comes from.
+    assert!(matches!(
+        read("Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E\r\n"),
+        Err(Refusal::BadRequest("Bad Request - Malformed Contact"))
+    ));
+}
+
+#[test]
 fn jitter_stays_within_bounds() {
     let cfg = RegistrarConfig {
         expires_jitter_percent: 20,
