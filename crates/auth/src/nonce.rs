@@ -56,6 +56,16 @@ impl std::fmt::Debug for NonceSigner {
     }
 }
 
+/// Feeds `text` to `mac` in lower case (realms compare case-insensitively),
+/// copying it only when it has capitals.
+pub(crate) fn update_lowercase(mac: &mut Hmac<Sha256>, text: &str) {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        mac.update(text.to_ascii_lowercase().as_bytes());
+    } else {
+        mac.update(text.as_bytes());
+    }
+}
+
 impl NonceSigner {
     /// A signer keyed with `key` whose nonces live `lifetime`.
     pub fn new(key: &[u8], lifetime: Duration) -> NonceSigner {
@@ -77,11 +87,7 @@ impl NonceSigner {
         let mut mac = self.mac.clone();
         mac.update(&issued_ms.to_be_bytes());
         mac.update(&id.to_be_bytes());
-        if realm.bytes().any(|b| b.is_ascii_uppercase()) {
-            mac.update(realm.to_ascii_lowercase().as_bytes());
-        } else {
-            mac.update(realm.as_bytes());
-        }
+        update_lowercase(&mut mac, realm);
         mac.finalize().into_bytes().into()
     }
 

@@ -11,7 +11,7 @@ use crate::challenge::{Challenge, ChallengeKind, ChallengeReason, challenge_valu
 use crate::config::{AuthConfig, ServerSecret};
 use crate::credentials::DigestCredentials;
 use crate::digest::{Algorithm, Ha1, HexDigest, QopAuth, StoredCredentials, request_digest};
-use crate::nonce::{NonceSigner, NonceStatus, unix_ms};
+use crate::nonce::{NonceSigner, NonceStatus, unix_ms, update_lowercase};
 use crate::replay::{NcVerdict, NonceCountTable};
 
 /// What the caller knows about a request that needs authenticating.
@@ -266,11 +266,7 @@ impl Authenticator {
         mac.update(&[0]);
         mac.update(username.as_bytes());
         mac.update(&[0]);
-        if realm.bytes().any(|b| b.is_ascii_uppercase()) {
-            mac.update(realm.to_ascii_lowercase().as_bytes());
-        } else {
-            mac.update(realm.as_bytes());
-        }
+        update_lowercase(&mut mac, realm);
         let bytes: [u8; 32] = mac.finalize().into_bytes().into();
         let len = algorithm.hex_len() / 2;
         Ha1::from_digest(

@@ -58,8 +58,8 @@ impl LocalIdentity {
 
     /// Whether `host` is one of the served domains (case-insensitive).
     pub fn is_local_domain(&self, host: &str) -> bool {
-        // Compared without a lower-case copy: this runs several times per
-        // REGISTER (the stored names are lower case already).
+        // Compared ignoring case, without a lower-case copy: this runs
+        // several times per REGISTER.
         let h = trim_host(host);
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(h))
     }
