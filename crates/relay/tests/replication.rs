@@ -183,6 +183,15 @@ fn owner_in_redis(r: &RedisServer, call: &str) -> Option<String> {
     v["owner"].as_str().map(str::to_owned)
 }
 
+/// The session keys in Redis (for a failure's message).
+fn call_keys(r: &RedisServer) -> String {
+    r.cli(&["KEYS", "test:relay:call:*"])
+        .unwrap_or_else(|e| format!("(KEYS failed: {e})"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 async fn query(ng: &NgClient, call: &str) -> Result<voxline_ng::reply::CallStats, NgError> {
     ng.query(&QueryRequest {
         call_id: call.into(),
@@ -360,7 +369,12 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     assert_eq!(b.stats().foreign_sessions, 1, "stale while cut off");
     link_b.restore().await;
     // The SCAN after resubscribing finds o2 and o3 and drops o1.
-    eventually(10, || b.stats().foreign_sessions == 2).await;
+    eventually_explained(
+        10,
+        || b.stats().foreign_sessions == 2,
+        || format!("B: {:?}; keys: {:?}", b.stats(), call_keys(&r)),
+    )
+    .await;
     drop(c1);
 
     // A's own link down: commands and media do not wait for Redis.

@@ -134,15 +134,28 @@ pub fn media_addr(sdp: &str) -> SocketAddr {
 
 /// Polls `f` until true or panics after `secs`, naming the caller's line.
 #[track_caller]
-pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> impl std::future::Future<Output = ()> {
+pub fn eventually(secs: u64, f: impl FnMut() -> bool) -> impl std::future::Future<Output = ()> {
+    eventually_explained(secs, f, String::new)
+}
+
+/// [`eventually`], and a failure also prints what `explain` says then (the
+/// state a rare failure needs to be understood).
+#[track_caller]
+pub fn eventually_explained(
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+    mut explain: impl FnMut() -> String,
+) -> impl std::future::Future<Output = ()> {
     let caller = std::panic::Location::caller();
     async move {
         let end = Instant::now() + Duration::from_secs(secs);
         while !f() {
-            assert!(
-                Instant::now() < end,
-                "condition at {caller} not met within {secs} s"
-            );
+            if Instant::now() >= end {
+                panic!(
+                    "condition at {caller} not met within {secs} s; {}",
+                    explain()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
