@@ -485,3 +485,41 @@ async fn heartbeat_timeout_takes_over_a_relay_without_a_known_address() {
     query(&b_ng, "h1").await.unwrap();
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_subscription_was_lost_subscribes_again() {
+    let r = redis();
+    let upstream: SocketAddr = format!("127.0.0.1:{}", r.port()).parse().unwrap();
+    let link_b = Cuttable::start(upstream).await;
+    let a = relay(14, 34200, &r.url(), "a", |_| {}).await;
+    let b = relay(
+        15,
+        34300,
+        &format!("redis://{}/0", link_b.addr()),
+        "b",
+        |_| {},
+    )
+    .await;
+    let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
+    let _c1 = Call::set_up(&ng, "l1").await;
+    eventually(5, || b.stats().foreign_sessions == 1).await;
+
+    // Redis forgets B's subscription while B's connection stays up (as
+    // behind a proxy that fails over to another Redis): B hears nothing
+    // more, and nothing tells its client library.
+    assert_eq!(link_b.inject(b"*1\r\n$12\r\nPUNSUBSCRIBE\r\n"), 1);
+    let _c2 = Call::set_up(&ng, "l2").await;
+    eventually(5, || owner_in_redis(&r, "l2").is_some()).await;
+    // A session A set up meanwhile reaches B once B noticed that its own
+    // heartbeats no longer come back, and subscribed again.
+    eventually_explained(
+        10,
+        || b.stats().foreign_sessions == 2,
+        || format!("B: {:?}; keys: {:?}", b.stats(), call_keys(&r)),
+    )
+    .await;
+    assert!(b.stats().redis.unwrap().connected);
+    // And B follows what comes next as before.
+    let _c3 = Call::set_up(&ng, "l3").await;
+    eventually(5, || b.stats().foreign_sessions == 3).await;
+}

@@ -42,6 +42,9 @@ const LOCK_MS: u64 = 10_000;
 const INFO_PERIOD_MS: u64 = 1000;
 /// Pause before a failed reconcile is tried again.
 const RECONCILE_RETRY: Duration = Duration::from_millis(500);
+/// Shortest silence of this relay's own heartbeat notifications, while its
+/// heartbeat writes succeed, after which the subscription is made again.
+const DEAF_AFTER_MIN: Duration = Duration::from_secs(2);
 
 /// Everything the link needs from the relay.
 pub(crate) struct LinkParts {
@@ -198,6 +201,8 @@ pub(crate) fn start(parts: LinkParts) -> Result<Link, redis::RedisError> {
                 shutdown: parts.shutdown,
                 servers: Vec::new(),
                 reconcile_retry: None,
+                heard_self: Instant::now(),
+                resubscribed: false,
             }
             .run(push_rx, parts.takeovers_rx, parts.hook_rx),
         ),
@@ -335,6 +340,11 @@ struct Follower {
     servers: Vec<JoinHandle<()>>,
     /// A reconcile failed: when to try again.
     reconcile_retry: Option<Instant>,
+    /// When a notification of this relay's own heartbeat (or a
+    /// subscription's confirmation) came last.
+    heard_self: Instant,
+    /// Subscribed again for want of those, and none came since.
+    resubscribed: bool,
 }
 
 impl Follower {
@@ -374,6 +384,7 @@ impl Follower {
                     if self.reconcile_retry.is_some_and(|t| Instant::now() >= t) {
                         self.try_reconcile().await;
                     }
+                    self.check_subscription(&pattern).await;
                     let now = unix_ms();
                     let dead = with_control(&self.shared.control, |c| c.poll_standby(now)).unwrap_or_default();
                     for (relay, trigger) in dead {
@@ -402,7 +413,10 @@ impl Follower {
         let mut connected = false;
         for p in batch {
             match p.kind {
-                PushKind::PSubscribe => connected = true,
+                PushKind::PSubscribe => {
+                    connected = true;
+                    self.heard_self = Instant::now();
+                }
                 PushKind::Disconnection => {
                     self.shared.status.set_connected(false);
                 }
@@ -426,6 +440,12 @@ impl Follower {
                         }
                         KeyKind::Heartbeat(relay) => {
                             let alive = event == KeyEvent::Set;
+                            if alive && relay == self.shared.config.relay_id {
+                                self.heard_self = Instant::now();
+                                if std::mem::take(&mut self.resubscribed) {
+                                    tracing::info!("keyspace notifications heard again");
+                                }
+                            }
                             with_control(&self.shared.control, |c| {
                                 c.on_heartbeat(&relay, alive, now)
                             });
@@ -447,6 +467,50 @@ impl Follower {
         }
         for relay in relays {
             self.fetch_relay(&relay).await;
+        }
+    }
+
+    /// Makes the subscription again when it was lost without the
+    /// connection. This relay's heartbeat write is a keyspace notification
+    /// back to it every interval; when the writes succeed but none has come
+    /// back for a while, the connection is up and the subscription is not.
+    /// That happens when the subscription made after a reconnect fails: the
+    /// client library makes it and ignores its failure (a reply slower than
+    /// the command timeout, say), and the standby would stay deaf — no
+    /// sessions followed, no takeover — for as long as the connection
+    /// lasts. Its confirmation brings a full reconcile ([`Self::on_connected`]).
+    async fn check_subscription(&mut self, pattern: &str) {
+        let status = &self.shared.status;
+        if !status.connected() || status.notifications_off() {
+            return;
+        }
+        let interval = Duration::from_millis(self.shared.config.heartbeat_interval_ms);
+        let timeout = Duration::from_millis(self.shared.config.heartbeat_timeout_ms);
+        let deaf_after = (4 * timeout).max(8 * interval).max(DEAF_AFTER_MIN);
+        let silent = self.heard_self.elapsed();
+        if silent < deaf_after {
+            return;
+        }
+        // Tried once per silence of `deaf_after`; said once until heard.
+        self.heard_self = Instant::now();
+        let silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX);
+        if std::mem::replace(&mut self.resubscribed, true) {
+            tracing::debug!(
+                silent_ms,
+                "still no keyspace notification of our own heartbeat: subscribing again"
+            );
+        } else {
+            tracing::warn!(
+                silent_ms,
+                "no keyspace notification of this relay's own heartbeat although Redis takes its writes: subscribing again"
+            );
+        }
+        metrics::counter!("voxline_relay_redis_resubscriptions_total").increment(1);
+        let mut conn = self.shared.conn.clone();
+        match tokio::time::timeout(self.shared.timeout, conn.psubscribe(pattern)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "subscribing again failed; retrying"),
+            Err(_) => tracing::warn!("subscribing again timed out; retrying"),
         }
     }
 

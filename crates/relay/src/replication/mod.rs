@@ -92,6 +92,16 @@ impl LinkStatus {
         metrics::gauge!("voxline_relay_redis_connected").set(if up { 1.0 } else { 0.0 });
     }
 
+    /// Whether the last heartbeat write (or reconcile) reached Redis.
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis said its keyspace notifications are off.
+    pub(crate) fn notifications_off(&self) -> bool {
+        self.notifications.load(Ordering::Relaxed) == 2
+    }
+
     pub(crate) fn set_notifications(&self, ok: Option<bool>) {
         let (v, g) = match ok {
             None => (0, -1.0),

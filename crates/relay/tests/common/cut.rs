@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 /// Forwards `listen` → `upstream` until cut.
@@ -13,6 +15,9 @@ pub struct Cuttable {
     addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Commands sent to Redis on every forwarded connection, as if its
+    /// client had sent them.
+    inject: broadcast::Sender<Vec<u8>>,
 }
 
 impl Cuttable {
@@ -38,6 +43,7 @@ impl Cuttable {
             addr,
             upstream,
             tasks: Arc::default(),
+            inject: broadcast::channel(8).0,
         };
         c.serve(listener);
         c
@@ -48,18 +54,33 @@ impl Cuttable {
         self.addr
     }
 
+    /// Sends `command` (RESP) to Redis on every connection forwarded now,
+    /// as if its client had sent it, between two of the client's commands;
+    /// Redis's answer goes to the client. Returns on how many connections.
+    pub fn inject(&self, command: &[u8]) -> usize {
+        self.inject.send(command.to_vec()).unwrap_or(0)
+    }
+
     fn serve(&self, listener: TcpListener) {
-        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let (upstream, tasks, inject) = (self.upstream, self.tasks.clone(), self.inject.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
+                let injected = inject.subscribe();
                 let t = tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let (mut client_rx, mut client_tx) = client.into_split();
+                    let (mut server_rx, mut server_tx) = server.into_split();
+                    let down = tokio::io::copy(&mut server_rx, &mut client_tx);
+                    let up = forward_commands(&mut client_rx, &mut server_tx, injected);
+                    tokio::select! {
+                        _ = down => {}
+                        _ = up => {}
+                    }
                 });
                 tasks.lock().unwrap().push(t);
             }
@@ -99,4 +120,53 @@ impl Cuttable {
         }
         panic!("cannot listen on {} again", self.addr);
     }
+}
+
+/// Copies a client's RESP commands to Redis one whole command at a time,
+/// and the injected ones between them.
+async fn forward_commands(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    mut injected: broadcast::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        tokio::select! {
+            n = from.read(&mut chunk) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(len) = command_len(&buf) {
+                    let command: Vec<u8> = buf.drain(..len).collect();
+                    to.write_all(&command).await?;
+                }
+            }
+            Ok(command) = injected.recv(), if buf.is_empty() => to.write_all(&command).await?,
+        }
+    }
+}
+
+/// The length of the complete RESP command (an array of bulk strings) at
+/// the start of `buf`, if it is all there.
+fn command_len(buf: &[u8]) -> Option<usize> {
+    fn line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")? + at;
+        let n = std::str::from_utf8(buf.get(at + 1..end)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        Some((n, end + 2))
+    }
+    let (items, mut at) = line(buf, 0)?;
+    for _ in 0..items {
+        let (len, start) = line(buf, at)?;
+        at = start + len + 2;
+        if buf.len() < at {
+            return None;
+        }
+    }
+    Some(at)
 }
