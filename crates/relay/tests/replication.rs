@@ -401,6 +401,10 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
         st.pending_writes == 0 && st.connected
     })
     .await;
+    // Both outages ended with the client library's own subscription: no
+    // relay found itself deaf afterwards.
+    assert_eq!(a.stats().redis.unwrap().resubscriptions, 0);
+    assert_eq!(b.stats().redis.unwrap().resubscriptions, 0);
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -518,7 +522,9 @@ async fn a_standby_whose_subscription_was_lost_subscribes_again() {
         || format!("B: {:?}; keys: {:?}", b.stats(), call_keys(&r)),
     )
     .await;
-    assert!(b.stats().redis.unwrap().connected);
+    let status = b.stats().redis.unwrap();
+    assert!(status.connected);
+    assert_eq!(status.resubscriptions, 1);
     // And B follows what comes next as before.
     let _c3 = Call::set_up(&ng, "l3").await;
     eventually(5, || b.stats().foreign_sessions == 3).await;

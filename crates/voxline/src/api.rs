@@ -171,6 +171,7 @@ fn relay_json(r: &RelayHandle) -> Value {
             "keyspace_notifications": r.keyspace_notifications,
             "pending_writes": r.pending_writes,
             "write_errors": r.write_errors,
+            "resubscriptions": r.resubscriptions,
             "taken_over": r.taken_over.iter().map(|t| json!({
                 "relay": t.relay,
                 "trigger": t.trigger,

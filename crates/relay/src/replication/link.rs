@@ -203,6 +203,7 @@ pub(crate) fn start(parts: LinkParts) -> Result<Link, redis::RedisError> {
                 reconcile_retry: None,
                 heard_self: Instant::now(),
                 resubscribed: false,
+                up_since: None,
             }
             .run(push_rx, parts.takeovers_rx, parts.hook_rx),
         ),
@@ -345,6 +346,9 @@ struct Follower {
     heard_self: Instant,
     /// Subscribed again for want of those, and none came since.
     resubscribed: bool,
+    /// Since when Redis has taken this relay's writes without a break
+    /// (as seen by the timer).
+    up_since: Option<Instant>,
 }
 
 impl Follower {
@@ -360,7 +364,10 @@ impl Follower {
         loop {
             let mut conn = self.shared.conn.clone();
             match tokio::time::timeout(self.shared.timeout, conn.psubscribe(&pattern)).await {
-                Ok(Ok(())) => break,
+                Ok(Ok(())) => {
+                    self.heard_self = Instant::now();
+                    break;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot subscribe to Redis keyspace notifications; retrying")
                 }
@@ -479,15 +486,23 @@ impl Follower {
     /// the command timeout, say), and the standby would stay deaf — no
     /// sessions followed, no takeover — for as long as the connection
     /// lasts. Its confirmation brings a full reconcile ([`Self::on_connected`]).
+    ///
+    /// The silence counts only while Redis takes the writes: after an
+    /// outage, the client library's own subscription gets its time.
     async fn check_subscription(&mut self, pattern: &str) {
         let status = &self.shared.status;
-        if !status.connected() || status.notifications_off() {
+        if !status.connected() {
+            self.up_since = None;
+            return;
+        }
+        let up_since = *self.up_since.get_or_insert_with(Instant::now);
+        if status.notifications_off() {
             return;
         }
         let interval = Duration::from_millis(self.shared.config.heartbeat_interval_ms);
         let timeout = Duration::from_millis(self.shared.config.heartbeat_timeout_ms);
         let deaf_after = (4 * timeout).max(8 * interval).max(DEAF_AFTER_MIN);
-        let silent = self.heard_self.elapsed();
+        let silent = self.heard_self.elapsed().min(up_since.elapsed());
         if silent < deaf_after {
             return;
         }
@@ -505,7 +520,7 @@ impl Follower {
                 "no keyspace notification of this relay's own heartbeat although Redis takes its writes: subscribing again"
             );
         }
-        metrics::counter!("voxline_relay_redis_resubscriptions_total").increment(1);
+        self.shared.status.resubscribed();
         let mut conn = self.shared.conn.clone();
         match tokio::time::timeout(self.shared.timeout, conn.psubscribe(pattern)).await {
             Ok(Ok(())) => {}

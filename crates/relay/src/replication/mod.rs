@@ -43,6 +43,9 @@ pub struct RedisStatus {
     pub pending_writes: usize,
     /// Failed write batches, ever.
     pub write_errors: u64,
+    /// Subscriptions made again because this relay's own heartbeat
+    /// notifications stopped while Redis took its writes, ever.
+    pub resubscriptions: u64,
     /// Relays taken over, in order.
     pub taken_over: Vec<Takeover>,
 }
@@ -69,6 +72,7 @@ pub(crate) struct LinkStatus {
     notifications: AtomicU8,
     pending: AtomicUsize,
     write_errors: AtomicU64,
+    resubscriptions: AtomicU64,
     taken_over: Mutex<Vec<Takeover>>,
 }
 
@@ -122,6 +126,11 @@ impl LinkStatus {
         metrics::counter!("voxline_relay_redis_write_errors_total").increment(1);
     }
 
+    pub(crate) fn resubscribed(&self) {
+        self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("voxline_relay_redis_resubscriptions_total").increment(1);
+    }
+
     pub(crate) fn took_over(&self, t: Takeover) {
         if let Ok(mut v) = self.taken_over.lock() {
             v.push(t);
@@ -140,6 +149,7 @@ impl LinkStatus {
             },
             pending_writes: self.pending.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
+            resubscriptions: self.resubscriptions.load(Ordering::Relaxed),
             taken_over: self
                 .taken_over
                 .lock()
