@@ -183,6 +183,18 @@ fn owner_in_redis(r: &RedisServer, call: &str) -> Option<String> {
     v["owner"].as_str().map(str::to_owned)
 }
 
+/// Redis clients subscribed to a pattern.
+fn pattern_subscribers(r: &RedisServer) -> usize {
+    r.cli(&["CLIENT", "LIST"])
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.starts_with("psub=") && f != "psub=0")
+        })
+        .count()
+}
+
 /// The session keys in Redis (for a failure's message).
 fn call_keys(r: &RedisServer) -> String {
     r.cli(&["KEYS", "test:relay:call:*"])
@@ -389,7 +401,7 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     c4.media_flows(1);
     c2.media_flows(2);
     eventually(5, || !a.stats().redis.unwrap().connected).await;
-    assert!(a.stats().redis.unwrap().pending_writes >= 1);
+    eventually(5, || a.stats().redis.unwrap().pending_writes >= 1).await;
     assert_eq!(owner_in_redis(&r, "o4"), None);
     eventually(5, || a.stats().redis.unwrap().write_errors >= 1).await;
     c4.media_flows(3);
@@ -511,20 +523,27 @@ async fn a_standby_whose_subscription_was_lost_subscribes_again() {
     // Redis forgets B's subscription while B's connection stays up (as
     // behind a proxy that fails over to another Redis): B hears nothing
     // more, and nothing tells its client library.
+    assert_eq!(pattern_subscribers(&r), 2);
     assert_eq!(link_b.inject(b"*1\r\n$12\r\nPUNSUBSCRIBE\r\n"), 1);
+    eventually(5, || pattern_subscribers(&r) == 1).await;
     let _c2 = Call::set_up(&ng, "l2").await;
     eventually(5, || owner_in_redis(&r, "l2").is_some()).await;
-    // A session A set up meanwhile reaches B once B noticed that its own
-    // heartbeats no longer come back, and subscribed again.
+    // B notices that its own heartbeats no longer come back, subscribes
+    // again, and its reconcile finds the session A set up meanwhile.
+    // (Under load a reconcile B retries may find it first.)
     eventually_explained(
         10,
+        || b.stats().redis.unwrap().resubscriptions == 1 && pattern_subscribers(&r) == 2,
+        || format!("B: {:?}", b.stats()),
+    )
+    .await;
+    eventually_explained(
+        5,
         || b.stats().foreign_sessions == 2,
         || format!("B: {:?}; keys: {:?}", b.stats(), call_keys(&r)),
     )
     .await;
-    let status = b.stats().redis.unwrap();
-    assert!(status.connected);
-    assert_eq!(status.resubscriptions, 1);
+    assert!(b.stats().redis.unwrap().connected);
     // And B follows what comes next as before.
     let _c3 = Call::set_up(&ng, "l3").await;
     eventually(5, || b.stats().foreign_sessions == 3).await;
