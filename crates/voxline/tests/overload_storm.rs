@@ -766,9 +766,9 @@ node: {rejected:.0} rejected with 503, {stale:.0} dropped stale, {banned:.0} dro
     );
     // Goodput. The issue asks for 90 % of capacity. The node reached 94-99 %
     // when this debug build served 6,600-7,900 REGISTER/s per CPU second
-    // (2026-12-07). Its serving path has since got cheaper (10,400-11,300/s,
+    // (2026-12-07). Its serving path has since got cheaper (10,900-11,300/s,
     // 2026-12-08) while a refused or dropped datagram costs what it did, so
-    // the same storm gives 77-83 % (docs/overload-config.md, "Tested"). The
+    // the same storm gives 78-81 % (docs/overload-config.md, "Tested"). The
     // test command checks a floor below that, with room for this shared
     // machine's noise, and far above a node that collapses (5-40 %); it no
     // longer tells apart the budget that charged a refusal only its
