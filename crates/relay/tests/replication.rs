@@ -377,6 +377,7 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     let c2 = Call::set_up(&ng, "o2").await;
     let _c3 = Call::set_up(&ng, "o3").await;
     eventually(5, || owner_in_redis(&r, "o3").is_some()).await;
+    let o1_after_delete = r.cli(&["GET", "test:relay:call:o1"]).unwrap_or_default();
     eventually(5, || !b.stats().redis.unwrap().connected).await;
     assert_eq!(b.stats().foreign_sessions, 1, "stale while cut off");
     link_b.restore().await;
@@ -384,7 +385,15 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
     eventually_explained(
         10,
         || b.stats().foreign_sessions == 2,
-        || format!("B: {:?}; keys: {:?}", b.stats(), call_keys(&r)),
+        || {
+            format!(
+                "B: {:?}; A: {:?}; keys: {:?}; o1 once o3 was written: {o1_after_delete:?}; o1 now: {:?}",
+                b.stats(),
+                a.stats(),
+                call_keys(&r),
+                r.cli(&["GET", "test:relay:call:o1"]).unwrap_or_default()
+            )
+        },
     )
     .await;
     drop(c1);
@@ -547,4 +556,29 @@ async fn a_standby_whose_subscription_was_lost_subscribes_again() {
     // And B follows what comes next as before.
     let _c3 = Call::set_up(&ng, "l3").await;
     eventually(5, || b.stats().foreign_sessions == 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_hears_itself_subscribes_again_less_and_less_often() {
+    // Keyspace notifications off (Redis's default), and the relay's user
+    // may not read the config that says so.
+    let r = RedisServer::start().unwrap();
+    r.cli(&[
+        "ACL", "SETUSER", "relay", "on", ">secret", "~*", "&*", "+@all", "-config",
+    ])
+    .unwrap();
+    let url = format!("redis://relay:secret@127.0.0.1:{}/0", r.port());
+    let a = relay(16, 34400, &url, "a", |_| {}).await;
+    eventually(5, || a.stats().redis.unwrap().connected).await;
+    assert_eq!(a.stats().redis.unwrap().keyspace_notifications, None);
+    // Deaf: the first new subscription after 2 s, the next twice as late.
+    eventually(5, || a.stats().redis.unwrap().resubscriptions == 1).await;
+    let first = Instant::now();
+    eventually(8, || a.stats().redis.unwrap().resubscriptions == 2).await;
+    let gap = first.elapsed();
+    assert!(
+        gap >= Duration::from_millis(3500),
+        "second attempt after {gap:?}"
+    );
+    a.shutdown().await;
 }

@@ -202,7 +202,7 @@ pub(crate) fn start(parts: LinkParts) -> Result<Link, redis::RedisError> {
                 servers: Vec::new(),
                 reconcile_retry: None,
                 heard_self: Instant::now(),
-                resubscribed: false,
+                unheard_resubscriptions: 0,
                 up_since: None,
             }
             .run(push_rx, parts.takeovers_rx, parts.hook_rx),
@@ -344,8 +344,8 @@ struct Follower {
     /// When a notification of this relay's own heartbeat (or a
     /// subscription's confirmation) came last.
     heard_self: Instant,
-    /// Subscribed again for want of those, and none came since.
-    resubscribed: bool,
+    /// Subscriptions made again for want of those since one came last.
+    unheard_resubscriptions: u32,
     /// Since when Redis has taken this relay's writes without a break
     /// (as seen by the timer).
     up_since: Option<Instant>,
@@ -449,7 +449,7 @@ impl Follower {
                             let alive = event == KeyEvent::Set;
                             if alive && relay == self.shared.config.relay_id {
                                 self.heard_self = Instant::now();
-                                if std::mem::take(&mut self.resubscribed) {
+                                if std::mem::take(&mut self.unheard_resubscriptions) > 0 {
                                     tracing::info!("keyspace notifications heard again");
                                 }
                             }
@@ -488,7 +488,10 @@ impl Follower {
     /// lasts. Its confirmation brings a full reconcile ([`Self::on_connected`]).
     ///
     /// The silence counts only while Redis takes the writes: after an
-    /// outage, the client library's own subscription gets its time.
+    /// outage, the client library's own subscription gets its time. Each
+    /// subscription that brings nothing back doubles the wait before the
+    /// next (up to 32 times): with notifications off where the relay cannot
+    /// read Redis's config, it does not reconcile every few seconds.
     async fn check_subscription(&mut self, pattern: &str) {
         let status = &self.shared.status;
         if !status.connected() {
@@ -501,7 +504,8 @@ impl Follower {
         }
         let interval = Duration::from_millis(self.shared.config.heartbeat_interval_ms);
         let timeout = Duration::from_millis(self.shared.config.heartbeat_timeout_ms);
-        let deaf_after = (4 * timeout).max(8 * interval).max(DEAF_AFTER_MIN);
+        let deaf_after = (4 * timeout).max(8 * interval).max(DEAF_AFTER_MIN)
+            * (1 << self.unheard_resubscriptions.min(5));
         let silent = self.heard_self.elapsed().min(up_since.elapsed());
         if silent < deaf_after {
             return;
@@ -509,7 +513,8 @@ impl Follower {
         // Tried once per silence of `deaf_after`; said once until heard.
         self.heard_self = Instant::now();
         let silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX);
-        if std::mem::replace(&mut self.resubscribed, true) {
+        self.unheard_resubscriptions = self.unheard_resubscriptions.saturating_add(1);
+        if self.unheard_resubscriptions > 1 {
             tracing::debug!(
                 silent_ms,
                 "still no keyspace notification of our own heartbeat: subscribing again"
