@@ -582,3 +582,42 @@ async fn a_relay_that_never_hears_itself_subscribes_again_less_and_less_often() 
     );
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_before_the_first_reconcile_stays_ended() {
+    // The relay may not SCAN: its first reconcile never completes, and it
+    // would take back own sessions from before a restart.
+    let r = redis();
+    r.cli(&[
+        "ACL", "SETUSER", "relay", "on", ">secret", "~*", "&*", "+@all", "-scan",
+    ])
+    .unwrap();
+    let url = format!("redis://relay:secret@127.0.0.1:{}/0", r.port());
+    let a = relay(17, 34500, &url, "a", |_| {}).await;
+    let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
+    let call = Call::set_up(&ng, "e1").await;
+    eventually(5, || owner_in_redis(&r, "e1").is_some()).await;
+    let record = r.cli(&["GET", "test:relay:call:e1"]).unwrap();
+    ng.delete(&DeleteRequest {
+        call_id: "e1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    eventually(5, || owner_in_redis(&r, "e1").is_none()).await;
+    assert_eq!(a.stats().sessions, 0);
+    // This run's record of the call shows up again, as when a read of it
+    // crossed the delete: the relay deletes it again and does not bring
+    // the call back.
+    r.cli(&["SET", "test:relay:call:e1", record.trim_end()])
+        .unwrap();
+    eventually_explained(
+        5,
+        || owner_in_redis(&r, "e1").is_none(),
+        || format!("A: {:?}", a.stats()),
+    )
+    .await;
+    assert_eq!(a.stats().sessions, 0);
+    drop(call);
+    a.shutdown().await;
+}

@@ -105,6 +105,9 @@ pub(crate) struct Replica {
     taken_over: std::collections::HashSet<String>,
     /// The first reconcile (own sessions restored) is done.
     restored: bool,
+    /// When this relay started (Unix ms): its own records written since
+    /// are this run's, never sessions to take back from before a restart.
+    started_ms: u64,
 }
 
 impl Replica {
@@ -130,6 +133,7 @@ impl Replica {
             infos: HashMap::new(),
             taken_over: std::collections::HashSet::new(),
             restored: false,
+            started_ms: voxline_relay_dataplane::unix_ms(),
         }
     }
 }
@@ -221,9 +225,13 @@ impl Control {
             if self.table.call(call_id).is_some() {
                 return;
             }
-            if r.restored {
+            if r.restored || record.updated_ms >= r.started_ms {
                 // Stale: we ended it and the delete is still on its way (or
-                // was lost).
+                // was lost). Also before the first reconcile: a record this
+                // run wrote for a session no longer in the table was ended
+                // here (read back before the delete landed); taking it back
+                // would bring a deleted call back to life, in Redis and on
+                // every standby.
                 let _ = r.writes.send(WriteOp {
                     call_id: call_id.to_owned(),
                     value: None,
