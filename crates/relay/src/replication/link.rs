@@ -480,12 +480,13 @@ impl Follower {
     /// Makes the subscription again when it was lost without the
     /// connection. This relay's heartbeat write is a keyspace notification
     /// back to it every interval; when the writes succeed but none has come
-    /// back for a while, the connection is up and the subscription is not.
-    /// That happens when the subscription made after a reconnect fails: the
-    /// client library makes it and ignores its failure (a reply slower than
-    /// the command timeout, say), and the standby would stay deaf — no
-    /// sessions followed, no takeover — for as long as the connection
-    /// lasts. Its confirmation brings a full reconcile ([`Self::on_connected`]).
+    /// back for a while, the connection is up and the subscription is not:
+    /// Redis dropped it and kept the connection (a proxy in front of Redis
+    /// that failed over), or the client library's resubscription after a
+    /// reconnect never reached Redis (the library ignores its failure). The
+    /// standby would stay deaf — no sessions followed, no takeover — for as
+    /// long as the connection lasts. The new subscription's confirmation
+    /// brings a full reconcile ([`Self::on_connected`]).
     ///
     /// The silence counts only while Redis takes the writes: after an
     /// outage, the client library's own subscription gets its time. Each

@@ -96,7 +96,8 @@ impl LinkStatus {
         metrics::gauge!("voxline_relay_redis_connected").set(if up { 1.0 } else { 0.0 });
     }
 
-    /// Whether the last heartbeat write (or reconcile) reached Redis.
+    /// Whether Redis answered the last heartbeat write or reconcile (false
+    /// after a failed write or a lost connection).
     pub(crate) fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }

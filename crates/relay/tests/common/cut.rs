@@ -1,5 +1,7 @@
 //! A TCP forwarder that can be cut and restored: a Redis outage for one
-//! client (the server and its data and settings stay).
+//! client (the server and its data and settings stay). It forwards whole
+//! RESP commands, so that it can also slip a command of its own in on a
+//! client's behalf (Redis dropping that client's subscription, say).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
