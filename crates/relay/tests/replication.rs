@@ -183,6 +183,16 @@ fn owner_in_redis(r: &RedisServer, call: &str) -> Option<String> {
     v["owner"].as_str().map(str::to_owned)
 }
 
+/// The URL of a Redis user that may do everything but `denied` (an ACL
+/// rule such as `-scan`).
+fn user_without(r: &RedisServer, denied: &str) -> String {
+    r.cli(&[
+        "ACL", "SETUSER", "relay", "on", ">secret", "~*", "&*", "+@all", denied,
+    ])
+    .unwrap();
+    format!("redis://relay:secret@127.0.0.1:{}/0", r.port())
+}
+
 /// Redis clients subscribed to a pattern.
 fn pattern_subscribers(r: &RedisServer) -> usize {
     r.cli(&["CLIENT", "LIST"])
@@ -345,22 +355,8 @@ async fn redis_outages_stall_nothing_and_are_reconciled() {
         Cuttable::start(upstream).await,
         Cuttable::start(upstream).await,
     );
-    let a = relay(
-        8,
-        33600,
-        &format!("redis://{}/0", link_a.addr()),
-        "a",
-        |_| {},
-    )
-    .await;
-    let b = relay(
-        9,
-        33700,
-        &format!("redis://{}/0", link_b.addr()),
-        "b",
-        |_| {},
-    )
-    .await;
+    let a = relay(8, 33600, &link_a.url(), "a", |_| {}).await;
+    let b = relay(9, 33700, &link_b.url(), "b", |_| {}).await;
     let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
     let c1 = Call::set_up(&ng, "o1").await;
     eventually(5, || b.stats().foreign_sessions == 1).await;
@@ -517,14 +513,7 @@ async fn a_standby_whose_subscription_was_lost_subscribes_again() {
     let upstream: SocketAddr = format!("127.0.0.1:{}", r.port()).parse().unwrap();
     let link_b = Cuttable::start(upstream).await;
     let a = relay(14, 34200, &r.url(), "a", |_| {}).await;
-    let b = relay(
-        15,
-        34300,
-        &format!("redis://{}/0", link_b.addr()),
-        "b",
-        |_| {},
-    )
-    .await;
+    let b = relay(15, 34300, &link_b.url(), "b", |_| {}).await;
     let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
     let _c1 = Call::set_up(&ng, "l1").await;
     eventually(5, || b.stats().foreign_sessions == 1).await;
@@ -563,11 +552,7 @@ async fn a_relay_that_never_hears_itself_subscribes_again_less_and_less_often() 
     // Keyspace notifications off (Redis's default), and the relay's user
     // may not read the config that says so.
     let r = RedisServer::start().unwrap();
-    r.cli(&[
-        "ACL", "SETUSER", "relay", "on", ">secret", "~*", "&*", "+@all", "-config",
-    ])
-    .unwrap();
-    let url = format!("redis://relay:secret@127.0.0.1:{}/0", r.port());
+    let url = user_without(&r, "-config");
     let a = relay(16, 34400, &url, "a", |_| {}).await;
     eventually(5, || a.stats().redis.unwrap().connected).await;
     assert_eq!(a.stats().redis.unwrap().keyspace_notifications, None);
@@ -588,11 +573,7 @@ async fn a_session_ended_before_the_first_reconcile_stays_ended() {
     // The relay may not SCAN: its first reconcile never completes, and it
     // would take back own sessions from before a restart.
     let r = redis();
-    r.cli(&[
-        "ACL", "SETUSER", "relay", "on", ">secret", "~*", "&*", "+@all", "-scan",
-    ])
-    .unwrap();
-    let url = format!("redis://relay:secret@127.0.0.1:{}/0", r.port());
+    let url = user_without(&r, "-scan");
     let a = relay(17, 34500, &url, "a", |_| {}).await;
     let ng = NgClient::connect(a.ng_udp_addr(), policy()).await.unwrap();
     let call = Call::set_up(&ng, "e1").await;

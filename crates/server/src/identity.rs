@@ -98,7 +98,6 @@ fn is_local_ip(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
-/// Lower-cases and strips IPv6 brackets and a trailing dot.
 /// A host without white space, IPv6 brackets or a trailing dot.
 fn trim_host(h: &str) -> &str {
     h.trim()
@@ -107,6 +106,7 @@ fn trim_host(h: &str) -> &str {
         .trim_end_matches('.')
 }
 
+/// [`trim_host`], lower-cased (the stored form of our names).
 fn normalize_host(h: &str) -> String {
     trim_host(h).to_ascii_lowercase()
 }

@@ -56,6 +56,11 @@ impl Cuttable {
         self.addr
     }
 
+    /// The Redis URL (database 0) through this link.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
     /// Sends `command` (RESP) to Redis on every connection forwarded now,
     /// as if its client had sent it, between two of the client's commands;
     /// Redis's answer goes to the client. Returns on how many connections.

@@ -4,8 +4,9 @@
 //! keeps an answered INVITE's server transaction 32 s, a non-INVITE one
 //! lingers as long), and a hash map grows by rebuilding itself whole. With
 //! the keys hashed again on the way, that rebuild read every key from the
-//! heap: 168 ms at about 920,000 keys (`longest_insert_while_growing`), during which the node read no datagram
-//! and the kernel dropped what overflowed its receive buffer. So:
+//! heap: 168 ms at about 920,000 keys (`longest_insert_while_growing`),
+//! during which the node read no datagram and the kernel dropped what
+//! overflowed its receive buffer. So:
 //!
 //! * every entry keeps its key's hash, and a rebuild moves entries without
 //!   reading their keys;
