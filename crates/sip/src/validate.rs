@@ -152,7 +152,9 @@ fn version_rejection(version: &str) -> Option<Rejection> {
 /// Expires and Date syntax (400 with the header named), the Request-URI
 /// scheme (416), implemented methods (501), Require or Proxy-Require (420),
 /// the body type (415) and Accept for INVITE (406). Max-Forwards 0 is the
-/// proxy's business: see [`check_max_forwards`].
+/// proxy's business: see [`check_max_forwards`]. A proxy ([`Role::Proxy`])
+/// checks a REGISTER's To and Contact only for presence: the registrar
+/// behind it reads them.
 pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<(), Rejection> {
     let method_str = msg
         .method_str()
@@ -241,12 +243,19 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
     }
     msg.call_id()
         .map_err(|_| Rejection::bad("Bad Request - Malformed Call-ID"))?;
-    let from = msg
-        .from()
+    msg.from()
         .map_err(|_| Rejection::bad("Bad Request - Malformed From"))?;
-    msg.to()
-        .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?;
-    let _ = from;
+    // A proxy leaves a REGISTER's To and Contact to the registrar, which
+    // reads the To (the address-of-record) before it authenticates and the
+    // Contact after (RFC 3261 §10.3 steps 1 and 7: a challenged REGISTER
+    // costs no Contact parse), and answers 400 for a malformed one; a
+    // REGISTER forwarded elsewhere keeps both as received (§16.3: what the
+    // proxy does not use stays unchanged).
+    let left_to_registrar = policy.role == Role::Proxy && method_str == "REGISTER";
+    if !left_to_registrar {
+        msg.to()
+            .map_err(|_| Rejection::bad("Bad Request - Malformed To"))?;
+    }
     // The top Via through the message's cache: the core's `received`
     // stamp reads it next, and it is parsed once. The others are skipped
     // past as text (`vias().skip(1)` parsed the top one again to drop it).
@@ -269,13 +278,7 @@ pub fn validate_request(msg: &Message, policy: &ValidationPolicy<'_>) -> Result<
         Ok(_) | Err(ValueError::Missing(_)) => {}
         Err(_) => return Err(Rejection::bad("Bad Request - Malformed Max-Forwards")),
     }
-    // A proxy leaves a REGISTER's Contact to the registrar, which reads it
-    // after authentication (RFC 3261 §10.3 step 7: a challenged REGISTER
-    // costs no Contact parse) and answers 400 for a malformed one; a
-    // REGISTER forwarded elsewhere keeps it as received (§16.3: what the
-    // proxy does not use stays unchanged).
-    let contacts_for_registrar = policy.role == Role::Proxy && method_str == "REGISTER";
-    if !contacts_for_registrar && msg.contacts().any(|c| c.is_err()) {
+    if !left_to_registrar && msg.contacts().any(|c| c.is_err()) {
         return Err(Rejection::bad("Bad Request - Malformed Contact"));
     }
     if msg.routes().any(|r| r.is_err()) {

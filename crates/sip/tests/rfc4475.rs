@@ -553,6 +553,22 @@ fn s3_1_2_14_badaspec() {
         rejected("badaspec", &uas()),
         (400, "Bad Request - Malformed To")
     );
+    // As a REGISTER, a proxy leaves the To to the registrar (which reads
+    // the address-of-record from it and answers the 400, crates/registrar).
+    let text = String::from_utf8(raw("badaspec"))
+        .unwrap()
+        .replace("OPTIONS", "REGISTER");
+    let m = Message::parse(Bytes::from(text)).unwrap();
+    let proxy = ValidationPolicy {
+        role: Role::Proxy,
+        ..ValidationPolicy::default()
+    };
+    assert_eq!(validate_request(&m, &proxy), Ok(()));
+    assert!(m.to().is_err());
+    assert_eq!(
+        validate_request(&m, &uas()).map_err(|r| (r.status, r.reason)),
+        Err((400, "Bad Request - Malformed To"))
+    );
 }
 
 #[test]

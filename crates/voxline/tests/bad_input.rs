@@ -134,3 +134,37 @@ fn malformed_datagrams_get_400_or_are_dropped_and_the_node_keeps_serving() {
     }
     assert!(node.metric("voxline_sip_dropped_total", "") >= 1.0);
 }
+
+/// The SIP core leaves a REGISTER's To to the registrar (it validates as a
+/// proxy); the registrar still answers a malformed one with the 400 that
+/// names it, before it challenges, and keeps serving.
+#[test]
+fn a_register_with_a_malformed_to_gets_400_from_the_registrar() {
+    let node = Node::start(&config("\"registrar\", \"proxy\"", ""));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(node.sip_udp.unwrap()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let register = |to: &str, branch: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch};rport\r\n\
+From: <sip:alice@localhost>;tag=1\r\nTo: {to}\r\nCall-ID: {branch}\r\nCSeq: 1 REGISTER\r\n\
+Contact: <sip:alice@127.0.0.1:9>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let bad = exchange(
+        &sock,
+        register("< sip:alice@localhost >", "badto").as_bytes(),
+    )
+    .expect("an answer to a malformed To");
+    assert!(
+        bad.starts_with("SIP/2.0 400 Bad Request - Malformed To\r\n"),
+        "got {bad}"
+    );
+    // A well-formed one is challenged (authentication is on by default).
+    let good = exchange(
+        &sock,
+        register("<sip:alice@localhost>", "goodto").as_bytes(),
+    )
+    .expect("an answer to a good REGISTER");
+    assert!(good.starts_with("SIP/2.0 401 "), "got {good}");
+}
