@@ -105,7 +105,10 @@ impl Proxy {
 
     /// Routes one request (not REGISTER for our domains, which is the
     /// registrar's) and answers it.
-    pub async fn handle(&self, req: ServerRequest) {
+    ///
+    /// It takes the proxy by value (a clone is one `Arc`), so that its
+    /// future owns everything it uses and can be spawned as it is.
+    pub async fn handle(self, req: ServerRequest) {
         let msg = req.message();
         let core = req.core().clone();
         if let Err(r) = check_max_forwards(msg) {

@@ -12,7 +12,7 @@ pub mod request;
 pub use config::RegistrarConfig;
 
 use std::cell::RefCell;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use voxline_location::{Binding, LocationError, LocationStore, Timestamp};
@@ -80,7 +80,14 @@ impl Registrar {
     /// is checked here: Require (as a UAS), then a SIP or SIPS To URI
     /// while reading the address-of-record (`Role::Registrar` would parse
     /// the To once more for that).
-    pub async fn handle(&self, req: ServerRequest, is_local_domain: impl Fn(&str) -> bool) {
+    ///
+    /// It takes the registrar by `Arc`, so that its future owns everything
+    /// it uses and can be spawned as it is.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: ServerRequest,
+        is_local_domain: impl Fn(&str) -> bool,
+    ) {
         let msg = req.message();
         let policy = ValidationPolicy {
             role: Role::Uas,

@@ -209,7 +209,7 @@ impl Core {
         msg.info().map(|info| self.router.shard_of(&info))
     }
 
-    fn on_request(self: &Arc<Self>, msg: Message, peer: Peer, out: &mut Outbox<'_>) {
+    fn on_request(self: &Arc<Self>, mut msg: Message, peer: Peer, out: &mut Outbox<'_>) {
         let method = msg.method();
         if method == Some(Method::Ack) && msg.to_tag().is_some_and(|t| self.tags.is_ours(t)) {
             // Before validation: it is dropped either way. Most such ACKs
@@ -234,7 +234,7 @@ impl Core {
             }
             return;
         }
-        let msg = stamp_received(msg, &peer);
+        stamp_received(&mut msg, &peer);
         if self.draining.load(Ordering::Relaxed) && refused_while_draining(&msg) {
             metrics::counter!("voxline_sip_drain_rejected_total").increment(1);
             let retry = rand::random_range(10..=60u32).to_string();
@@ -898,13 +898,13 @@ fn refused_while_draining(msg: &Message) -> bool {
 /// (RFC 3261 §18.2.1, RFC 3581 §4): every response and every forwarded
 /// copy writes them ([`voxline_sip::ReceivedStamp`]); the request's bytes
 /// stay as received.
-fn stamp_received(msg: Message, peer: &Peer) -> Message {
+fn stamp_received(msg: &mut Message, peer: &Peer) {
     let (received, rport) = match msg.top_via() {
         Ok(via) => crate::routing::via_received(&via, peer),
-        Err(_) => return msg,
+        Err(_) => return,
     };
     let stamp = voxline_sip::ReceivedStamp::new(received, rport);
-    msg.with_received(stamp)
+    msg.set_received(stamp);
 }
 
 async fn run_timers(core: Arc<Core>, shard_index: usize) {

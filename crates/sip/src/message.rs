@@ -341,8 +341,14 @@ impl Message {
     /// [`Editor`] writes. Its own bytes, and [`Message::top_via`], stay as
     /// received. `None` removes a stamp.
     pub fn with_received(mut self, stamp: Option<ReceivedStamp>) -> Message {
-        self.stamp = stamp;
+        self.set_received(stamp);
         self
+    }
+
+    /// [`Message::with_received`] in place (a message is several hundred
+    /// bytes: moving it in and out costs a copy each way).
+    pub fn set_received(&mut self, stamp: Option<ReceivedStamp>) {
+        self.stamp = stamp;
     }
 
     /// The stamp set by [`Message::with_received`].

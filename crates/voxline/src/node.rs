@@ -348,22 +348,20 @@ impl SipService for NodeService {
         if (req.id().is_none() || Self::is_local_register(&req))
             && let Some(registrar) = &self.registrar
         {
-            let registrar = registrar.clone();
             // Polled here first: with the memory store and cached
-            // credentials a REGISTER is answered without a task.
-            voxline_server::spawn_eager(async move {
-                let core = req.core().clone();
+            // credentials a REGISTER is answered without a task. The
+            // handler's own future, not one wrapped around it, which would
+            // hold the request twice (and copy it once more).
+            let core = req.core().clone();
+            voxline_server::spawn_eager(
                 registrar
-                    .handle(req, |d| core.identity().is_local_domain(d))
-                    .await;
-            });
+                    .clone()
+                    .handle(req, move |d| core.identity().is_local_domain(d)),
+            );
             return;
         }
         match &self.proxy {
-            Some(proxy) => {
-                let proxy = proxy.clone();
-                voxline_server::spawn_eager(async move { proxy.handle(req).await });
-            }
+            Some(proxy) => voxline_server::spawn_eager(proxy.clone().handle(req)),
             None => {
                 let _ = req.send(
                     req.response(403, "Forbidden - this node does not route requests")
