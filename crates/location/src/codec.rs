@@ -363,8 +363,14 @@ impl<'a> Reader<'a> {
 
     /// Next length-prefixed string slice.
     pub fn str(&mut self) -> Result<&'a str, LocationError> {
+        std::str::from_utf8(self.str_bytes()?).map_err(|_| LocationError::Corrupt("invalid utf-8"))
+    }
+
+    /// Next length-prefixed string as bytes, its UTF-8 unchecked (for
+    /// bytes that were a `&str` when written, compared as bytes).
+    pub fn str_bytes(&mut self) -> Result<&'a [u8], LocationError> {
         let n: usize = self.small()?;
-        std::str::from_utf8(self.bytes(n)?).map_err(|_| LocationError::Corrupt("invalid utf-8"))
+        self.bytes(n)
     }
 
     fn addr(&mut self) -> Result<SocketAddr, LocationError> {

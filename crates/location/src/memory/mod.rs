@@ -162,7 +162,10 @@ impl MemoryStore {
             .ok_or(LocationError::Corrupt("shard index"))?
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
-        let before = shard.entries.take(aor).map_or(0, |old| old.binding_count());
+        let before = shard
+            .entries
+            .take(aor.as_bytes())
+            .map_or(0, |old| old.binding_count());
         // Timers are armed once recovery is complete (`arm_timers`).
         match scan.first_due {
             // Common case: nothing expired; keep the bytes as they are.
@@ -217,7 +220,7 @@ impl MemoryStore {
     fn load(shard: &Shard, aor: &str) -> Result<BindingSet, LocationError> {
         shard
             .entries
-            .get(aor)
+            .get(aor.as_bytes())
             .map_or(Ok(BindingSet::default()), PackedAor::bindings)
     }
 
@@ -230,7 +233,10 @@ impl MemoryStore {
         before: u64,
         set: &BindingSet,
     ) -> Result<(), LocationError> {
-        let old_timer = shard.entries.get(aor).map_or(0, PackedAor::timer);
+        let old_timer = shard
+            .entries
+            .get(aor.as_bytes())
+            .map_or(0, PackedAor::timer);
         let earliest = set.next_due().map(|t| timer_second(t.as_millis()));
         let timer = match earliest {
             Some(e) if old_timer == 0 || old_timer > e => e,
@@ -260,7 +266,7 @@ impl MemoryStore {
         }
         shard.account(before, set);
         if set.is_empty() {
-            shard.entries.take(aor);
+            shard.entries.take(aor.as_bytes());
         } else {
             shard.entries.replace(packed);
         }
@@ -367,7 +373,7 @@ impl MemoryStore {
             let shard = &mut *guard;
             for (due, bucket) in shard.wheel.take_due(second) {
                 for aor in Wheel::aors(&bucket) {
-                    let Some(entry) = shard.entries.get(aor) else {
+                    let Some(entry) = shard.entries.get(aor.as_bytes()) else {
                         continue;
                     };
                     if entry.timer() != due {
@@ -376,7 +382,7 @@ impl MemoryStore {
                     let before = entry.bindings()?;
                     let mut set = before.clone();
                     changes.extend(set::expire_due(aor, &mut set, now));
-                    shard.entries.take(aor);
+                    shard.entries.take(aor.as_bytes());
                     shard.account(before.bindings.len() as u64, &set);
                     // Expiry is not logged: recovery drops expired bindings.
                     if let Some(first) = set.next_due() {

@@ -55,10 +55,13 @@ impl PackedAor {
         codec::set_len(self.set_bytes()).unwrap_or(0)
     }
 
-    fn split(&self) -> (&str, u32, &[u8]) {
+    /// The three parts, the AOR as bytes: it was a `&str` when packed, and
+    /// the table hashes and compares it as bytes, so that lookups do not
+    /// check its UTF-8 again (they did, several times per update).
+    fn split(&self) -> (&[u8], u32, &[u8]) {
         let mut r = Reader::new(&self.0);
         // Built only by `new`, so these cannot fail; fall back to empty.
-        let aor = r.str().unwrap_or_default();
+        let aor = r.str_bytes().unwrap_or_default();
         let timer = r
             .bytes(4)
             .ok()
@@ -69,7 +72,7 @@ impl PackedAor {
 
     /// The address-of-record.
     pub(crate) fn aor(&self) -> &str {
-        self.split().0
+        std::str::from_utf8(self.split().0).unwrap_or_default()
     }
 
     /// Second at which this AOR's valid timer entry fires (0 = none).
@@ -88,23 +91,25 @@ impl PackedAor {
     }
 }
 
+/// Hashed and compared by the AOR's bytes: look an AOR up with
+/// `aor.as_bytes()` (a `str` hashes differently).
 impl Hash for PackedAor {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.aor().hash(state);
+        self.split().0.hash(state);
     }
 }
 
 impl PartialEq for PackedAor {
     fn eq(&self, other: &Self) -> bool {
-        self.aor() == other.aor()
+        self.split().0 == other.split().0
     }
 }
 
 impl Eq for PackedAor {}
 
-impl Borrow<str> for PackedAor {
-    fn borrow(&self) -> &str {
-        self.aor()
+impl Borrow<[u8]> for PackedAor {
+    fn borrow(&self) -> &[u8] {
+        self.split().0
     }
 }
 
@@ -151,7 +156,7 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn packed_aor_is_found_by_str_and_round_trips() {
+    fn packed_aor_is_found_by_its_bytes_and_round_trips() {
         let b = crate::codec::tests_support::sample(1);
         let set = BindingSet::from_bindings(vec![b]);
         let p = PackedAor::new("u1@example.com", 77, &set);
@@ -160,8 +165,8 @@ mod tests {
         assert_eq!(p.bindings().unwrap(), set);
         let mut set: HashSet<PackedAor> = HashSet::new();
         set.insert(p);
-        assert!(set.contains("u1@example.com"));
-        assert!(!set.contains("u2@example.com"));
+        assert!(set.contains("u1@example.com".as_bytes()));
+        assert!(!set.contains("u2@example.com".as_bytes()));
     }
 
     #[test]
