@@ -52,14 +52,19 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            // Straight to the next quote or backslash (nonces, responses
+            // and URIs are long).
+            let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+            let Some(skip) = memchr::memchr2(b'"', b'\\', rest) else {
+                return Err(ParseError::UnterminatedQuote(open));
+            };
+            self.pos += skip;
             match self.peek() {
-                None => return Err(ParseError::UnterminatedQuote(open)),
-                Some(b'"') => break,
                 Some(b'\\') => {
                     escaped = true;
                     self.pos += 2;
                 }
-                Some(_) => self.pos += 1,
+                _ => break,
             }
         }
         let inner = self
@@ -90,6 +95,29 @@ impl<'a> Cursor<'a> {
 /// error. Unquoted values run to the next `,` or whitespace, which tolerates
 /// clients that leave URIs unquoted.
 pub(crate) fn parse_digest(value: &str) -> Result<Vec<Param<'_>>, ParseError> {
+    let mut params: Vec<Param<'_>> = Vec::with_capacity(10);
+    visit_digest(value, |name, value| {
+        if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(duplicate(name));
+        }
+        params.push((name, value));
+        Ok(())
+    })?;
+    Ok(params)
+}
+
+/// The error for a parameter `name` given twice.
+pub(crate) fn duplicate(name: &str) -> ParseError {
+    ParseError::Duplicate(name.to_ascii_lowercase())
+}
+
+/// Walks the parameters of `Digest a=b, c="d"` in order: `visit` gets each
+/// name and its value (unquoted and unescaped), and may stop the walk with
+/// an error. Duplicates are the visitor's to find.
+pub(crate) fn visit_digest<'a>(
+    value: &'a str,
+    mut visit: impl FnMut(&'a str, Cow<'a, str>) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
     let mut cur = Cursor {
         text: value,
         pos: 0,
@@ -99,7 +127,6 @@ pub(crate) fn parse_digest(value: &str) -> Result<Vec<Param<'_>>, ParseError> {
     if !scheme.eq_ignore_ascii_case("Digest") || !cur.peek().is_some_and(is_lws) {
         return Err(ParseError::NotDigest);
     }
-    let mut params: Vec<Param<'_>> = Vec::with_capacity(10);
     loop {
         cur.skip_lws();
         match cur.peek() {
@@ -126,10 +153,7 @@ pub(crate) fn parse_digest(value: &str) -> Result<Vec<Param<'_>>, ParseError> {
         } else {
             Cow::Borrowed(cur.take_while(|b| b != b',' && !is_lws(b)))
         };
-        if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            return Err(ParseError::Duplicate(name.to_ascii_lowercase()));
-        }
-        params.push((name, value));
+        visit(name, value)?;
         cur.skip_lws();
         match cur.peek() {
             None => break,
@@ -137,7 +161,7 @@ pub(crate) fn parse_digest(value: &str) -> Result<Vec<Param<'_>>, ParseError> {
             Some(_) => return Err(ParseError::Unexpected(cur.pos)),
         }
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Removes and returns the parameter `name` (case-insensitive).
