@@ -2,7 +2,8 @@
 //! `WWW-Authenticate` values): any input is answered without a panic, and
 //! credentials written with any parameter values, in any order, with any
 //! spacing and name case, read back as written. The fuzz target
-//! `fuzz/fuzz_targets/parse_digest.rs` runs the first property unbounded.
+//! `fuzz/fuzz_targets/parse_digest.rs` runs the first property unbounded;
+//! its corpus (`fuzz/corpus/parse_digest/`) is replayed here.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -34,6 +35,22 @@ fn recase(name: &str, mask: u32) -> String {
             }
         })
         .collect()
+}
+
+#[test]
+fn the_fuzz_corpus_is_answered_without_a_panic() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/parse_digest");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Ok(value) = std::str::from_utf8(&data) {
+            let _ = DigestCredentials::parse(value);
+            let _ = DigestChallenge::parse(value);
+        }
+        n += 1;
+    }
+    assert!(n > 50, "only {n} corpus files in {}", dir.display());
 }
 
 proptest! {
