@@ -11,7 +11,9 @@
 # enough for the node under valgrind), and prints the instructions counted inside the UDP
 # worker's batch handling (everything from the receive to the sends: framing,
 # validation, the registrar, digest verification, the location store, replies) per flow.
-# Kernel work is not counted, nor are cache effects. Under valgrind SHA-256 runs its
+# Kernel work is not counted, nor are cache effects; and at this rate a receive batch
+# holds one or two datagrams, so per-batch work (system call set-up, ~16 allocations per
+# flow) weighs more than at saturation, where 32 datagrams share it. Under valgrind SHA-256 runs its
 # portable code instead of the SHA extensions (~20,000 instructions per flow of nonce
 # and fake-HA1 MACs), which adds the same to every binary.
 # Needs valgrind (Debian package `valgrind`) besides what run.sh needs.
