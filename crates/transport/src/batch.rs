@@ -300,6 +300,7 @@ mod tests {
         );
         assert_eq!(inb.received_at(1), None);
     }
+
     #[test]
     fn the_largest_datagrams_arrive_whole_beside_small_ones() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
